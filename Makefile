@@ -1,0 +1,31 @@
+# The two set-up commands in the README: `make demo` and `make test`.
+# Both create .venv, install iceaudit into it, then run the job.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+# torch is installed first, pinned, only where none is importable: an open
+# `torch>=2.3` requirement on a machine without torch would pull a multi-GB
+# CUDA build. Users who already have a torch (CUDA or not) keep theirs.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: install
+	$(VENV)/bin/iceaudit demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+from iceaudit.cli import main
+
+main()
