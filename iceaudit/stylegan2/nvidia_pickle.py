@@ -284,4 +284,6 @@ def load_nvidia_pickle(path: str | Path, device: Any = "cpu"):
     from iceaudit.stylegan2.assemble import build_generator
 
     record = generator_record(read_network_pickle(path), path)
-    return build_generator(generator_kwargs(record), record.state_dict(), source=str(path), device=device)
+    G = build_generator(generator_kwargs(record), record.state_dict(), source=str(path), device=device)
+    G.provenance = {"format": "nvidia-pickle", "path": str(path), "notes": []}
+    return G
