@@ -75,11 +75,13 @@ def sniff_format(path: Path) -> str:
 
 
 def _looks_like_text(head: bytes) -> bool:
-    try:
-        head.decode("utf-8")
+    import codecs
+
+    try:  # final=False: a multi-byte character cut at the end of `head` is fine
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
         return False
-    return True
+    return "\x00" not in text
 
 
 def _demo_path() -> Path:
