@@ -173,3 +173,11 @@ def test_not_a_generator(tmp_path):
         (tmp_path / "d.pkl").write_bytes(pickle.dumps({"D": Persistent("Discriminator")}, protocol=4))
     with pytest.raises(UserError, match="no `G_ema`"):
         load_nvidia_pickle(tmp_path / "d.pkl")
+
+
+def test_stylegan3_alias_free_generator_is_refused_by_name(tmp_path):
+    G = tiny_generator()
+    tree = generator_tree(G.state_dict(), official_init_kwargs(G))
+    tree.modules["synthesis"].modules["input"] = Persistent("SynthesisInput")
+    with pytest.raises(UserError, match="StyleGAN3"):
+        load_nvidia_pickle(write_pickle({"G_ema": tree}, tmp_path / "sg3.pkl"))
