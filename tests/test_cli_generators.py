@@ -178,7 +178,7 @@ def test_torch_checkpoint_with_forbidden_global(capsys, tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"g_ema": Evil(os.system, f"touch {marker}")}, tmp_path / "evil.pt")
     code, _, err = run(capsys, "info", str(tmp_path / "evil.pt"))
-    assert_user_error(code, err, "refused to load", "nothing from the file was executed")
+    assert_user_error(code, err, "refused to load", "posix.system", "nothing from the file was executed")
     assert not marker.exists()
 
 

@@ -60,6 +60,9 @@ class PersistentRecord:
                 out.update(child.state_dict(prefix + name + "."))
         return out
 
+    def __setstate__(self, state: Any) -> None:  # a BUILD opcode aimed at a record
+        raise UserError("malformed network pickle (state applied to a persistent object)")
+
     def find(self, dotted: str) -> "PersistentRecord | None":
         node: Any = self
         for part in dotted.split("."):
