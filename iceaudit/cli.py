@@ -163,6 +163,7 @@ def generate_command(
     noise_mode: str = typer.Option("const", "--noise-mode", help="const (reproducible), random or none."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per forward pass."),
     cols: Optional[int] = typer.Option(None, "--cols", min=1, help="Grid columns (default: square-ish)."),
+    class_idx: Optional[int] = typer.Option(None, "--class-idx", help="Class label, for conditional generators only."),
 ) -> None:
     from pathlib import Path
 
@@ -183,7 +184,7 @@ def generate_command(
                   console=console, transient=True) as progress:
         task = progress.add_task("faces", total=len(seed_list))
         images = generate_images(G, seed_list, psi=psi, noise_mode=noise_mode, batch_size=batch_size,
-                                 on_batch=lambda n: progress.advance(task, n))
+                                 class_idx=class_idx, on_batch=lambda n: progress.advance(task, n))
     save_png(image_grid(images, cols), target)
     out.print(f"wrote {Path(target)} ({len(seed_list)} faces, {G.img_resolution}×{G.img_resolution}, psi {psi})")
 

@@ -216,3 +216,21 @@ def test_debug_shows_traceback(capsys, tmp_path):
     code, _, err = run(capsys, "--debug", "info", str(tmp_path / "nope.pkl"))
     assert code == 2
     assert "Traceback" in err and "no such file" in err
+
+
+def test_conditional_generator_needs_a_class(capsys, tmp_path):
+    torch.manual_seed(0)
+    G = Generator(16, 3, 16, 8, 3, synthesis_kwargs=dict(channel_base=64, channel_max=16)).eval()
+    save_native(G, tmp_path / "cond")
+    args = ["generate", "-g", str(tmp_path / "cond.json"), "--seeds", "0-1", "--out", str(tmp_path / "g.png")]
+    code, _, err = run(capsys, *args)
+    assert_user_error(code, err, "conditional", "--class-idx")
+    code, _, err = run(capsys, *args, "--class-idx", "5")
+    assert_user_error(code, err, "--class-idx must be in 0..2")
+    code, _, err = run(capsys, *args, "--class-idx", "2")
+    assert code == 0, err
+    from PIL import Image
+    with torch.no_grad():
+        img = G(z_from_seeds([1], 16), torch.tensor([[0.0, 0.0, 1.0]]), psi=0.7)
+    expected = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png"))[:, 8:16], expected)
