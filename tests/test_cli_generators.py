@@ -17,6 +17,7 @@ from stylegan2_io_fakes import Evil, generator_tree, official_init_kwargs, train
 
 from iceaudit import load_generator  # noqa: E402
 from iceaudit.cli import main  # noqa: E402
+from iceaudit.errors import UserError  # noqa: E402
 from iceaudit.stylegan2.generate import z_from_seeds  # noqa: E402
 from iceaudit.stylegan2.loaders import save_native  # noqa: E402
 from iceaudit.stylegan2.networks import Generator  # noqa: E402
@@ -204,7 +205,6 @@ def test_failed_generate_keeps_existing_output(capsys, tmp_path, monkeypatch):
 
     def broken_save(self, *a, **k):
         raise UserError("simulated failure while writing")
-    from iceaudit.errors import UserError
     monkeypatch.setattr(Image.Image, "save", broken_save)
     code, _, err = run(capsys, "generate", "-g", str(ROSI), "--seeds", "0", "--out", str(out_png))
     assert_user_error(code, err, "simulated failure")
