@@ -97,7 +97,8 @@ def load_native(path: str | Path, device: Any = "cpu"):
 
     weights, config_path = native_paths(path)
     if not weights.is_file():
-        raise UserError(f"no such file: {weights}")
+        beside = f" (the weights that {config_path.name} describes)" if Path(path).suffix == ".json" else ""
+        raise UserError(f"no such file: {weights}{beside}")
     try:
         config = _read_config(config_path, weights)
         state = load_file(str(weights), device="cpu")

@@ -111,8 +111,7 @@ class _EasyDict(dict):
     NEWOBJ/BUILD opcodes a pickled dict subclass uses."""
 
     def __setstate__(self, state: Any) -> None:
-        if isinstance(state, dict):
-            self.update(state)
+        pass  # instance attributes of an EasyDict are never data; items come via SETITEMS
 
 
 def _load_storage(data: Any) -> Any:
