@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 
 from iceaudit.atomic import atomic_path
 from iceaudit.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from iceaudit.stylegan2.networks import Generator
 
 MAX_SEED = 2 ** 32 - 1  # RandomState's seed range
 MAX_SEEDS = 10_000
@@ -53,7 +56,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate_images(G, seeds: Sequence[int], psi: float = 1.0, noise_mode: str = "const",
+def generate_images(G: Generator, seeds: Sequence[int], psi: float = 1.0, noise_mode: str = "const",
                     batch_size: int = 8, class_idx: int | None = None,
                     on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
     """uint8 images [N, H, W, C] for `seeds`, generated in batches.

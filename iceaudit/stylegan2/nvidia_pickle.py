@@ -27,12 +27,15 @@ import io
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
 from iceaudit.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from iceaudit.stylegan2.networks import Generator
 
 # --- records --------------------------------------------------------------------
 
@@ -281,7 +284,7 @@ def generator_kwargs(record: PersistentRecord) -> dict[str, Any]:
     return _plain(out)
 
 
-def load_nvidia_pickle(path: str | Path, device: Any = "cpu"):
+def load_nvidia_pickle(path: str | Path, device: Any = "cpu") -> Generator:
     """iceaudit's `Generator` with the weights of an official pickle's `G_ema`."""
     from iceaudit.stylegan2.assemble import build_generator
 

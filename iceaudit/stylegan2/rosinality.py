@@ -33,11 +33,14 @@ import argparse
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
 from iceaudit.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from iceaudit.stylegan2.networks import Generator
 
 ROSINALITY_LR_MLP = 0.01  # rosinality's Generator(lr_mlp=0.01); not stored in checkpoints
 
@@ -156,7 +159,7 @@ def rosinality_to_official(state: Mapping[str, torch.Tensor], latent_avg: torch.
     return kwargs, out
 
 
-def official_to_rosinality(G) -> dict[str, Any]:
+def official_to_rosinality(G: Generator) -> dict[str, Any]:
     """A rosinality checkpoint dict ({'g_ema', 'latent_avg'}) for generator G.
 
     Refuses configs rosinality's Generator cannot express. Note that
@@ -209,7 +212,7 @@ def official_to_rosinality(G) -> dict[str, Any]:
     return {"g_ema": {k: v.contiguous() for k, v in state.items()}, "latent_avg": official["mapping.w_avg"].clone()}
 
 
-def estimate_w_avg(G, n: int = 10_000, seed: int = 0) -> torch.Tensor:
+def estimate_w_avg(G: Generator, n: int = 10_000, seed: int = 0) -> torch.Tensor:
     """Mean of mapping(z) over `n` fixed-seed samples: what rosinality's
     `mean_latent` computes, for checkpoints saved without `latent_avg`."""
     z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
@@ -217,7 +220,7 @@ def estimate_w_avg(G, n: int = 10_000, seed: int = 0) -> torch.Tensor:
         return G.mapping(z.to(G.mapping.w_avg.device), None, psi=1.0)[:, 0].mean(0)
 
 
-def load_rosinality(path: str | Path, device: Any = "cpu", ckpt: dict | None = None):
+def load_rosinality(path: str | Path, device: Any = "cpu", ckpt: dict | None = None) -> Generator:
     """iceaudit's Generator with the weights of a rosinality checkpoint's `g_ema`."""
     from iceaudit.stylegan2.assemble import build_generator
 
