@@ -206,3 +206,11 @@ def test_malformed_structures_are_user_errors(tmp_path, how, message):
     path = write_pickle({"G_ema": _Odd(how)}, tmp_path / "odd.pkl")
     with pytest.raises(UserError, match=message):
         load_nvidia_pickle(path)
+
+
+def test_tensorflow_pickle_gets_a_conversion_hint(tmp_path):
+    path = tmp_path / "stylegan2-ffhq-config-f.pkl"
+    path.write_bytes(b"\x80\x02cdnnlib.tflib.network\nNetwork\nq\x00)\x81q\x01}b.")
+    with pytest.raises(UserError, match="dnnlib.tflib.network.Network") as err:
+        load_nvidia_pickle(path)
+    assert "TensorFlow" in err.value.hint

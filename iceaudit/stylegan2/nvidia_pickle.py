@@ -190,10 +190,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 class ForbiddenGlobal(UserError):
     def __init__(self, qualname: str) -> None:
+        hint = "Only official stylegan2-ada-pytorch / stylegan3 network pickles are accepted."
+        if qualname.startswith("dnnlib.tflib"):
+            hint = ("This looks like a TensorFlow StyleGAN/StyleGAN2 pickle. Convert it to PyTorch in an "
+                    "environment you trust (stylegan2-ada-pytorch's legacy.py), then load the result.")
         super().__init__(
             f"refused to load: the pickle references `{qualname}`, which an NVIDIA network "
             "pickle never needs; nothing from the file was executed",
-            hint="Only official stylegan2-ada-pytorch / stylegan3 network pickles are accepted.",
+            hint=hint,
         )
         self.qualname = qualname
 
