@@ -99,7 +99,7 @@ def info_command(
         "notes": G.provenance.get("notes", []),
     }
     if as_json:
-        out.print_json(json.dumps(facts))
+        typer.echo(json.dumps(facts, indent=2))  # plain: for pipes and CI
         return
     summary = Table(title=f"generator {path}", show_header=False, title_justify="left")
     summary.add_column(style="bold")
