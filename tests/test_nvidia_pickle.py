@@ -214,3 +214,14 @@ def test_tensorflow_pickle_gets_a_conversion_hint(tmp_path):
     with pytest.raises(UserError, match="dnnlib.tflib.network.Network") as err:
         load_nvidia_pickle(path)
     assert "TensorFlow" in err.value.hint
+
+
+def test_positional_init_args_are_understood(tmp_path):
+    G = tiny_generator()
+    kw = G.init_kwargs
+    tree = generator_tree(G.state_dict(), {"mapping_kwargs": kw["mapping_kwargs"],
+                                           "synthesis_kwargs": kw["synthesis_kwargs"]})
+    tree.init_args = (kw["z_dim"], kw["c_dim"], kw["w_dim"], kw["img_resolution"], kw["img_channels"])
+    G2 = load_nvidia_pickle(write_pickle({"G_ema": tree}, tmp_path / "g.pkl"))
+    assert G2.init_kwargs == G.init_kwargs
+    assert torch.equal(images(G2), images(G))
