@@ -30,6 +30,7 @@ code adds it to sum((w*s)^2): the same number to float32 precision.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
 from pathlib import Path
@@ -52,7 +53,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"no such file: {path}")
     try:
         # Training checkpoints store their argparse options; a Namespace is inert.
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # (torch < 2.5 has no safe_globals: such checkpoints are refused there.)
+        allow = getattr(torch.serialization, "safe_globals", None)
+        with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
