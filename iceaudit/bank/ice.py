@@ -105,6 +105,32 @@ def _jacobians_exact(space, criteria, ws1, ctxs, y0, *, mode, chunk, tick):
     return dict(zip(sizes, torch.split(full, list(sizes.values()), dim=0)))
 
 
+def jacobians(
+    space: LatentSpace,
+    criteria: Mapping[str, Criterion],
+    ws1: torch.Tensor,
+    *,
+    method: str = "fd",
+    eps: float = 1e-3,
+    central: bool = False,
+    exact_mode: str = "auto",
+    chunk: int = 64,
+    progress: Callable[[float], None] | None = None,
+) -> dict[Key, torch.Tensor]:
+    """Jacobians [M, D] of every criterion output of one face ``ws1`` [1, num_ws, w_dim]."""
+    tick = progress or (lambda n: None)
+    ws1 = ws1.detach()
+    with torch.no_grad():
+        images = space.G.synthesis(ws1, noise_mode="const")
+        ctxs = {cid: c.prepare(images) for cid, c in criteria.items()}
+        y0 = _evaluate_all(criteria, images, ctxs)
+    if method == "fd":
+        return _jacobians_fd(space, criteria, ws1, ctxs, y0, eps=eps, central=central, chunk=chunk, tick=tick)
+    if method == "exact":
+        return _jacobians_exact(space, criteria, ws1, ctxs, y0, mode=exact_mode, chunk=chunk, tick=tick)
+    raise ValueError(f"method must be 'fd' or 'exact', not {method!r}")
+
+
 def compute_jtj(
     space: LatentSpace,
     criteria: Mapping[str, Criterion],
@@ -138,17 +164,8 @@ def compute_jtj(
     tick = progress or (lambda n: None)
     total = {k: torch.zeros(space.dim, space.dim, dtype=torch.float64) for k in _keys(criteria)}
     for n in range(ws.shape[0]):
-        ws1 = ws[n : n + 1].detach()
-        with torch.no_grad():
-            images = space.G.synthesis(ws1, noise_mode="const")
-            ctxs = {cid: c.prepare(images) for cid, c in criteria.items()}
-            y0 = _evaluate_all(criteria, images, ctxs)
-        if method == "fd":
-            jac = _jacobians_fd(space, criteria, ws1, ctxs, y0, eps=eps, central=central, chunk=chunk, tick=tick)
-        elif method == "exact":
-            jac = _jacobians_exact(space, criteria, ws1, ctxs, y0, mode=exact_mode, chunk=chunk, tick=tick)
-        else:
-            raise ValueError(f"method must be 'fd' or 'exact', not {method!r}")
+        jac = jacobians(space, criteria, ws[n : n + 1], method=method, eps=eps, central=central,
+                        exact_mode=exact_mode, chunk=chunk, progress=tick)
         for k, j in jac.items():
             j = j.double()
             total[k] += j.T @ j
