@@ -94,7 +94,7 @@ def test_jtj_cache_is_reused(tmp_path):
 def test_same_seed_same_basis_and_w_plus_space():
     G = ToyGenerator()
     crit = {"c": RegionColour(HalfParser(), ["skin"], size=16)}
-    for space in (LatentSpace(G, "S", ["b16.conv1", "b8.conv1"]), LatentSpace(G, "W+", [1, 3])):
+    for space in (LatentSpace(G, "S", ["b16.conv1", "b8.conv1"]), LatentSpace(G, "W+", [1, 3]), LatentSpace(G, "W")):
         r1 = ice_subspace(compute_jtj(space, crit, _faces(G, 2))["c::act"])
         r2 = ice_subspace(compute_jtj(space, crit, _faces(G, 2))["c::act"])
         assert r1.basis.shape[0] >= 1 and r1.basis.shape[1] == space.dim

@@ -19,13 +19,13 @@ from typing import Any, Callable, Mapping
 import torch
 
 from iceaudit.bank import correlation, pca, stylespace
-from iceaudit.bank.calibrate import calibrate, latent_sd
+from iceaudit.bank.calibrate import calibrate, latent_sd, orient
 from iceaudit.bank.format import Bank, Subspace, save_bank
 from iceaudit.bank.ice import compute_jtj, ice_subspace
 from iceaudit.bank.latent import LatentSpace
 from iceaudit.bank.recipe import Recipe, SubspaceRecipe
 from iceaudit.bank.validate import Thresholds, validate_subspace
-from iceaudit.criteria.base import Eyes
+from iceaudit.criteria.base import Eyes, memoize
 from iceaudit.criteria.spec import Measured, build_criterion, spec_id
 from iceaudit.errors import UserError
 
@@ -60,6 +60,7 @@ def eyes_tag(eyes: Eyes) -> str:
     h = hashlib.sha256()
     for part in (eyes.landmarks, eyes.parser):
         h.update(type(part).__name__.encode())
+        part = getattr(part, "model", part)  # unwrap Memo
         module = part if isinstance(part, torch.nn.Module) else getattr(part, "net", None)
         if isinstance(module, torch.nn.Module):
             for k, v in sorted(module.state_dict().items()):
@@ -139,6 +140,7 @@ def build_bank(
     ws_cal = sample_faces(G, n_cal, seed + 1, psi)
     ws_val = sample_faces(G, n_val, seed + 2, psi)
     tag = eyes_tag(eyes)
+    eyes = memoize(eyes)
     t0 = time.time()
 
     found: dict[str, Subspace] = {}
@@ -234,10 +236,14 @@ def build_bank(
     measures = {sid: Measured(next(s for s in recipe.subspaces if s.id == sid).criterion, eyes)
                 for sid, sub in found.items() if sub.criterion}
     for sid, sub in list(found.items()):
-        if sid in measures and sub.method != "literature":
+        sr = next(s for s in recipe.subspaces if s.id == sid)
+        if sid in measures:
+            if sub.method in ("ice", "stylespace", "attribute") and sr.options.get("walk", "measure") == "measure":
+                sub = orient(G, sub, measures[sid], ws_cal[:16])
             sub, cal = calibrate(G, sub, measures[sid], ws_cal)
             found[sid] = sub
-            extra[sid]["calibration"] = {"sd_measure": cal.sd_measure, "slope": cal.slope, "sd_latent": cal.sd_latent, "flipped": cal.flipped}
+            extra.setdefault(sid, {})["calibration"] = {"sd_measure": cal.sd_measure, "slope": cal.slope,
+                                                        "sd_latent": cal.sd_latent, "flipped": cal.flipped}
             if not cal.unit_norm < float("inf"):
                 skipped[sid] = "the direction does not change its criterion (slope 0)"
                 found.pop(sid)

@@ -77,3 +77,29 @@ def calibrate(G, subspace: Subspace, measured: Measured, ws: torch.Tensor, *, pr
     unit = f"1 SD ({sd:.4g}) of {measured.name} across {ws.shape[0]} sampled faces"
     out = replace(subspace, basis=basis, unit_norm=float(unit_norm), unit=unit)
     return out, Calibration(float(unit_norm), sd, slope, sd_lat, flipped, unit)
+
+
+def orient(G, subspace: Subspace, measured: Measured, ws: torch.Tensor, chunk: int = 8) -> Subspace:
+    """Rotate a multi-row basis so that row 0 is the direction inside the subspace that moves
+    the measure most (the measure's mean latent gradient projected onto the span)."""
+    B = subspace.basis
+    if B.shape[0] < 2:
+        return subspace
+    space = LatentSpace(G, subspace.space, list(subspace.layers))
+    coef = torch.zeros(B.shape[0], dtype=torch.float64)
+    for i in range(0, ws.shape[0], chunk):
+        w = ws[i : i + chunk].detach()
+        with torch.no_grad():
+            x0 = space.encode(w)
+        x = x0.clone().requires_grad_(True)
+        images = space.render(x, w)
+        ctx = measured.prepare(images.detach())
+        (g,) = torch.autograd.grad(measured.value(images, ctx).sum(), x)
+        coef += (g.detach() @ B.T.to(g)).sum(0).double()
+    if coef.norm() == 0:
+        return subspace
+    c = (coef / coef.norm()).float()
+    # orthonormal basis of the coefficient space with c first
+    q, r = torch.linalg.qr(torch.cat([c[:, None], torch.eye(len(c))], dim=1))
+    q = q[:, : len(c)] * torch.sign(r.diagonal()[: len(c)])[None, :]
+    return replace(subspace, basis=(q.T @ B).contiguous())

@@ -1,5 +1,8 @@
 """The latent vector a discovery method works in: W, W+ (a ws range) or S (style layers).
 
+As in the bank format, a W+ vector is one w (``w_dim``) shared by the ws entries
+``layers = [first, last]``; a W vector is shared by all of them.
+
 `LatentSpace` turns faces (ws) into flat vectors x [N, D] and back into
 images, and knows which style layer is the first one a coordinate changes, so
 that perturbations of late layers re-run only the end of the synthesis network.
@@ -45,8 +48,6 @@ class LatentSpace:
     def dim(self) -> int:
         if self.space == "S":
             return int(sum(self._sizes))
-        if self.space == "W+":
-            return (self.layers[1] - self.layers[0] + 1) * int(self.G.w_dim)
         return int(self.G.w_dim)
 
     def encode(self, ws: torch.Tensor) -> torch.Tensor:
@@ -54,7 +55,7 @@ class LatentSpace:
             st = self.G.styles(ws)
             return torch.cat([st[n] for n in self.layers], dim=1)
         if self.space == "W+":
-            return ws[:, self.layers[0] : self.layers[1] + 1].flatten(1)
+            return ws[:, self.layers[0]]
         return ws[:, 0]
 
     def styles(self, x: torch.Tensor, ws: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -70,7 +71,7 @@ class LatentSpace:
         ws = ws.clone()
         if self.space == "W+":
             a, b = self.layers
-            ws[:, a : b + 1] = x.reshape(n, b - a + 1, -1)
+            ws[:, a : b + 1] = x[:, None, :]
         else:
             ws[:, :] = x[:, None, :]
         return self.G.styles(ws)
@@ -86,7 +87,7 @@ class LatentSpace:
             raise IndexError(coord)
         if self.space == "W":
             return self.G.style_layers[0].name
-        ws_index = self.layers[0] + coord // int(self.G.w_dim)
+        ws_index = self.layers[0]
         for layer in self.G.style_layers:
             if layer.ws_index >= ws_index:
                 return layer.name

@@ -67,3 +67,35 @@ class Criterion:
 def expand_to(t: torch.Tensor, n: int) -> torch.Tensor:
     """Broadcast a per-batch constant prepared on 1 face to n faces."""
     return t if t.shape[0] == n else t.expand(n, *t.shape[1:])
+
+
+class Memo:
+    """Wraps an eye so that criteria sharing one image batch run it once.
+
+    The last input tensor (by identity and version) and its output are kept;
+    attributes (``labels``, ``num_points``, ``groups``) pass through.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self._x = None
+        self._key = None
+        self._out = None
+
+    def __getattr__(self, name: str):
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x._version, torch.is_grad_enabled())
+        if self._x is x and self._key == key:
+            return self._out
+        out = self.model(x)
+        self._x, self._key, self._out = x, key, out
+        return out
+
+
+def memoize(eyes: Eyes) -> Eyes:
+    wrap = lambda m: m if m is None or isinstance(m, Memo) else Memo(m)  # noqa: E731
+    return Eyes(landmarks=wrap(eyes.landmarks), parser=wrap(eyes.parser))

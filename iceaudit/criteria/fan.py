@@ -47,6 +47,12 @@ class FanLandmarks(nn.Module):
     """
 
     num_points = 68
+    # iBUG 300-W 68-point layout (0-based)
+    groups = {
+        "jaw": list(range(0, 17)), "brows": list(range(17, 27)), "nose": list(range(27, 36)),
+        "eyes": list(range(36, 48)), "left_eye": list(range(36, 42)), "right_eye": list(range(42, 48)),
+        "mouth": list(range(48, 68)), "outer_lips": list(range(48, 60)), "inner_lips": list(range(60, 68)),
+    }
 
     def __init__(self, net: nn.Module, *, box: tuple[float, float, float] = (0.5, 0.55, 0.75), size: int = 256) -> None:
         super().__init__()

@@ -78,6 +78,23 @@ class RegionColour(_Masked):
         return mean, sup
 
 
+class RegionArea(Criterion):
+    """y_act = the parser's soft area of the region (mean probability over the image,
+    differentiable: it grows when glasses, a beard or hair appear); y_sup is empty."""
+
+    def __init__(self, parser: FaceParser | None, regions: Sequence[str], *, size: int = 64) -> None:
+        if parser is None:
+            raise UserError(f"criterion over regions {list(regions)} needs a face parser (--parser)")
+        self.parser, self.regions, self.size = parser, list(regions), int(size)
+        self.label_ids = resolve_labels(self.regions, list(parser.labels))
+        self.name = f"area[{'+'.join(self.regions)}]"
+
+    def evaluate(self, images, ctx):
+        p = self.parser(resize(images, self.size)).softmax(dim=1)[:, self.label_ids].sum(1)
+        area = p.flatten(1).mean(1, keepdim=True)
+        return area, area[:, :0]
+
+
 class HighFrequency(Criterion):
     """y_act = x - up(down(x, low)) (fine texture), y_sup = down(x, low) (the coarse image)."""
 

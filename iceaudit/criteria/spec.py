@@ -2,9 +2,9 @@
 
 A spec is a small dict (a TOML inline table), e.g.
 ``{kind = "region_colour", regions = ["skin", "nose"], size = 64, measure = "luminance"}``.
-Kinds: ``region_colour``, ``masked_pixels``, ``landmarks`` (``points = [36, 47]`` as an
-inclusive range or ``indices = [...]``, ``centred``), ``texture``, ``high_frequency``,
-``image``. The measure turns y_act into one number per face (mean skin luminance,
+Kinds: ``region_colour``, ``masked_pixels``, ``region_area`` (soft parser area),
+``landmarks`` (``group = "eyes"`` named by the landmark model, ``points = [36, 47]`` as an
+inclusive range, or ``indices = [...]``; ``centred``), ``texture``, ``high_frequency``, ``image``. The measure turns y_act into one number per face (mean skin luminance,
 spread of the eye landmarks...), so one unit of a walk is a stated change of it.
 """
 from __future__ import annotations
@@ -16,12 +16,12 @@ import torch
 
 from iceaudit.criteria.base import Criterion, Eyes, expand_to
 from iceaudit.criteria.landmarks import LandmarkSet, TextureOnGeometry
-from iceaudit.criteria.pixels import HighFrequency, MaskedPixels, RegionColour, WholeImage
+from iceaudit.criteria.pixels import HighFrequency, MaskedPixels, RegionArea, RegionColour, WholeImage
 from iceaudit.errors import UserError
 
-KINDS = ("region_colour", "masked_pixels", "landmarks", "texture", "high_frequency", "image")
+KINDS = ("region_colour", "masked_pixels", "region_area", "landmarks", "texture", "high_frequency", "image")
 _DEFAULT_MEASURE = {
-    "region_colour": "luminance", "masked_pixels": "luminance", "landmarks": "spread",
+    "region_colour": "luminance", "masked_pixels": "luminance", "region_area": "mean", "landmarks": "spread",
     "texture": "rms", "high_frequency": "rms", "image": "rms",
 }
 
@@ -31,13 +31,21 @@ def spec_id(spec: Mapping[str, Any]) -> str:
     return json.dumps(dict(spec), sort_keys=True, separators=(",", ":"))
 
 
-def _points(spec) -> list[int]:
+def _points(spec, model=None) -> list[int]:
+    if "group" in spec:
+        groups = getattr(model, "groups", None) or {}
+        if spec["group"] not in groups:
+            raise UserError(
+                f"landmark group {spec['group']!r} is not defined by this landmark model "
+                f"(it has: {', '.join(groups) or 'no named groups'})"
+            )
+        return list(groups[spec["group"]])
     if "indices" in spec:
         return [int(i) for i in spec["indices"]]
     if "points" in spec:
         a, b = spec["points"]
         return list(range(int(a), int(b) + 1))
-    raise UserError(f"landmarks criterion needs `points = [first, last]` or `indices = [...]`: {spec_id(spec)}")
+    raise UserError(f"landmarks criterion needs `group`, `points = [first, last]` or `indices = [...]`: {spec_id(spec)}")
 
 
 def build_criterion(spec: Mapping[str, Any], eyes: Eyes) -> Criterion:
@@ -49,7 +57,9 @@ def build_criterion(spec: Mapping[str, Any], eyes: Eyes) -> Criterion:
     if kind == "masked_pixels":
         return MaskedPixels(eyes.parser, spec["regions"], size=size, **morph)
     if kind == "landmarks":
-        return LandmarkSet(eyes.landmarks, _points(spec), centred=bool(spec.get("centred", False)))
+        return LandmarkSet(eyes.landmarks, _points(spec, eyes.landmarks), centred=bool(spec.get("centred", False)))
+    if kind == "region_area":
+        return RegionArea(eyes.parser, spec["regions"], size=size)
     if kind == "texture":
         return TextureOnGeometry(eyes.landmarks, eyes.parser, spec.get("regions", []), size=int(spec.get("size", 48)))
     if kind == "high_frequency":
