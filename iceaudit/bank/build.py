@@ -279,6 +279,7 @@ def build_bank(
         "faces": {"discovery": n_disc, "calibration": n_cal, "validation": n_val},
         "jtj_method": method,
         "eyes": tag,
+        "eyes_spec": recipe.eyes,
         "rejected": rejected,
         "skipped": skipped,
         "build_seconds": round(time.time() - t0, 1),

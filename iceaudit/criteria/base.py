@@ -72,27 +72,27 @@ def expand_to(t: torch.Tensor, n: int) -> torch.Tensor:
 class Memo:
     """Wraps an eye so that criteria sharing one image batch run it once.
 
-    The last input tensor (by identity and version) and its output are kept;
-    attributes (``labels``, ``num_points``, ``groups``) pass through.
+    The outputs for the last few input tensors (by identity and version) are
+    kept; attributes (``labels``, ``num_points``, ``groups``) pass through.
     """
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, keep: int = 4) -> None:
         self.model = model
-        self._x = None
-        self._key = None
-        self._out = None
+        self.keep = keep
+        self._cache: list[tuple] = []  # (tensor, key, output), most recent last
 
     def __getattr__(self, name: str):
-        if name == "model":
+        if name in ("model", "keep", "_cache"):
             raise AttributeError(name)
         return getattr(self.model, name)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         key = (x._version, torch.is_grad_enabled())
-        if self._x is x and self._key == key:
-            return self._out
+        for t, k, out in self._cache:
+            if t is x and k == key:
+                return out
         out = self.model(x)
-        self._x, self._key, self._out = x, key, out
+        self._cache = (self._cache + [(x, key, out)])[-self.keep :]
         return out
 
 
