@@ -137,8 +137,14 @@ def _spearman_rows(scores: np.ndarray, alphas: np.ndarray) -> np.ndarray:
 
 
 def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baselines: bool = True,
+                       honest: bool = False, images: bool = True,
                        strip_faces: int = 4, strip_subspaces: int = 6, n_counterfactuals: int = 8) -> Path:
-    """Write a synthetic audit directory (summary.json, results.parquet, images/)."""
+    """Write a synthetic audit directory (summary.json, results.parquet, images/).
+
+    ``honest``: no skin-tone shortcut (the skin-tone effect is as small as the
+    nuisance subspaces'). ``images=False`` skips drawing (summary and parquet
+    only; walk_strips and counterfactual images are then absent).
+    """
     import pandas as pd
     from statsmodels.stats.multitest import multipletests
 
@@ -155,6 +161,8 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
     scores: dict[str, np.ndarray] = {}
     null_slopes: dict[str, np.ndarray] = {}
     for j, (sid, _, _, _, beta) in enumerate(SUBSPACES):
+        if honest and sid == "skin_tone":
+            beta = 0.02
         face_beta = beta * (1 + 0.35 * rng.standard_normal(n_faces))
         s = _sigmoid(base_logit[:, None] + face_beta[:, None] * alphas[None, :])
         s = np.clip(s + rng.normal(0, 0.004, s.shape), 0, 1)
@@ -207,7 +215,7 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
     shown += [sid for sid in protected if sid not in shown]
     strip_samples = list(range(min(strip_faces, n_faces)))
     walk_strips: dict[str, list[dict[str, Any]]] = {}
-    for sid in shown:
+    for sid in shown if images else []:
         entries = []
         for i in strip_samples:
             frames = [_draw_face(params(i, sid, a)) for a in STRIP_ALPHAS]
@@ -234,7 +242,7 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
         per_subspace[sid] = {"success_rate": len(steps) / n_faces,
                              "median_step": float(np.median(steps)) if steps else None}
     best = []
-    for i in sorted(flips)[:n_counterfactuals]:
+    for i in sorted(flips)[:n_counterfactuals] if images else []:
         a, sid, after = flips[i]
         orig, cf = _draw_face(params(i)), _draw_face(params(i, sid, a))
         stem = f"images/counterfactuals/sample_{i:04d}"
@@ -276,7 +284,7 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
             "sanity": {"randomised_classifier": {"n_significant": 0, "max_abs_slope": 0.004, "passed": True,
                                                  "note": "classifier weights re-initialised; no subspace significant"}},
         },
-        "baselines": _sample_baselines(out, drivers, rng_v) if baselines else {},
+        "baselines": _sample_baselines(out, drivers, rng_v) if baselines and images else {},
         "provenance": {
             "iceaudit_version": "0.1.0", "torch": "n/a (fixture)", "python": platform.python_version(),
             "platform": platform.platform(), "command": f"python -m iceaudit.report.sample {out}",
@@ -337,8 +345,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--faces", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--honest", action="store_true", help="no skin-tone shortcut")
     a = ap.parse_args(argv)
-    print(write_sample_audit(a.out, n_faces=a.faces, seed=a.seed, baselines=not a.no_baselines))
+    print(write_sample_audit(a.out, n_faces=a.faces, seed=a.seed, baselines=not a.no_baselines, honest=a.honest))
 
 
 if __name__ == "__main__":
