@@ -68,6 +68,54 @@ def _root(
 # --- report, gate and demo commands ---------------------------------------------
 
 
+@app.command()
+def report(
+    audit_dir: str = typer.Argument(..., help="Audit directory (holds summary.json, results.parquet, images/)."),
+    format: str = typer.Option("html,pdf", "--format", "-f", help="Comma-separated: html, pdf."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="Policy TOML: the fairness section shows the verdict against it."),
+    out_dir: Optional[str] = typer.Option(None, "--out", help="Where to write report.html / report.pdf (default: AUDIT_DIR)."),
+) -> None:
+    """Write the audit's report (self-contained HTML and/or PDF) from an audit directory.
+
+    Reads only files (no model is loaded), so a report can be rebuilt anywhere:
+    `iceaudit report runs/audit-1 --format html,pdf --policy examples/policies/fairness.toml`.
+    """
+    from iceaudit.report import build_report
+
+    formats = [f.strip().lower() for f in format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("html", "pdf")]
+    if bad or not formats:
+        raise UserError(f"--format: expected html and/or pdf, got {format!r}")
+    written = build_report(audit_dir, formats=formats, policy=policy, out_dir=out_dir)
+    for path in written:
+        out.print(str(path))
+
+
+@app.command()
+def gate(
+    audit_dir: str = typer.Argument(..., help="Audit directory or its summary.json."),
+    policy: str = typer.Option(..., "--policy", help="Policy TOML (see examples/policies/)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="The previous release's summary.json (or audit directory)."),
+    junit: Optional[str] = typer.Option(None, "--junit", help="Also write JUnit XML here (one testcase per rule and subspace)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+) -> None:
+    """Check an audit against a policy: exit 0 when every rule holds, 1 when one fails, 2 on bad input.
+
+    Reads only summary.json files, so it runs in any CI job:
+    `iceaudit gate runs/audit-1 --policy examples/policies/fairness.toml --junit gate.xml`.
+    """
+    from iceaudit.gate import render_table, run_gate, write_json, write_junit
+
+    result = run_gate(audit_dir, policy, baseline)
+    render_table(result, out)
+    if junit:
+        write_junit(result, junit)
+    if json_out:
+        write_json(result, json_out)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps `UserError` to exit code 2."""
     args = sys.argv[1:] if argv is None else argv
@@ -77,9 +125,12 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as err:
         if debug:
             console.print_exception()
-        console.print(f"[bold red]error:[/] {err.message}", highlight=False)
+        from rich.markup import escape
+
+        # Messages may hold brackets ("[[rule]] #2", "[baseline]"): never read them as markup.
+        console.print(f"[bold red]error:[/] {escape(err.message)}", highlight=False)
         if err.hint:
-            console.print(err.hint, highlight=False)
+            console.print(escape(err.hint), highlight=False)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
