@@ -18,7 +18,7 @@ output is the decision (TOML or YAML file, every key also a CLI flag)::
     crop = "ffhq"               # ffhq | celeba | none   (see CROP_PRESETS)
     resize = "bilinear"         # bilinear | bicubic, always antialiased
     value_range = [0, 1]        # [0, 1] | [-1, 1] | [0, 255]
-    mean = [0.5, 0.5, 0.5]      # in value_range units, applied after scaling
+    mean = [0.5, 0.5, 0.5]      # in value_range units and the model's channel order
     std = [0.5, 0.5, 0.5]
     channel_order = "RGB"       # RGB | BGR
     head = "sigmoid"            # logit | softmax | sigmoid
@@ -225,9 +225,7 @@ class Classifier:
         x = lo + (x + 1) * (0.5 * (hi - lo))
         if card.channel_order == "BGR":
             x = x.flip(1)
-            mean, std = card.mean[::-1], card.std[::-1]
-        else:
-            mean, std = card.mean, card.std
+        mean, std = card.mean, card.std  # in the model's channel order
         if mean != (0.0, 0.0, 0.0) or std != (1.0, 1.0, 1.0):
             m = torch.tensor(mean, dtype=x.dtype, device=x.device)[None, :, None, None]
             s = torch.tensor(std, dtype=x.dtype, device=x.device)[None, :, None, None]

@@ -482,21 +482,33 @@ def _manifest_sha(bank_path: str | None) -> str | None:
 # -- audit directory -------------------------------------------------------------------------------
 
 
-def prepare_out(out: Path, resume: bool, run_key: dict[str, Any]) -> None:
-    """Create the audit directory, or check that ``resume`` continues the same audit.
-    Never deletes anything."""
+def check_out(out: str | Path, resume: bool) -> Path:
+    """Cheap early check of the audit directory (before any model is loaded)."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
-    run_file = out / CHECKPOINT / RUN_FILE
-    key = json.loads(json.dumps(run_key, default=str))
+        raise UserError(f"--out {out} exists and is not a directory; nothing was written")
     if out.is_dir() and any(out.iterdir()):
         if not resume:
             raise UserError(
                 f"--out {out} is not empty; nothing was written",
                 hint="Pass --resume to continue an interrupted audit there, or choose a new directory.",
             )
-        if not run_file.is_file():
-            raise UserError(f"--resume: {out} holds no interrupted audit ({CHECKPOINT}/{RUN_FILE} is missing)")
+        if not (out / CHECKPOINT / RUN_FILE).is_file():
+            raise UserError(f"--resume: {out} holds no interrupted audit ({CHECKPOINT}/{RUN_FILE} is missing); "
+                            "nothing was written")
+    parent = next((p for p in [out, *out.parents] if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UserError(f"--out {out}: cannot create it ({parent} is not a writable directory)")
+    return out
+
+
+def prepare_out(out: Path, resume: bool, run_key: dict[str, Any]) -> None:
+    """Create the audit directory, or check that ``resume`` continues the same audit.
+    Never deletes anything."""
+    check_out(out, resume)
+    run_file = out / CHECKPOINT / RUN_FILE
+    key = json.loads(json.dumps(run_key, default=str))
+    if out.is_dir() and any(out.iterdir()):
         try:
             old = json.loads(run_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -513,8 +525,6 @@ def prepare_out(out: Path, resume: bool, run_key: dict[str, Any]) -> None:
         (out / CHECKPOINT).mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"--out {out}: cannot create the directory ({err.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise UserError(f"--out {out}: directory is not writable")
     _write_text(json.dumps(key, indent=2, sort_keys=True) + "\n", run_file)
 
 

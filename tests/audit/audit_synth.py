@@ -113,10 +113,10 @@ def redness_classifier(G: Generator, tmp: Path, n: int):
 
 def write_world(tmp: Path, n: int = 16) -> dict[str, Path]:
     """Generator weights, bank dir and classifier + card on disk (for CLI / subprocess tests)."""
-    from safetensors.torch import save_file
+    from iceaudit.stylegan2.loaders import save_native
 
     G = tiny_generator()
-    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(tmp / "gen.safetensors"))
+    save_native(G, tmp / "gen")
     save_bank(synthetic_bank(G), tmp / "bank")
     save_script(MeanRed(), tmp / "red.pt")
     thr = float(np.median(base_scores(G, MeanRed(), n)))
