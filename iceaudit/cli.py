@@ -228,6 +228,7 @@ def audit_command(
     null: int = typer.Option(8, "--null", help="Random directions per subspace (the null floor)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Images per batch (default: by device and resolution)."),
     subspaces: Optional[str] = typer.Option(None, "--subspaces", help="Comma-separated subspace ids to audit (default: all)."),
+    sanity: bool = typer.Option(False, "--sanity", help="Also audit the classifier with re-initialised weights: it should show no driver (doubles the time)."),
     factory: Optional[str] = typer.Option(None, "--factory", help="package.module:function building the network for a state dict."),
     name: Optional[str] = typer.Option(None, "--name", help="Card: classifier name shown in the report."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Card: model input size, N or HxW (default: generator resolution)."),
@@ -279,7 +280,7 @@ def audit_command(
         n=n, seed=seed, psi=psi, n_steps=steps, n_null=null, device=str(dev), batch_images=batch,
         subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
         out=out_dir, resume=resume, command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
-        generator_name=generator, bank_path=bank_dir, card_path=card,
+        generator_name=generator, bank_path=bank_dir, card_path=card, sanity=sanity,
     )
     result = run_audit(clf, G, load_bank(bank_dir), settings)
     _print_drivers(result)

@@ -73,6 +73,7 @@ class AuditSettings:
     generator_name: str | None = None
     bank_path: str | None = None
     card_path: str | None = None
+    sanity: bool = False  # also audit a copy of the classifier with re-initialised weights (doubles the time)
 
 
 @dataclass
@@ -162,6 +163,8 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
                                grids, score_fn, batch, settings)
     summary = _summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids, drivers,
                        null_info, counterfactuals, per_face, images)
+    if settings.sanity:
+        summary["validity"]["sanity"] = {"randomised_classifier": _sanity(classifier, G, bank, settings)}
     if out is not None:
         _write_parquet(results, out / "results.parquet")
         _write_parquet(counterfactuals, out / "counterfactuals.parquet")
@@ -303,6 +306,32 @@ def _per_face(results, counterfactuals, subspaces, faces, threshold) -> pd.DataF
         rows.append((i, int(faces.seeds[i]), float(score[i]), bool(score[i] > threshold),
                      sorted(g["subspace"].tolist()), g["subspace"].iloc[0], float(g["step"].iloc[0])))
     return pd.DataFrame(rows, columns=["sample", "seed", "score", "positive", "flipped_by", "best_subspace", "best_step"])
+
+
+def _sanity(classifier: Classifier, G, bank: Bank, settings: AuditSettings) -> dict[str, Any]:
+    """Re-audit a copy of the classifier whose weights are redrawn at random
+    (same per-tensor mean and SD): an audit that still finds drivers there is
+    measuring the generator, not the classifier (Adebayo et al. 2018)."""
+    import copy
+    from dataclasses import replace
+
+    if classifier.kind == "onnx":
+        return {"passed": None, "note": "skipped: ONNX weights cannot be re-initialised here"}
+    model = copy.deepcopy(classifier.model)
+    gen = torch.Generator().manual_seed(settings.seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.numel() > 1:
+                noise = torch.randn(p.shape, generator=gen, dtype=torch.float32).to(p.device, p.dtype)
+                p.copy_(noise * p.float().std().clamp_min(1e-3).to(p.dtype) + p.mean())
+    clone = replace(classifier, model=model)
+    sub = replace(settings, out=None, resume=False, sanity=False)
+    res = run_audit(clone, G, bank, sub)
+    sig = [d.subspace for d in res.drivers if d.significant]
+    return {"n_significant": len(sig), "significant": sig,
+            "max_abs_slope": max(abs(d.slope) for d in res.drivers), "passed": not sig,
+            "note": "classifier weights re-drawn at random (same per-tensor mean and SD); "
+                    + ("no subspace significant" if not sig else "significant: " + ", ".join(sig))}
 
 
 # -- images ----------------------------------------------------------------------------------------

@@ -107,9 +107,14 @@ def test_constant_classifier_has_no_driver(G, bank, tmp_path):
 
 def test_random_network_has_no_significant_driver(G, bank, tmp_path):
     clf = load_classifier(save_script(RandomNet(seed=3), tmp_path / "r.pt"), ModelCard(head="softmax", index=1))
-    r = run_audit(clf, G, bank, settings())
+    probe = torch.rand(4, 3, 16, 16) * 2 - 1
+    before = clf.decision_score(probe)
+    r = run_audit(clf, G, bank, settings(sanity=True))
     assert any(abs(d.slope) > 0 for d in r.drivers)  # it does respond to the image...
     assert not any(d.significant for d in r.drivers)  # ...but to no subspace more than to random directions
+    sanity = r.summary["validity"]["sanity"]["randomised_classifier"]
+    assert sanity["passed"] is True and sanity["n_significant"] == 0 and sanity["max_abs_slope"] > 0
+    assert torch.equal(clf.decision_score(probe), before)  # the audited model itself was not touched
 
 
 def test_partial_synthesis_matches_full(G, bank, tmp_path):
