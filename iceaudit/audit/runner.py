@@ -92,9 +92,11 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
     """Audit ``classifier`` with faces from ``generator`` walked along ``bank``."""
     from iceaudit.bank.format import load_bank
 
+    from dataclasses import replace
+
     settings = settings or AuditSettings()
     if isinstance(bank, (str, Path)):
-        settings.bank_path = settings.bank_path or str(bank)
+        settings = replace(settings, bank_path=settings.bank_path or str(bank))
         bank = load_bank(bank)
     device = resolve_device(settings.device)
     G = generator.to(device).eval()

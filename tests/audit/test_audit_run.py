@@ -233,3 +233,15 @@ def test_cli_audit_writes_the_directory(world, tmp_path, capsys):
     assert "--seed 3" in summary["provenance"]["command"]
     assert summary["provenance"]["card_path"] == str(world["card"])
     assert "redness" in capsys.readouterr().out
+
+
+def test_bank_of_another_generator_is_refused(bank, tmp_path, world):
+    from audit_synth import tiny_generator
+
+    other = tiny_generator(seed=1)
+    clf = load_classifier(world["classifier"], load_card(world["card"]))
+    with pytest.raises(UserError, match="was built for generator"):
+        run_audit(clf, other, bank, settings(out=tmp_path / "x"))
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+    r = run_audit(clf, load_generator(world["generator"]), str(world["bank"]), settings(n=4, n_null=2, subspaces=["s_random"]))
+    assert r.summary["bank"]["path"] == str(world["bank"])  # a bank directory works as well as a Bank
