@@ -56,12 +56,10 @@ def sample_faces(G, n: int, seed: int = 0, psi: float = 1.0, device: torch.devic
         raise UserError(f"--psi must be between 0 and 1.5 (got {psi})")
     if seed < 0 or seed + n > 2**32:
         raise UserError(f"--seed must satisfy 0 <= seed and seed + n <= 2^32 (got seed {seed}, n {n})")
+    if getattr(G, "c_dim", 0):
+        raise UserError(f"the generator is class-conditional (c_dim = {G.c_dim}); the audit needs an "
+                        "unconditional face generator (c_dim = 0)")
     seeds = np.arange(seed, seed + n, dtype=np.int64)
     z = seed_to_z(seeds, G.z_dim)
-    c = torch.zeros(n, G.c_dim) if getattr(G, "c_dim", 0) else None
-    ws = []
-    for i in range(0, n, batch_size):
-        zc = z[i:i + batch_size].to(device)
-        cc = None if c is None else c[i:i + batch_size].to(device)
-        ws.append(G.mapping(zc, cc, psi=psi))
+    ws = [G.mapping(z[i:i + batch_size].to(device), None, psi=psi) for i in range(0, n, batch_size)]
     return Faces(seeds=seeds, ws=torch.cat(ws), psi=psi)

@@ -245,3 +245,14 @@ def test_bank_of_another_generator_is_refused(bank, tmp_path, world):
     assert not (tmp_path / "x").exists()  # refused before anything was written
     r = run_audit(clf, load_generator(world["generator"]), str(world["bank"]), settings(n=4, n_null=2, subspaces=["s_random"]))
     assert r.summary["bank"]["path"] == str(world["bank"])  # a bank directory works as well as a Bank
+
+
+def test_faces_follow_the_official_seed_convention(G):
+    from iceaudit.audit.sample import sample_faces
+
+    faces = sample_faces(G, 3, seed=41, psi=0.7, batch_size=2)
+    z = torch.from_numpy(np.random.RandomState(42).randn(G.z_dim)).float()[None]
+    assert faces.seeds.tolist() == [41, 42, 43]
+    assert torch.allclose(faces.ws[1:2], G.mapping(z, None, psi=0.7), atol=1e-6)
+    with pytest.raises(UserError, match="at least 2"):
+        sample_faces(G, 1)
