@@ -433,21 +433,177 @@ def bank_sheet_command(
 # --- audit command -------------------------------------------------------------
 
 
+def _default_bank(generator: str) -> str:
+    from pathlib import Path
+
+    import iceaudit
+
+    if generator == "demo":
+        for root in (Path.cwd(), Path(iceaudit.__file__).resolve().parent.parent):
+            if (root / "subspace_bank" / "demo" / "manifest.json").is_file():
+                return str(root / "subspace_bank" / "demo")
+        raise UserError("the demo subspace bank is not built yet (expected subspace_bank/demo/)",
+                        hint="Build it with `iceaudit bank build`, or pass --bank DIR.")
+    raise UserError("--bank is required with a generator other than `demo`",
+                    hint="Pass the bank built for this generator: --bank subspace_bank/<name>.")
+
+
+@app.command("audit")
+def audit_command(
+    classifier: str = typer.Option(..., "--classifier", "-c", help="TorchScript file, state dict (with --factory) or .onnx."),
+    out_dir: str = typer.Option(..., "--out", "-o", help="Audit directory to write (new or empty; with --resume: the interrupted one)."),
+    card: Optional[str] = typer.Option(None, "--card", help="Model card (TOML or YAML): preprocessing, output head, threshold. Flags below override it."),
+    generator: str = typer.Option("demo", "--generator", "-g", help="Generator file, or `demo` for the shipped FaceLab generator."),
+    bank: Optional[str] = typer.Option(None, "--bank", "-b", help="Subspace bank directory (default for `demo`: subspace_bank/demo)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of faces (default: 256 on CUDA, 64 on CPU)."),
+    seed: int = typer.Option(0, "--seed", help="First face seed; faces use seeds SEED..SEED+N-1 (z = RandomState(seed).randn)."),
+    psi: float = typer.Option(1.0, "--psi", help="Truncation psi (1 = the generator's full distribution)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted audit in --out (same inputs and options)."),
+    steps: int = typer.Option(9, "--steps", help="Walk grid points over each subspace's calibrated step range."),
+    null: int = typer.Option(8, "--null", help="Random directions per subspace (the null floor)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Images per batch (default: by device and resolution)."),
+    subspaces: Optional[str] = typer.Option(None, "--subspaces", help="Comma-separated subspace ids to audit (default: all)."),
+    sanity: bool = typer.Option(False, "--sanity", help="Also audit the classifier with re-initialised weights: it should show no driver (doubles the time)."),
+    factory: Optional[str] = typer.Option(None, "--factory", help="package.module:function building the network for a state dict."),
+    name: Optional[str] = typer.Option(None, "--name", help="Card: classifier name shown in the report."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Card: model input size, N or HxW (default: generator resolution)."),
+    crop: Optional[str] = typer.Option(None, "--crop", help="Card: ffhq (full aligned face), celeba (central 80% square) or none."),
+    value_range: Optional[str] = typer.Option(None, "--value-range", help="Card: 0,1 | -1,1 | 0,255."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Card: per-channel mean, e.g. 0.485,0.456,0.406."),
+    std: Optional[str] = typer.Option(None, "--std", help="Card: per-channel std."),
+    channel_order: Optional[str] = typer.Option(None, "--channel-order", help="Card: RGB or BGR."),
+    head: Optional[str] = typer.Option(None, "--head", help="Card: logit | softmax | sigmoid."),
+    index: Optional[int] = typer.Option(None, "--index", help="Card: logit index / softmax class / sigmoid unit."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Card: decision threshold (score > threshold = positive)."),
+    positive_class: Optional[str] = typer.Option(None, "--positive-class", help="Card: name of the positive class."),
+) -> None:
+    """Audit a classifier: which interpretable subspaces move its decision, with evidence.
+
+    Samples N faces, walks every subspace of the bank over its calibrated step range
+    (re-running only the generator layers after the edit), compares each with random
+    directions (the null floor), finds the smallest decision-flipping edits, and writes
+    AUDIT_DIR/summary.json, results.parquet and images/. Example:
+
+    `iceaudit audit --classifier smile.pt --card smile.toml --out runs/audit-1`
+    """
+    import shlex
+
+    from iceaudit.audit.classifier import load_card, load_classifier
+    from iceaudit.audit.runner import AuditSettings, check_out, run_audit
+    from iceaudit.audit.sample import resolve_device
+    from iceaudit.bank.format import load_bank
+    from iceaudit.stylegan2.loaders import load_generator
+
+    check_out(out_dir, resume)
+    size = None
+    if input_size is not None:
+        try:
+            size = [int(v) for v in input_size.lower().replace("x", ",").split(",")]
+        except ValueError:
+            raise UserError(f"--input-size must be N or HxW, got {input_size!r}") from None
+        size = size[0] if len(size) == 1 else size
+    model_card = load_card(card, name=name, input_size=size, crop=crop, value_range=value_range, mean=mean, std=std,
+                           channel_order=channel_order, head=head, index=index, threshold=threshold,
+                           positive_class=positive_class, factory=factory)
+    dev = resolve_device(device)
+    clf = load_classifier(classifier, model_card, device=dev)
+    if not clf.differentiable:
+        console.print("[yellow]note:[/] ONNX classifier: no gradients, so gradient-based baselines will be skipped.")
+    G = load_generator(generator, device=dev)
+    bank_dir = bank or _default_bank(generator)
+    settings = AuditSettings(
+        n=n, seed=seed, psi=psi, n_steps=steps, n_null=null, device=str(dev), batch_images=batch,
+        subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
+        out=out_dir, resume=resume, command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
+        generator_name=generator, bank_path=bank_dir, card_path=card, sanity=sanity,
+    )
+    result = run_audit(clf, G, load_bank(bank_dir), settings)
+    _print_drivers(result)
+
+
+def _print_drivers(result) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"drivers of {result.summary['classifier']['name']}", title_justify="left")
+    for col in ("rank", "subspace", "slope / unit", "95% CI", "flip rate", "p (Holm)", "significant"):
+        table.add_column(col, justify="left" if col in ("subspace", "significant") else "right")
+    for d in result.drivers:
+        table.add_row(str(d.rank), d.name, f"{d.slope:+.4f}", f"{d.ci_low:+.4f} .. {d.ci_high:+.4f}",
+                      f"{100 * d.flip_rate:.0f}%", f"{d.p_adjusted:.3g}", "[bold green]yes[/]" if d.significant else "no")
+    out.print(table)
+    out.print(result.summary["verdict"])
+    out.print(f"wrote {result.out}/summary.json, results.parquet, images/")
+
+
+
 # --- report, gate and demo commands ---------------------------------------------
+
+
+@app.command()
+def report(
+    audit_dir: str = typer.Argument(..., help="Audit directory (holds summary.json, results.parquet, images/)."),
+    format: str = typer.Option("html,pdf", "--format", "-f", help="Comma-separated: html, pdf."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="Policy TOML: the fairness section shows the verdict against it."),
+    out_dir: Optional[str] = typer.Option(None, "--out", help="Where to write report.html / report.pdf (default: AUDIT_DIR)."),
+) -> None:
+    """Write the audit's report (self-contained HTML and/or PDF) from an audit directory.
+
+    Reads only files (no model is loaded), so a report can be rebuilt anywhere:
+    `iceaudit report runs/audit-1 --format html,pdf --policy examples/policies/fairness.toml`.
+    """
+    from iceaudit.report import build_report
+
+    formats = [f.strip().lower() for f in format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("html", "pdf")]
+    if bad or not formats:
+        raise UserError(f"--format: expected html and/or pdf, got {format!r}")
+    written = build_report(audit_dir, formats=formats, policy=policy, out_dir=out_dir)
+    for path in written:
+        out.print(str(path))
+
+
+@app.command()
+def gate(
+    audit_dir: str = typer.Argument(..., help="Audit directory or its summary.json."),
+    policy: str = typer.Option(..., "--policy", help="Policy TOML (see examples/policies/)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="The previous release's summary.json (or audit directory)."),
+    junit: Optional[str] = typer.Option(None, "--junit", help="Also write JUnit XML here (one testcase per rule and subspace)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+) -> None:
+    """Check an audit against a policy: exit 0 when every rule holds, 1 when one fails, 2 on bad input.
+
+    Reads only summary.json files, so it runs in any CI job:
+    `iceaudit gate runs/audit-1 --policy examples/policies/fairness.toml --junit gate.xml`.
+    """
+    from iceaudit.gate import render_table, run_gate, write_json, write_junit
+
+    result = run_gate(audit_dir, policy, baseline)
+    render_table(result, out)
+    if junit:
+        write_junit(result, junit)
+    if json_out:
+        write_json(result, json_out)
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps `UserError` to exit code 2."""
     args = sys.argv[1:] if argv is None else argv
+    _state["argv"] = list(args)  # the command line, for provenance records
     debug = "--debug" in args
     try:
         app(args=args, prog_name="iceaudit", standalone_mode=True)
     except UserError as err:
         if debug:
             console.print_exception()
-        console.print(f"[bold red]error:[/] {err.message}", highlight=False)
+        from rich.markup import escape
+
+        # Messages may hold brackets ("[[rule]] #2", "[baseline]"): never read them as markup.
+        console.print(f"[bold red]error:[/] {escape(err.message)}", highlight=False)
         if err.hint:
-            console.print(err.hint, highlight=False)
+            console.print(escape(err.hint), highlight=False)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
