@@ -88,7 +88,7 @@ def report(
         raise UserError(f"--format: expected html and/or pdf, got {format!r}")
     written = build_report(audit_dir, formats=formats, policy=policy, out_dir=out_dir)
     for path in written:
-        out.print(str(path))
+        out.print(str(path), soft_wrap=True, highlight=False)
 
 
 @app.command()

@@ -80,26 +80,6 @@ def curve(model: ReportModel, sid: str) -> bytes:
     return _png(fig)
 
 
-def overview(model: ReportModel) -> bytes:
-    """Small multiples: every subspace's mean score curve against its null band."""
-    ids = [d["subspace"] for d in model.drivers if d["subspace"] in model.curves]
-    cols = 5
-    rows = -(-len(ids) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(7.4, 1.45 * rows + 0.3), sharex=True, sharey=True, squeeze=False)
-    for ax in axes.flat[len(ids):]:
-        ax.axis("off")
-    for ax, sid in zip(axes.flat, ids):
-        d = model.driver(sid)
-        _draw_curve(ax, model.curves[sid], model.threshold, _colour(d) if d.get("significant") else INK, faces=False)
-        ax.set_title(d["name"], fontsize=8, fontweight="bold" if d.get("significant") else "normal",
-                     color=_colour(d) if d.get("significant") else INK)
-        ax.tick_params(labelsize=6.5)
-    fig.supxlabel("step (semantic units)", fontsize=8)
-    fig.supylabel("score", fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
-
-
 def leakage(model: ReportModel) -> bytes | None:
     """Heatmap: how far each walk moves the other subspaces' criteria (per unit)."""
     import numpy as np

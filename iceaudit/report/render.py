@@ -91,8 +91,7 @@ def render_html(model: ReportModel) -> str:
     """The report as one self-contained HTML string (charts drawn here)."""
     from iceaudit.report import charts
 
-    figures: dict[str, Any] = {"ranking": charts.ranking(model), "overview": charts.overview(model) if model.curves else None,
-                               "leakage": charts.leakage(model), "regions": charts.regions(model)}
+    figures: dict[str, Any] = {"ranking": charts.ranking(model), "leakage": charts.leakage(model), "regions": charts.regions(model)}
     figures["curves"] = {sid: charts.curve(model, sid) for sid in model.detailed if sid in model.curves}
     s = model.summary
     positive = (s.get("classifier") or {}).get("positive_class") or "positive"
