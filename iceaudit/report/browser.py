@@ -86,9 +86,16 @@ def pdf_text(pdf: str | Path, page: int | None = None) -> str:
 
 
 def main(argv: list[str]) -> None:
+    """Screenshot of a report's first screen, saved as a small palette PNG (for docs/)."""
     if len(argv) != 2:
         sys.exit("usage: python -m iceaudit.report.browser REPORT.html OUT.png")
-    print(screenshot(argv[0], argv[1]))
+    from PIL import Image
+
+    png = screenshot(argv[0], argv[1], width=1000, height=1300)
+    with Image.open(png) as im:
+        small = im.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+    small.save(png, optimize=True)
+    print(png)
 
 
 if __name__ == "__main__":

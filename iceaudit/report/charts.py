@@ -20,10 +20,17 @@ plt.rcParams.update({"font.family": "DejaVu Sans", "font.size": 8.5, "axes.spine
 
 
 def _png(fig: Any) -> bytes:
+    # Fixed margins (see _margins) instead of bbox_inches="tight", which draws every chart twice.
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
     return buf.getvalue()
+
+
+def _margins(fig: Any, left: float, bottom: float, right: float = 0.15, top: float = 0.12) -> None:
+    """Margins in inches around the axes (room for tick labels and axis titles)."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, bottom=bottom / h, right=1 - right / w, top=1 - top / h)
 
 
 def _colour(d: dict[str, Any]) -> str:
@@ -53,6 +60,8 @@ def ranking(model: ReportModel) -> bytes:
                        Patch(color="#e6e8eb", label="null floor (random directions)")],
               loc="lower right", frameon=False, fontsize=7.5)
     ax.grid(axis="x", color="#eeeeee", lw=0.6)
+    longest = max((len(d["name"]) + (13 if d.get("protected") else 0) for d in drivers), default=10)
+    _margins(fig, left=0.25 + 0.068 * longest, bottom=0.5)
     return _png(fig)
 
 
@@ -77,6 +86,7 @@ def curve(model: ReportModel, sid: str) -> bytes:
     ax.set_xlabel(f"step along {d['name']} (semantic units)")
     ax.set_ylabel("classifier score")
     ax.legend(frameon=False, fontsize=7, loc="best")
+    _margins(fig, left=0.6, bottom=0.48)
     return _png(fig)
 
 
@@ -100,6 +110,8 @@ def leakage(model: ReportModel) -> bytes | None:
     for s in ax.spines.values():
         s.set_visible(False)
     fig.colorbar(im, ax=ax, fraction=0.035, pad=0.02, label="|change| per unit")
+    longest = max((len(names.get(c, c)) for c in cols), default=10)
+    _margins(fig, left=0.3 + 0.065 * longest, bottom=0.35 + 0.05 * longest, right=0.95)
     return _png(fig)
 
 
@@ -126,4 +138,5 @@ def regions(model: ReportModel) -> bytes | None:
     ax.set_xticks(x, names)
     ax.set_ylabel("share of attribution")
     ax.legend(frameon=False, fontsize=7, ncol=2)
+    _margins(fig, left=0.6, bottom=0.35)
     return _png(fig)
