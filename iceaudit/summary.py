@@ -131,7 +131,28 @@ def load_summary(path: str | Path) -> dict[str, Any]:
             f"{path}: summary schema version {data['schema_version']!r} is not supported "
             f"(this iceaudit reads version {SCHEMA_VERSION})"
         )
+    _check_drivers(data, path)
     return data
+
+
+DRIVER_NUMBERS = ("slope", "ci_low", "ci_high", "flip_rate")
+
+
+def _check_drivers(data: dict[str, Any], path: Path) -> None:
+    """Every driver has the fields the report and the gate read (name and tags default)."""
+    if not isinstance(data["drivers"], list):
+        raise UserError(f"{path}: 'drivers' must be a list")
+    for i, d in enumerate(data["drivers"]):
+        if not isinstance(d, dict) or not isinstance(d.get("subspace"), str):
+            raise UserError(f"{path}: driver #{i + 1} has no subspace id")
+        for key in DRIVER_NUMBERS:
+            v = d.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise UserError(f"{path}: driver {d['subspace']!r}: {key} must be a number, not {v!r}")
+        if not isinstance(d.get("significant"), bool):
+            raise UserError(f"{path}: driver {d['subspace']!r}: significant must be true or false")
+        d.setdefault("name", d["subspace"])
+        d.setdefault("tags", [])
 
 
 def _fmt_list(names: list[str]) -> str:

@@ -149,7 +149,7 @@ def load_report_model(audit_dir: str | Path, policy: str | Path | None = None) -
     summary = load_summary(audit_dir)
     missing: list[str] = []
 
-    bank = {s["id"]: s for s in summary.get("bank", {}).get("subspaces", [])}
+    bank = {s["id"]: s for s in (summary.get("bank") or {}).get("subspaces", [])}
     fairness = summary.get("fairness") or {}
     drivers = []
     for d in summary["drivers"]:

@@ -152,6 +152,11 @@ def test_cli_bad_input_is_exit_2(shortcut_audit, tmp_path, capsys):
     assert run(tmp_path / "missing") == 2
     assert run(shortcut_audit, "--format", "docx", "--out", tmp_path) == 2
     assert "expected html and/or pdf" in " ".join(capsys.readouterr().err.split())
+    bad_policy = tmp_path / "bad.toml"
+    bad_policy.write_text('[[rule]]\ntag = "protected"\nmax_abs_slope = "small"\n')
+    assert run(shortcut_audit, "--format", "html", "--policy", bad_policy, "--out", tmp_path) == 2
+    assert "bad.toml:3" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "report.html").exists()
     audit = tmp_path / "audit"
     shutil.copytree(shortcut_audit, audit, ignore=shutil.ignore_patterns("images"))
     (audit / "results.parquet").write_bytes(b"not parquet")
@@ -169,3 +174,11 @@ def test_compose_verdict_names_top_driver_and_protected_ones():
     assert "skin tone, a protected attribute" in text and "No significant effect of age (protected)" in text
     assert "no semantic driver" in compose_verdict([d("smile", 0.01, False)])
     assert "by skin tone, a protected attribute:" in compose_verdict([d("skin_tone", 0.4, True, ["protected"])])
+
+
+def test_minimal_summary_still_makes_a_report(tmp_path):
+    drivers = [{"subspace": "smile", "slope": 0.2, "ci_low": 0.1, "ci_high": 0.3, "flip_rate": 0.5, "significant": True}]
+    (tmp_path / "summary.json").write_text(json.dumps({"schema_version": 1, "drivers": drivers, "provenance": {}}))
+    html = build_report(tmp_path, formats=["html"])[0].read_text()
+    assert "driven mostly by smile" in html
+    assert "results.parquet is missing" in html and "saved no walk strips" in html
