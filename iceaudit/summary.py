@@ -161,11 +161,14 @@ def _fmt_list(names: list[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def compose_verdict(drivers: list[dict[str, Any]], protected: set[str] | None = None) -> str:
+def compose_verdict(drivers: list[dict[str, Any]], protected: set[str] | None = None,
+                    units: dict[str, str] | None = None) -> str:
     """One plain-language paragraph from ranked driver records.
 
     ``protected`` holds subspace ids of protected attributes (default: drivers
-    tagged ``protected``). Drivers are taken in the given (ranked) order.
+    tagged ``protected``); ``units`` maps subspace ids to what one semantic unit
+    means (the bank's ``unit``), named for the top driver. Drivers are taken in
+    the given (ranked) order.
     """
     def is_protected(d: dict[str, Any]) -> bool:
         return d["subspace"] in protected if protected is not None else "protected" in d.get("tags", [])
@@ -183,9 +186,12 @@ def compose_verdict(drivers: list[dict[str, Any]], protected: set[str] | None = 
         second = sig[1] if len(sig) > 1 else None
         how = "mostly" if second is None or abs(top["slope"]) >= 2 * abs(second["slope"]) else "most strongly"
         label = top["name"] + (", a protected attribute" if is_protected(top) else "")
+        unit = (units or {}).get(top["subspace"])
         text = (
-            f"The classifier's decision is driven {how} by {label}: one unit of change moves the "
-            f"score by {top['slope']:+.3f} and flips the decision for {100 * top['flip_rate']:.0f}% of faces."
+            f"The classifier's decision is driven {how} by {label}: one unit of change"
+            + (f" ({unit})" if unit else "")
+            + f" moves the score by {top['slope']:+.3f} and flips the decision for "
+            f"{100 * top['flip_rate']:.0f}% of faces."
         )
         also = [d["name"] for d in sig[1:] if not is_protected(d)]
         prot_also = [d["name"] for d in prot_sig if d is not top]

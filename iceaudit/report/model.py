@@ -160,7 +160,8 @@ def load_report_model(audit_dir: str | Path, policy: str | Path | None = None) -
         d["protected"] = "protected" in d.get("tags", []) or d["subspace"] in fairness.get("protected", [])
         drivers.append(d)
     protected = [d["subspace"] for d in drivers if d["protected"]]
-    verdict = (summary.get("verdict") or "").strip() or compose_verdict(drivers, set(protected))
+    verdict = (summary.get("verdict") or "").strip() or compose_verdict(
+        drivers, set(protected), units={d["subspace"]: d["unit"] for d in drivers if d["unit"]})
 
     detailed = [d["subspace"] for i, d in enumerate(drivers) if d.get("significant") or d["protected"] or i < 3]
     detailed = detailed[:MAX_DETAILED] + [s for s in protected if s not in detailed[:MAX_DETAILED]]

@@ -116,7 +116,10 @@ def test_missing_pieces_are_named_not_fatal(shortcut_audit, tmp_path):
     assert "results.parquet is missing" in html
     assert "images/walks/smile/sample_0000.png is missing" in html
     assert "ran no attribution baselines" in html
-    assert escape(compose_verdict(summary["drivers"]), quote=False) in html.replace("&#39;", "'")  # empty verdict: the report writes one
+    units = {b["id"]: b["unit"] for b in summary["bank"]["subspaces"]}
+    verdict = compose_verdict(summary["drivers"], units=units)  # empty verdict: the report writes one
+    assert "(1 SD of mouth-corner lift)" in verdict
+    assert escape(verdict, quote=False) in html.replace("&#39;", "'")
 
 
 def test_image_paths_outside_the_audit_are_refused(shortcut_audit, tmp_path):
