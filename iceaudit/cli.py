@@ -558,9 +558,10 @@ def report(
     bad = [f for f in formats if f not in ("html", "pdf")]
     if bad or not formats:
         raise UserError(f"--format: expected html and/or pdf, got {format!r}")
-    written = build_report(audit_dir, formats=formats, policy=policy, out_dir=out_dir)
+    with console.status("Building the report (charts, HTML" + (", PDF" if "pdf" in formats else "") + ")…"):
+        written = build_report(audit_dir, formats=formats, policy=policy, out_dir=out_dir)
     for path in written:
-        out.print(str(path))
+        out.print(str(path), soft_wrap=True, highlight=False)
 
 
 @app.command()

@@ -229,7 +229,7 @@ def _known(summary: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, str
     """Subspace id -> tags, and id -> display name, from the bank and the drivers."""
     tags: dict[str, list[str]] = {}
     names: dict[str, str] = {}
-    for s in summary.get("bank", {}).get("subspaces", []) + summary["drivers"]:
+    for s in (summary.get("bank") or {}).get("subspaces", []) + summary["drivers"]:
         sid = s.get("id", s.get("subspace"))
         tags.setdefault(sid, [])
         tags[sid] = sorted(set(tags[sid]) | set(s.get("tags", [])))

@@ -131,7 +131,28 @@ def load_summary(path: str | Path) -> dict[str, Any]:
             f"{path}: summary schema version {data['schema_version']!r} is not supported "
             f"(this iceaudit reads version {SCHEMA_VERSION})"
         )
+    _check_drivers(data, path)
     return data
+
+
+DRIVER_NUMBERS = ("slope", "ci_low", "ci_high", "flip_rate")
+
+
+def _check_drivers(data: dict[str, Any], path: Path) -> None:
+    """Every driver has the fields the report and the gate read (name and tags default)."""
+    if not isinstance(data["drivers"], list):
+        raise UserError(f"{path}: 'drivers' must be a list")
+    for i, d in enumerate(data["drivers"]):
+        if not isinstance(d, dict) or not isinstance(d.get("subspace"), str):
+            raise UserError(f"{path}: driver #{i + 1} has no subspace id")
+        for key in DRIVER_NUMBERS:
+            v = d.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise UserError(f"{path}: driver {d['subspace']!r}: {key} must be a number, not {v!r}")
+        if not isinstance(d.get("significant"), bool):
+            raise UserError(f"{path}: driver {d['subspace']!r}: significant must be true or false")
+        d.setdefault("name", d["subspace"])
+        d.setdefault("tags", [])
 
 
 def _fmt_list(names: list[str]) -> str:
@@ -140,11 +161,14 @@ def _fmt_list(names: list[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def compose_verdict(drivers: list[dict[str, Any]], protected: set[str] | None = None) -> str:
+def compose_verdict(drivers: list[dict[str, Any]], protected: set[str] | None = None,
+                    units: dict[str, str] | None = None) -> str:
     """One plain-language paragraph from ranked driver records.
 
     ``protected`` holds subspace ids of protected attributes (default: drivers
-    tagged ``protected``). Drivers are taken in the given (ranked) order.
+    tagged ``protected``); ``units`` maps subspace ids to what one semantic unit
+    means (the bank's ``unit``), named for the top driver. Drivers are taken in
+    the given (ranked) order.
     """
     def is_protected(d: dict[str, Any]) -> bool:
         return d["subspace"] in protected if protected is not None else "protected" in d.get("tags", [])
@@ -162,9 +186,12 @@ def compose_verdict(drivers: list[dict[str, Any]], protected: set[str] | None = 
         second = sig[1] if len(sig) > 1 else None
         how = "mostly" if second is None or abs(top["slope"]) >= 2 * abs(second["slope"]) else "most strongly"
         label = top["name"] + (", a protected attribute" if is_protected(top) else "")
+        unit = (units or {}).get(top["subspace"])
         text = (
-            f"The classifier's decision is driven {how} by {label}: one unit of change moves the "
-            f"score by {top['slope']:+.3f} and flips the decision for {100 * top['flip_rate']:.0f}% of faces."
+            f"The classifier's decision is driven {how} by {label}: one unit of change"
+            + (f" ({unit})" if unit else "")
+            + f" moves the score by {top['slope']:+.3f} and flips the decision for "
+            f"{100 * top['flip_rate']:.0f}% of faces."
         )
         also = [d["name"] for d in sig[1:] if not is_protected(d)]
         prot_also = [d["name"] for d in prot_sig if d is not top]

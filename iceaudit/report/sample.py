@@ -271,7 +271,7 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
                  "subspaces": [{"id": sid, "name": name, "tags": tags, "unit": unit, "step_range": [-2.0, 2.0],
                                 "description": f"changes {name} and little else"} for sid, name, tags, unit, _ in SUBSPACES]},
         "settings": {"n_samples": n_faces, "seed": seed, "psi": 1.0, "alphas": ALPHAS, "n_null": N_NULL, "device": "cpu"},
-        "verdict": compose_verdict([asdict(d) for d in drivers]),
+        "verdict": compose_verdict([asdict(d) for d in drivers], units={sid: unit for sid, _, _, unit, _ in SUBSPACES}),
         "drivers": drivers,
         "walk_strips": walk_strips,
         "counterfactuals": {"per_subspace": per_subspace, "best": best},

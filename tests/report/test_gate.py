@@ -127,3 +127,11 @@ def test_missing_files_are_bad_input(honest_audit, tmp_path, capsys):
     (tmp_path / "summary.json").write_text("{broken")
     assert run(honest_audit, "--policy", FAIRNESS, "--baseline", tmp_path / "summary.json") == 2
     assert "not valid JSON" in err_text(capsys)
+
+
+def test_summary_with_a_broken_driver_is_bad_input(honest_audit, tmp_path, capsys):
+    summary = load_summary(honest_audit)
+    summary["drivers"][2]["flip_rate"] = "high"
+    write_summary(summary, tmp_path / "summary.json")
+    assert run(tmp_path, "--policy", FAIRNESS) == 2
+    assert "flip_rate must be a number" in err_text(capsys)
