@@ -13,7 +13,33 @@ without any model. Top-level keys (schema version 1):
 - ``counterfactuals``: {per_subspace: {id: {success_rate, median_step}}, best: [...]}
 - ``fairness``: {protected: [ids], findings: [...]}
 - ``validity``: {null_floor: ..., own_criterion: ..., leakage: ...}
-- ``baselines``: Captum and latent-attribution results (may be {})
+- ``baselines``: Captum and latent-attribution results (may be {}), written by
+  `iceaudit.audit.baselines.run_baselines`; paths are relative to the audit dir:
+
+  - ``schema`` (1), ``methods`` [names run], ``threshold``, ``options`` {...},
+    ``n_faces``, ``resolution``, ``labels`` [parser part names]
+  - ``pixel``: {method: {``status``: "ok", ``seconds``, ``seconds_per_face``,
+    ``regions``: {part: {mass_share, area_share, ratio}} (feature_ablation:
+    {importance, abs_importance, share, area_share}), ``region_ranking``
+    [parts, strongest first], ``map`` "figures/baseline_<method>.png",
+    ``quality``: {infidelity, sensitivity_max, sensitivity_max_relative}}
+    | {``status``: "skipped", ``reason``}}; ``maps_npz`` (mean maps, [R, R] each)
+  - ``latent``: {baseline, n_steps, n_faces, completeness_gap, seconds,
+    ``subspaces``: {id: {attribution, abs_attribution, share,
+    covariant_attribution, slope_estimate, abs_slope_estimate, dims_in_s}},
+    ``ranking`` [ids], ``ranking_by_slope_estimate`` [ids]}
+  - ``attfind``: {n_faces, n_channels, n_evaluated, threshold, seconds, renders,
+    ``classes``: {"positive"|"negative": {n_faces_to_flip, ``top``: [{channel
+    "b8.conv1:2", layer, index, direction "min"|"max", mean_effect,
+    estimated_flip_share}], sufficiency_curve [top-1..k], sufficiency}},
+    ``channels``: [{channel, layer, index, direction, mean_effect, best_match
+    {subspace, latent_overlap, image_cosine} | null, explained_by_bank, region
+    | null, region_votes {part: share}}], ``unnamed_drivers``: [same records
+    + ``walk_strip`` "figures/unnamed_<layer>_<c>.png"]}
+  - ``agreement``: {pixel_method, subspace_regions {id: part | null},
+    walk_vs_latent / walk_vs_region / latent_vs_region: {rho | null, p_value
+    | null, n, note?}, walk_vs_region_by_method {method: {...}}, ``statement``
+    (plain language)}
 - ``provenance``: {iceaudit_version, torch, python, platform, command, seeds, hashes, created}
 """
 from __future__ import annotations
