@@ -253,3 +253,34 @@ def test_run_baselines_writes_figures_and_a_json_dict(world, tmp_path):
     assert out["latent"]["ranking"][0] == "planted"
     assert out["agreement"]["walk_vs_latent"]["n"] == 4
     assert run_baselines(f, G, ws, None, None, "none", tmp_path)["methods"] == []
+
+
+# --- the real engine -----------------------------------------------------------------------
+
+
+def test_everything_runs_on_the_stylegan2_engine(tmp_path):
+    from iceaudit.stylegan2.networks import Generator
+
+    torch.manual_seed(0)
+    G = Generator(16, 0, 16, 16, 3, mapping_kwargs={"num_layers": 2},
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 8}).eval().requires_grad_(False)
+    ws = G.mapping(torch.randn(6, 16))
+    # W -> S through the affine maps is exact (styles are affine in ws)
+    sub = w_subspace(G, "wp", 4, space="W+", layers=[2, 3])
+    moved = ws.clone()
+    moved[:, 2:4] += sub.basis[0]
+    expected = G.pack_styles(G.styles(moved)) - G.pack_styles(G.styles(ws))
+    assert torch.allclose(expected[0], to_style_space(G, sub, sub.basis)[0], atol=1e-4)
+    # AttFind through partial synthesis == full re-synthesis
+    model = SmallCNN()
+    a = style_effects(model, G, ws[:3], batch_size=32)
+    b = style_effects(model, G, ws[:3], batch_size=32, partial=False)
+    assert torch.allclose(a.effects, b.effects, atol=1e-4)
+    assert len(a.channels) == sum(sl.channels for sl in G.style_layers if sl.kind == "conv")
+    bank = tiny_bank(G, [s_subspace(G, "s", [("b8.conv1", 1)], tags=["smile"]), sub, w_subspace(G, "w", 5, tags=["skin", "colour"])])
+    out = run_baselines(model, G, ws, bank, FixedParser(), "all", tmp_path,
+                        drivers=[{"subspace": i, "slope": v} for i, v in (("s", 1.0), ("wp", 0.5), ("w", 0.2))],
+                        threshold=float(model(G.synthesis(ws)).median()))
+    json.dumps(out, allow_nan=False)
+    assert all(v["status"] == "ok" for v in out["pixel"].values())  # gradcam included: a module model
+    assert out["attfind"]["n_channels"] == len(a.channels)

@@ -180,7 +180,7 @@ def attribute_pixels(
         cam = LayerGradCam(score_fn, layer).attribute(images, relu_attributions=True)
         cam = LayerAttribution.interpolate(cam, (r, r), interpolate_mode="bilinear")
         attr = (cam / 3).expand(n, 3, r, r)
-    return attr.detach().reshape(n, 3, r, r)
+    return attr.detach().reshape(n, 3, r, r).contiguous()
 
 
 # --- aggregation by face region -------------------------------------------------------
