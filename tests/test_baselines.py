@@ -255,6 +255,25 @@ def test_run_baselines_writes_figures_and_a_json_dict(world, tmp_path):
     assert run_baselines(f, G, ws, None, None, "none", tmp_path)["methods"] == []
 
 
+def test_a_non_differentiable_classifier_gets_the_perturbation_methods_only(world, tmp_path):
+    G, ws, _ = world
+
+    class OnnxLike:  # the audit adapter's shape: decision_score bound to an owner that says it has no gradients
+        differentiable = False
+        reader = RegionReader("eyes")
+
+        def decision_score(self, images):
+            with torch.no_grad():
+                return self.reader(images)
+
+    out = run_baselines(OnnxLike().decision_score, G, ws[:6], _bank(G), FixedParser(),
+                        "saliency,occlusion,feature_ablation,latent", tmp_path)
+    assert out["pixel"]["saliency"]["status"] == "skipped" and "not differentiable" in out["pixel"]["saliency"]["reason"]
+    assert out["pixel"]["feature_ablation"]["region_ranking"][0] == "eyes"
+    assert out["pixel"]["occlusion"]["region_ranking"][0] == "eyes"
+    assert out["latent"]["status"] == "skipped"
+
+
 # --- the real engine -----------------------------------------------------------------------
 
 
@@ -280,7 +299,7 @@ def test_everything_runs_on_the_stylegan2_engine(tmp_path):
     bank = tiny_bank(G, [s_subspace(G, "s", [("b8.conv1", 1)], tags=["smile"]), sub, w_subspace(G, "w", 5, tags=["skin", "colour"])])
     out = run_baselines(model, G, ws, bank, FixedParser(), "all", tmp_path,
                         drivers=[{"subspace": i, "slope": v} for i, v in (("s", 1.0), ("wp", 0.5), ("w", 0.2))],
-                        threshold=float(model(G.synthesis(ws)).median()))
+                        threshold=float(model(G.synthesis(ws)).detach().median()))
     json.dumps(out, allow_nan=False)
     assert all(v["status"] == "ok" for v in out["pixel"].values())  # gradcam included: a module model
     assert out["attfind"]["n_channels"] == len(a.channels)

@@ -6,7 +6,7 @@ The audit calls one function on the faces it already sampled::
     from iceaudit.audit.baselines import parse_methods, run_baselines
     methods = parse_methods(cli_value)          # "--baselines" value
     summary["baselines"] = run_baselines(
-        score_fn, G, ws, bank, parser, methods, audit_dir,
+        score_fn, G, faces, bank, parser, methods, audit_dir,
         drivers=summary["drivers"], threshold=card_threshold)
 
 The result is a JSON-serialisable dict whose shape is documented in
@@ -25,6 +25,7 @@ import torch
 from iceaudit.audit.pixel_attribution import (
     PIXEL_METHODS,
     MethodSkipped,
+    classifier_parts,
     attribute_pixels,
     mean_map,
     quality_metrics,
@@ -58,8 +59,10 @@ class BaselineOptions:
     quality: bool = True  # Captum infidelity / sensitivity_max
     quality_faces: int = 8
     latent_n_steps: int = 16
+    latent_max_faces: int | None = 32  # latent IG on the first faces only (None: all)
     attfind_k: int = 5
     attfind_screen: int | None = 128  # channels evaluated exactly after gradient screening (None: all)
+    attfind_max_faces: int | None = 32  # AttFind on the first faces only (None: all)
     attfind_batch: int = 128
 
 
@@ -134,7 +137,7 @@ def _pixel_method(score_fn, images, label_map, labels, method, opts: BaselineOpt
 def run_baselines(
     score_fn: Callable[[torch.Tensor], torch.Tensor],
     generator: Any,
-    ws: torch.Tensor,
+    faces: Any,
     bank: Any,
     parser: Any,
     methods: Sequence[str] | None,
@@ -145,8 +148,10 @@ def run_baselines(
     options: BaselineOptions | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the chosen baselines on the audit's sampled faces ``ws`` [N, num_ws, w_dim].
+    """Run the chosen baselines on the audit's sampled faces.
 
+    ``faces``: ws ``[N, num_ws, w_dim]`` or an object with ``.ws`` (the
+    audit's `Faces`).
     ``parser`` maps images to label maps [N, R, R] and has ``labels`` (None:
     no region results, feature_ablation skipped). ``drivers`` are the walks'
     `Driver` records (for the agreement). Figures go to ``out_dir/figures``.
@@ -155,6 +160,8 @@ def run_baselines(
     methods = parse_methods(methods) if methods is None or isinstance(methods, str) else list(methods)
     out_dir = Path(out_dir) if out_dir is not None else None
     G = generator
+    ws = faces.ws if hasattr(faces, "ws") else faces
+    differentiable = classifier_parts(score_fn)[1]
     result: dict[str, Any] = {"schema": SCHEMA, "methods": list(methods), "threshold": threshold, "options": asdict(opts)}
     if not methods:
         return result
@@ -215,14 +222,18 @@ def run_baselines(
         result["maps_npz"] = "figures/baseline_maps.npz"
 
     latent_scores = None
-    if "latent" in methods and bank is not None:
+    if "latent" in methods and not differentiable:
+        result["latent"] = {"status": "skipped", "reason": "latent attribution needs gradients; this classifier is not differentiable (ONNX)"}
+    elif "latent" in methods and bank is not None:
         from iceaudit.audit.latent_attribution import latent_attribution
 
         say("baseline latent attribution")
         t0 = time.perf_counter()
-        lat = latent_attribution(score_fn, G, ws, bank, n_steps=opts.latent_n_steps, internal_batch_size=opts.internal_batch_size)
+        lat_ws = ws if opts.latent_max_faces is None else ws[: opts.latent_max_faces]
+        lat = latent_attribution(score_fn, G, lat_ws, bank, n_steps=opts.latent_n_steps, internal_batch_size=opts.internal_batch_size)
+        lat["status"] = "ok"
         lat["seconds"] = time.perf_counter() - t0
-        lat["seconds_per_face"] = lat["seconds"] / ws.shape[0]
+        lat["seconds_per_face"] = lat["seconds"] / lat_ws.shape[0]
         result["latent"] = lat
         latent_scores = {k: v["abs_attribution"] for k, v in lat["subspaces"].items()}
     elif "latent" in methods:
@@ -232,18 +243,22 @@ def run_baselines(
         from iceaudit.audit.attfind import run_attfind
 
         say("baseline AttFind")
-        full_labels = None
+        att_ws = ws if opts.attfind_max_faces is None else ws[: opts.attfind_max_faces]
+        att_labels = None
         if parser is not None:
-            full_images = images if pix_ws is ws else render_faces(G, ws)
+            att_images = render_faces(G, att_ws)
             with torch.no_grad():
-                full_labels = torch.cat([parser(full_images[i : i + 32]) for i in range(0, full_images.shape[0], 32)]).long()
+                att_labels = torch.cat([parser(att_images[i : i + 32]) for i in range(0, att_images.shape[0], 32)]).long()
         t0 = time.perf_counter()
         att = run_attfind(
-            score_fn, G, ws, threshold=threshold, k=opts.attfind_k, bank=bank, label_map=full_labels, labels=labels,
-            screen=opts.attfind_screen, batch_size=opts.attfind_batch, out_dir=out_dir,
+            score_fn, G, att_ws, threshold=threshold, k=opts.attfind_k, bank=bank, label_map=att_labels, labels=labels,
+            screen=opts.attfind_screen if differentiable else None, batch_size=opts.attfind_batch, out_dir=out_dir,
         )
+        if not differentiable:
+            att["note"] = "no gradient screening (the classifier is not differentiable): every channel evaluated"
+        att["status"] = "ok"
         att["seconds"] = time.perf_counter() - t0
-        att["seconds_per_face"] = att["seconds"] / ws.shape[0]
+        att["seconds_per_face"] = att["seconds"] / att_ws.shape[0]
         result["attfind"] = att
 
     if bank is not None and (drivers or latent_scores or regions_by_method):

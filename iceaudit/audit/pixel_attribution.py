@@ -42,7 +42,8 @@ PIXEL_METHODS = (
     "feature_ablation",
     "gradcam",
 )
-GRADIENT_METHODS = ("saliency", "input_x_gradient", "gradcam")  # cheap enough for sensitivity_max
+PERTURBATION_METHODS = ("occlusion", "feature_ablation")  # need no gradients (ONNX models)
+CHEAP_METHODS = ("saliency", "input_x_gradient", "gradcam")  # cheap enough for sensitivity_max
 
 
 class MethodSkipped(Exception):
@@ -79,15 +80,32 @@ def mean_baseline(images: torch.Tensor) -> torch.Tensor:
 # --- the model's conv layer (LayerGradCam) ------------------------------------------
 
 
+def classifier_parts(score_fn: Any) -> tuple[Any, bool]:
+    """(the wrapped model or None, whether scores are differentiable).
+
+    Looks at ``score_fn`` itself when it is an ``nn.Module``, else at its
+    ``module`` / ``model`` attribute or, for a bound method such as the audit
+    adapter's ``Classifier.decision_score``, at its owner's. An owner that says
+    ``differentiable = False`` (ONNX) is taken at its word.
+    """
+    if isinstance(score_fn, nn.Module):
+        return score_fn, True
+    owners = [score_fn, getattr(score_fn, "__self__", None)]
+    differentiable = all(getattr(o, "differentiable", True) for o in owners if o is not None)
+    for owner in owners:
+        for attr in ("module", "model"):
+            model = getattr(owner, attr, None) if owner is not None else None
+            if isinstance(model, nn.Module):
+                return model, differentiable
+    return None, differentiable
+
+
 def find_conv_layer(score_fn: Any) -> nn.Module:
     """The last ``nn.Conv2d`` of the classifier, or `MethodSkipped` with the reason.
 
-    The classifier is looked up as ``score_fn`` itself when it is an
-    ``nn.Module``, else ``score_fn.module`` (the audit's adapter exposes the
-    wrapped model there). TorchScript modules offer no forward hooks, which
-    layer methods need.
+    TorchScript modules offer no forward hooks, which layer methods need.
     """
-    model = score_fn if isinstance(score_fn, nn.Module) else getattr(score_fn, "module", None)
+    model, _ = classifier_parts(score_fn)
     if model is None:
         raise MethodSkipped("the classifier is a plain callable with no nn.Module exposed (no layer to hook)")
     if isinstance(model, torch.jit.ScriptModule):
@@ -140,7 +158,9 @@ def attribute_pixels(
         raise ValueError(f"unknown pixel method {method!r}; choose from {', '.join(PIXEL_METHODS)}")
     assert images.ndim == 4 and images.shape[1] == 3, f"images must be [N, 3, R, R], got {tuple(images.shape)}"
     images = images.detach()
-    if method not in ("occlusion", "feature_ablation"):
+    if method not in PERTURBATION_METHODS:
+        if not classifier_parts(score_fn)[1]:
+            raise MethodSkipped(f"{method} needs gradients and this classifier is not differentiable (ONNX); use occlusion or feature_ablation")
         images = images.clone().requires_grad_(True)  # gradient methods (avoids captum's warning)
     n, _, r, _ = images.shape
     reference = images if reference is None else reference.detach()
@@ -287,7 +307,7 @@ def quality_metrics(
         inf = infidelity(score_fn, perturb, images, attr, n_perturb_samples=n_perturb_samples, normalize=True)
     out: dict[str, float | None | str] = {"infidelity": float(inf.mean())}
     if sensitivity is None:
-        sensitivity = method in GRADIENT_METHODS
+        sensitivity = method in CHEAP_METHODS
     if sensitivity:
         def explain(x: Any, **kw: Any) -> tuple[torch.Tensor]:
             x = x[0] if isinstance(x, tuple) else x  # captum passes a tuple of inputs
