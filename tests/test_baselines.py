@@ -274,6 +274,33 @@ def test_a_non_differentiable_classifier_gets_the_perturbation_methods_only(worl
     assert out["latent"]["status"] == "skipped"
 
 
+def test_oracle_table_compares_baselines_with_known_truth(world):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from validate_baselines import markdown_table, oracle_rows
+
+    G, ws, images = world
+    f = channel_probe(G, ws, *PLANTED)
+    res = run_baselines(f, G, ws[:12], _bank(G), FixedParser(), "feature_ablation,latent,attfind", None,
+                        threshold=float(f(images).detach().median()))
+    # the truth of this world: the probe reads the planted channel ("smile"), nothing else
+    oracle = {"smile": 1.0, "shape": 0.1, "hair": 0.05, "eyes": 0.0}
+    factor_subspace = {"smile": "planted", "shape": "early", "hair": "w_dense", "eyes": "w_plus"}
+    factor_region = {"smile": "mouth", "shape": "skin", "hair": "hair", "eyes": "eyes"}
+    (row,) = oracle_rows({"probe": res}, {"probe": oracle}, factor_subspace, factor_region)
+    assert row["oracle_top_factor"] == "smile"
+    assert row["latent_top"] == "planted" and row["latent_match"]
+    assert row["attfind_top_channel"] == "b8.conv1:2" and row["attfind_top_match"] == "planted" and row["attfind_match"]
+    assert row["attfind_sufficiency"] >= 0.7
+    fa = res["pixel"]["feature_ablation"]["regions"]
+    assert row["region_top"] == max(fa, key=lambda r: fa[r]["abs_importance"])
+    assert row["region_match"] == (row["region_top"] == "mouth")
+    table = markdown_table([row])
+    assert table.count("\n") == 2 and "b8.conv1:2" in table
+
+
 # --- the real engine -----------------------------------------------------------------------
 
 
