@@ -37,10 +37,17 @@ from iceaudit.errors import UserError
 
 LATENT_METHODS = ("latent", "attfind")
 ALL_METHODS = PIXEL_METHODS + LATENT_METHODS
-# The default set: every method that costs less than ~0.1 s per face at 64 px
-# on this CPU (BENCHMARKS.md ## Baselines), plus AttFind with gradient screening.
+# The default set (BENCHMARKS.md ## Baselines): the methods that need at most
+# n_steps classifier passes per face, plus latent IG and AttFind with gradient
+# screening. Occlusion (225 passes per face at 64 px), SmoothGrad and IG from
+# the mean image are opt-in.
 DEFAULT_METHODS = ("saliency", "input_x_gradient", "ig_blur", "feature_ablation", "gradcam", "latent", "attfind")
 SCHEMA = 1
+BASELINES_HELP = (
+    "Baselines beside the walks: `none`, `default`, `all`, or a comma-separated list of "
+    + ", ".join(ALL_METHODS)
+    + ". Default: " + ",".join(DEFAULT_METHODS) + " (occlusion, smoothgrad and ig_mean cost more; see BENCHMARKS.md)."
+)
 
 
 @dataclass
@@ -61,7 +68,7 @@ class BaselineOptions:
     latent_n_steps: int = 16
     latent_max_faces: int | None = 32  # latent IG on the first faces only (None: all)
     attfind_k: int = 5
-    attfind_screen: int | None = 128  # channels evaluated exactly after gradient screening (None: all)
+    attfind_screen: int | None = 64  # channels evaluated exactly after gradient screening (None: all)
     attfind_max_faces: int | None = 32  # AttFind on the first faces only (None: all)
     attfind_batch: int = 128
 
@@ -99,6 +106,18 @@ def parser_labels(parser: Any) -> list[str]:
 @torch.no_grad()
 def render_faces(G, ws: torch.Tensor, batch: int = 32) -> torch.Tensor:
     return torch.cat([G.synthesis(ws[i : i + batch]).clamp(-1, 1) for i in range(0, ws.shape[0], batch)])
+
+
+@torch.no_grad()
+def parse_faces(parser: Any, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    """Label maps [N, R, R] (long) at the images' resolution (nearest resize if the parser's differs)."""
+    maps = torch.cat([torch.as_tensor(parser(images[i : i + batch])) for i in range(0, images.shape[0], batch)]).long()
+    if maps.ndim != 3 or maps.shape[0] != images.shape[0]:
+        raise UserError(f"the face parser returned shape {tuple(maps.shape)}; expected label maps [N, H, W]")
+    r = images.shape[-1]
+    if maps.shape[-2:] != (r, r):
+        maps = torch.nn.functional.interpolate(maps[:, None].float(), size=(r, r), mode="nearest")[:, 0].long()
+    return maps
 
 
 def save_heatmap(heat: torch.Tensor, face: torch.Tensor, path: Path, title: str) -> None:
@@ -171,10 +190,7 @@ def run_baselines(
     pix_ws = ws if opts.max_faces is None else ws[: opts.max_faces]
     images = render_faces(G, pix_ws)
     labels = parser_labels(parser) if parser is not None else None
-    label_map = None
-    if parser is not None:
-        with torch.no_grad():
-            label_map = torch.cat([parser(images[i : i + 32]) for i in range(0, images.shape[0], 32)]).long()
+    label_map = parse_faces(parser, images) if parser is not None else None
     n = images.shape[0]
     result.update({"n_faces": n, "resolution": int(images.shape[-1]), "labels": labels})
 
@@ -246,9 +262,7 @@ def run_baselines(
         att_ws = ws if opts.attfind_max_faces is None else ws[: opts.attfind_max_faces]
         att_labels = None
         if parser is not None:
-            att_images = render_faces(G, att_ws)
-            with torch.no_grad():
-                att_labels = torch.cat([parser(att_images[i : i + 32]) for i in range(0, att_images.shape[0], 32)]).long()
+            att_labels = parse_faces(parser, render_faces(G, att_ws))
         t0 = time.perf_counter()
         att = run_attfind(
             score_fn, G, att_ws, threshold=threshold, k=opts.attfind_k, bank=bank, label_map=att_labels, labels=labels,
