@@ -37,8 +37,8 @@ without any model. Top-level keys (schema version 1):
     | null, region_votes {part: share}}], ``unnamed_drivers``: [same records
     + ``walk_strip`` "figures/unnamed_<layer>_<c>.png"]}
   - ``agreement``: {pixel_method, subspace_regions {id: part | null},
-    walk_vs_latent / walk_vs_region / latent_vs_region: {rho | null, p_value
-    | null, n, note?}, walk_vs_region_by_method {method: {...}}, ``statement``
+    walk_vs_latent / walk_vs_latent_slope / walk_vs_region / latent_vs_region:
+    {rho | null, p_value | null, n, note?}, walk_vs_region_by_method {method: {...}}, ``statement``
     (plain language)}
 - ``provenance``: {iceaudit_version, torch, python, platform, command, seeds, hashes, created}
 """

@@ -252,6 +252,8 @@ def test_run_baselines_writes_figures_and_a_json_dict(world, tmp_path):
     assert set(out["pixel"]["saliency"]["quality"]) >= {"infidelity", "sensitivity_max"}
     assert out["latent"]["ranking"][0] == "planted"
     assert out["agreement"]["walk_vs_latent"]["n"] == 4
+    slope = out["agreement"]["walk_vs_latent_slope"]
+    assert slope["n"] == 4 and -1.0 <= slope["rho"] <= 1.0
     assert run_baselines(f, G, ws, None, None, "none", tmp_path)["methods"] == []
 
 

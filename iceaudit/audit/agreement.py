@@ -128,10 +128,12 @@ def compare(
     region_by_method: Mapping[str, Mapping[str, Mapping[str, float]]],
     labels: Sequence[str] | None = None,
     pixel_method: str | None = None,
+    latent_slope: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Rank correlations and a plain-language statement.
 
-    walk / latent: subspace id -> score (larger = stronger). region_by_method:
+    walk / latent: subspace id -> score (larger = stronger); latent_slope:
+    |first-order slope estimate| per subspace (optional). region_by_method:
     method -> region -> {ratio, ...} or {abs_importance, ...}. The headline
     pixel method is ``pixel_method`` or, by preference, feature_ablation, then
     the first map method.
@@ -148,6 +150,7 @@ def compare(
         "pixel_method": pixel_method,
         "subspace_regions": region_of,
         "walk_vs_latent": spearman(walk, latent),
+        "walk_vs_latent_slope": spearman(walk, dict(latent_slope or {})),
         "walk_vs_region": spearman(walk, region),
         "latent_vs_region": spearman(latent, region),
         "walk_vs_region_by_method": {m: spearman(walk, r) for m, r in region_rankings.items()},

@@ -237,7 +237,7 @@ def run_baselines(
         np.savez_compressed(out_dir / "figures" / "baseline_maps.npz", **maps)
         result["maps_npz"] = "figures/baseline_maps.npz"
 
-    latent_scores = None
+    latent_scores = latent_slope = None
     if "latent" in methods and not differentiable:
         result["latent"] = {"status": "skipped", "reason": "latent attribution needs gradients; this classifier is not differentiable (ONNX)"}
     elif "latent" in methods and bank is not None:
@@ -252,6 +252,7 @@ def run_baselines(
         lat["seconds_per_face"] = lat["seconds"] / lat_ws.shape[0]
         result["latent"] = lat
         latent_scores = {k: v["abs_attribution"] for k, v in lat["subspaces"].items()}
+        latent_slope = {k: v["abs_slope_estimate"] for k, v in lat["subspaces"].items()}
     elif "latent" in methods:
         result["latent"] = {"status": "skipped", "reason": "no subspace bank"}
 
@@ -279,5 +280,5 @@ def run_baselines(
         from iceaudit.audit.agreement import compare, walk_scores
 
         walk = walk_scores(drivers) if drivers else None
-        result["agreement"] = compare(bank, walk, latent_scores, regions_by_method, labels)
+        result["agreement"] = compare(bank, walk, latent_scores, regions_by_method, labels, latent_slope=latent_slope)
     return result
