@@ -14,6 +14,7 @@ AttFind's partial-synthesis speed-up over full re-synthesis.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -96,7 +97,8 @@ def main() -> None:
     lm = label_map(n, 64)
     opts = BaselineOptions()
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}, "
-          f"{n} faces at 64 px, conv style channels {sum(s.channels for s in G.style_layers if s.kind == 'conv')}")
+          f"{n} faces at 64 px, conv style channels {sum(s.channels for s in G.style_layers if s.kind == 'conv')}, "
+          f"load average at start {os.getloadavg()[0]:.1f} (shared CPU)")
     _pixel_method(f, images[:2], lm[:2], None, "saliency", opts)  # warm-up (captum import, first-call overhead)
     print("| method | classifier passes / face | s / face | quality metrics s / face (on 8 faces) |")
     print("|---|---|---|---|")
@@ -117,7 +119,8 @@ def main() -> None:
     eff_f, sec_f = timed(lambda: style_effects(f, G, ws[:k], batch_size=opts.attfind_batch, partial=False))
     print(f"| attfind exhaustive, full re-synthesis | {eff_f.renders // k} renders | {sec_f / k:.3f} | - |", flush=True)
     diff = (eff_p.effects - eff_f.effects).abs().max().item()
-    print(f"\npartial vs full AttFind: speed-up {sec_f / sec_p:.2f}x, max |effect difference| {diff:.2e}")
+    print(f"\npartial vs full AttFind: speed-up {sec_f / sec_p:.2f}x, max |effect difference| {diff:.2e}; "
+          f"load average at end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

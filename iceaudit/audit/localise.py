@@ -36,8 +36,9 @@ def gradient_maps(G, ws: torch.Tensor, channels: Sequence[StyleChannel], *, size
     size = min(size, G.img_resolution)
     out = []
     for ch in channels:
-        sd = styles[ch.layer][:, ch.channel].std().clamp_min(1e-3)
-        h = float(step * sd)
+        values = styles[ch.layer][:, ch.channel]
+        sd = float(values.std()) if values.numel() > 1 else 1.0
+        h = step * max(sd, 1e-3)
         state = G.synthesis_prefix(styles, start=ch.layer)
         state2 = state.repeat_interleave(2)
         edited = {k: v.repeat_interleave(2, dim=0) for k, v in styles.items()}
