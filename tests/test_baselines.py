@@ -103,9 +103,15 @@ def test_gradcam_runs_on_modules_and_is_skipped_with_a_reason_for_torchscript(wo
         attribute_pixels(scripted, images, "gradcam")
     with pytest.raises(MethodSkipped, match="no nn.Module"):
         attribute_pixels(lambda x: scripted(x), images, "gradcam")
-    # a callable that exposes its module (the audit adapter's convention) works
-    wrapper = type("Adapter", (), {"module": model, "__call__": lambda self, x: model(x)})()
+    # a callable exposing its module works, and so does a bound `decision_score` whose owner
+    # holds the model in `.model` (the audit adapter's shape)
+    wrapper = type("Wrapper", (), {"module": model, "__call__": lambda self, x: model(x)})()
     assert attribute_pixels(wrapper, images, "gradcam").sum() > 0
+    adapter = type("Adapter", (), {"model": model, "differentiable": True, "decision_score": lambda self, x: self.model(x)})()
+    assert torch.allclose(attribute_pixels(adapter.decision_score, images, "gradcam"), cam)
+    adapter.model = scripted
+    with pytest.raises(MethodSkipped, match="TorchScript"):
+        attribute_pixels(adapter.decision_score, images, "gradcam")
 
 
 # --- latent attribution ----------------------------------------------------------------
