@@ -86,7 +86,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--attfind-faces", type=int, default=1, help="faces for the exhaustive AttFind timing")
+    ap.add_argument("--attfind-faces", type=int, default=1, help="faces for the exhaustive AttFind timing (0: skip it)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     G, f = demo_sized_generator(), Classifier64().eval()
@@ -108,12 +108,26 @@ def main() -> None:
         _, qsec = timed(lambda: quality_metrics(f, images[:q], attr[:q], m, n_steps=opts.n_steps, nt_samples=opts.nt_samples))
         print(f"| {m} | {PASSES[m]} | {sec / n:.4f} | {qsec / q:.4f} |", flush=True)
     bank = bank_for(G)
-    _, sec = timed(lambda: latent_attribution(f, G, ws, bank, n_steps=opts.latent_n_steps, internal_batch_size=opts.internal_batch_size))
-    print(f"| latent (IG in S, {opts.latent_n_steps} steps, 12 subspaces) | {opts.latent_n_steps + 2} G+C fwd/bwd | {sec / n:.4f} | - |", flush=True)
+    for steps in sorted({8, opts.latent_n_steps}):
+        lat, sec = timed(lambda: latent_attribution(f, G, ws, bank, n_steps=steps, internal_batch_size=opts.internal_batch_size))
+        print(f"| latent (IG in S, {steps} steps, 12 subspaces; completeness gap {lat['completeness_gap']:.3f}) "
+              f"| {steps + 2} G+C fwd/bwd | {sec / n:.3f} | - |", flush=True)
     for screen in (32, 128):
         e, sec = timed(lambda: style_effects(f, G, ws, batch_size=opts.attfind_batch, screen=screen))
         print(f"| attfind screen={screen} (partial synthesis) | {e.renders // n} renders + 1 G+C bwd | {sec / n:.3f} | - |", flush=True)
+    print("\nAttFind per style layer, 1 face (both directions for every channel of the layer):\n")
+    print("| layer | channels | partial synthesis s | full re-synthesis s | speed-up |")
+    print("|---|---|---|---|---|")
+    for sl in G.style_layers:
+        if sl.kind != "conv":
+            continue
+        ep, tp = timed(lambda: style_effects(f, G, ws[:1], batch_size=opts.attfind_batch, layers=[sl.name]))
+        ef, tf = timed(lambda: style_effects(f, G, ws[:1], batch_size=opts.attfind_batch, layers=[sl.name], partial=False))
+        assert torch.allclose(ep.effects, ef.effects, atol=1e-5)
+        print(f"| {sl.name} | {sl.channels} | {tp:.2f} | {tf:.2f} | {tf / tp:.2f}x |", flush=True)
     k = args.attfind_faces
+    if k == 0:
+        return
     eff_p, sec_p = timed(lambda: style_effects(f, G, ws[:k], batch_size=opts.attfind_batch))
     print(f"| attfind exhaustive, partial synthesis | {eff_p.renders // k} renders | {sec_p / k:.3f} | - |", flush=True)
     eff_f, sec_f = timed(lambda: style_effects(f, G, ws[:k], batch_size=opts.attfind_batch, partial=False))

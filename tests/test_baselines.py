@@ -222,6 +222,12 @@ def test_compare_reads_rankings_through_regions_and_explains_a_colour_shortcut(w
         s_subspace(G, "glasses", [("b8.conv1", 4)], name="glasses", tags=["glasses"]),
     ])
     assert [subspace_region(s, LABELS) for s in bank.subspaces] == ["skin", "mouth", "hair", "glasses"]
+    # bank criteria are JSON specs: their regions / landmark group decide first
+    jaw = s_subspace(G, "face_width", [("b8.conv1", 0)], tags=["geometry", "face-shape"])
+    jaw.criterion = '{"group":"jaw","kind":"landmarks","measure":"spread_x"}'
+    area = s_subspace(G, "specs", [("b8.conv1", 0)], tags=["accessory"])
+    area.criterion = '{"kind":"region_area","regions":["glasses"],"size":64}'
+    assert subspace_region(jaw, LABELS) == "skin" and subspace_region(area, LABELS) == "glasses"
     walk = {"tone": 3.0, "smile": 2.0, "hair": 1.0, "glasses": 0.5}
     latent = {"tone": 0.9, "smile": 0.5, "hair": 0.6, "glasses": 0.1}  # one swap
     regions = {"feature_ablation": {

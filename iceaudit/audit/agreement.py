@@ -6,8 +6,8 @@ Three rankings of the bank's subspaces:
 - latent: mean |IG attribution in S projected on the subspace|;
 - region: the pixel-attribution score of the subspace's face *region*
           (`subspace_region`: from a ``region:<part>`` tag, the subspace's
-          ``validation["region"]``, or keywords in its tags / criterion /
-          name), so subspaces sharing a region tie.
+          ``validation["region"]``, its criterion spec's ``regions`` or
+          landmark ``group``, or keywords in its tags / name), so subspaces sharing a region tie.
 
 `compare` returns Spearman correlations between each pair (with the number of
 subspaces they share) and a plain-language statement of where they agree and
@@ -42,6 +42,8 @@ REGION_KEYWORDS: tuple[tuple[str, str], ...] = (
     ("jaw", "skin"),
     ("background", "background"),
 )
+# landmark groups of a criterion -> the parser region they sit in
+LANDMARK_GROUP_REGION = {"jaw": "skin", "face": "skin", "brows": "brows", "eyes": "eyes", "nose": "nose", "mouth": "mouth"}
 COLOUR_WORDS = ("colour", "color", "tone", "photometr", "complexion", "lightness", "luminance")
 
 
@@ -54,9 +56,31 @@ def subspace_region(sub: Any, labels: Sequence[str] | None = None) -> str | None
     region = (getattr(sub, "validation", None) or {}).get("region")
     if region:
         return str(region)
+    region = _criterion_region(str(getattr(sub, "criterion", "")), labels)
+    if region:
+        return region
     text = " ".join(tags + [str(getattr(sub, "criterion", "")), str(getattr(sub, "name", "")), str(getattr(sub, "id", ""))]).lower()
     for word, part in REGION_KEYWORDS:
         if word in text and (labels is None or part in labels):
+            return part
+    return None
+
+
+def _criterion_region(criterion: str, labels: Sequence[str] | None) -> str | None:
+    """The region of a bank criterion spec (JSON text: ``regions`` or a landmark ``group``)."""
+    import json
+
+    try:
+        spec = json.loads(criterion)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if not isinstance(spec, dict):
+        return None
+    candidates = [str(r) for r in spec.get("regions", []) or []]
+    if "group" in spec:
+        candidates.append(LANDMARK_GROUP_REGION.get(str(spec["group"]), str(spec["group"])))
+    for part in candidates:
+        if labels is None or part in labels:
             return part
     return None
 
