@@ -1,0 +1,83 @@
+"""Our Generator, loaded with the official stylegan2-ada-pytorch weights and
+init kwargs, reproduces the official outputs (ws, per-layer styles, images).
+
+Fixtures: tests/data/parity/ (made by make_parity.py with the official code on
+CPU; see the README there). Tolerance: max abs difference ≤ 1e-3 × the
+largest magnitude of the reference tensor, float32, CPU.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from iceaudit.stylegan2.networks import Generator
+
+DATA = Path(__file__).parent / "data" / "parity"
+CONFIGS = sorted(p.name[: -len(".json")] for p in DATA.glob("*.json"))
+REL_TOL = 1e-3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks: one thread is faster than two on this shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def load_case(name: str):
+    kwargs = json.loads((DATA / f"{name}.json").read_text())
+    G = Generator(**kwargs).eval()
+    G.load_state_dict(load_file(str(DATA / f"{name}.weights.safetensors")), strict=True)
+    return G, load_file(str(DATA / f"{name}.outputs.safetensors"))
+
+
+def assert_close_rel(ours: torch.Tensor, ref: torch.Tensor, what: str) -> None:
+    assert ours.shape == ref.shape, what
+    err = (ours - ref).abs().max().item()
+    scale = ref.abs().max().item()
+    assert err <= REL_TOL * scale, f"{what}: max abs diff {err:.3g} > {REL_TOL} x {scale:.3g}"
+
+
+def test_fixtures_present():
+    assert len(CONFIGS) >= 3, CONFIGS
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_mapping_matches_official(name):
+    G, ref = load_case(name)
+    c = ref["c"] if G.c_dim else None
+    with torch.no_grad():
+        assert_close_rel(G.mapping(ref["z"], c, psi=0.7), ref["ws"], "ws psi 0.7")
+        assert_close_rel(G.mapping(ref["z"], c, psi=0.5, truncation_cutoff=2), ref["ws_psi0.5_cutoff2"], "ws cutoff")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_styles_match_official(name):
+    G, ref = load_case(name)
+    with torch.no_grad():
+        styles = G.styles(ref["ws"])
+    ref_names = [k[len("styles."):] for k in ref if k.startswith("styles.")]
+    assert sorted(ref_names) == sorted(styles)
+    assert [sl.name for sl in G.style_layers] == list(styles)
+    for layer, s in styles.items():
+        assert_close_rel(s, ref[f"styles.{layer}"], f"styles {layer}")
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("name", CONFIGS)
+def test_images_match_official(name, fused):
+    G, ref = load_case(name)
+    with torch.no_grad():
+        img = G.synthesis(ref["ws"], noise_mode="const", fused_modconv=fused)
+        img_none = G.synthesis(ref["ws"], noise_mode="none", fused_modconv=fused)
+        img_full = G(ref["z"], ref["c"] if G.c_dim else None, psi=0.7, noise_mode="const")
+    assert_close_rel(img, ref["img"], "image (official fused)")
+    assert_close_rel(img, ref["img_nonfused"], "image (official non-fused)")
+    assert_close_rel(img_none, ref["img_noise_none"], "image noise_mode='none'")
+    assert_close_rel(img_full, ref["img"], "G(z) end to end")
