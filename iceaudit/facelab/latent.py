@@ -1,10 +1,12 @@
 """The fixed latent map phi: z -> factors that the demo generator learns.
 
-    phi(z) = prior(A z),   z ~ N(0, I_512),   A in R^{19 x 512}
+    phi(z) = prior(A z^),   z^ = z / rms(z),   z ~ N(0, I_512),   A in R^{19 x 512}
 
 A has orthonormal rows (QR of a Gaussian matrix drawn from numpy's PCG64
-with seed `LATENT_SEED`, signs fixed so that diag(R) > 0). Hence u = A z is
-again exactly N(0, I_19) and `factors.from_normal` (normal CDF, then each
+with seed `LATENT_SEED`, signs fixed so that diag(R) > 0). z is first
+normalised to unit second moment, as StyleGAN2's mapping network does, so a
+generator can learn phi exactly. Hence u = A z^ is N(0, I_19) up to the
+~3 % spread of rms(z) and `factors.from_normal` (normal CDF, then each
 factor's prior) sends it onto the FaceLab prior: phi(z) for z ~ N(0, I) has the
 same distribution as `sample_factors`. Every factor depends on all 512
 latent coordinates and every coordinate moves all 19 factors, so no latent
@@ -59,6 +61,9 @@ def _check_z(z: torch.Tensor) -> torch.Tensor:
 def phi(z: torch.Tensor) -> torch.Tensor:
     """Factors [N, 19] (`FACTOR_NAMES` order) for latents z [N, 512]; any device, float32 out on CPU."""
     z = _check_z(z).detach().to("cpu", torch.float32)
+    # Like StyleGAN2's mapping network, phi sees z only after normalising its second
+    # moment, so a generator can reproduce phi exactly (it never sees |z|).
+    z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
     return from_normal(z @ projection().T)
 
 
@@ -95,8 +100,11 @@ def z_for_factors(factors: torch.Tensor, seed: int = 0) -> torch.Tensor:
     u = math.sqrt(2.0) * torch.erfinv(2 * q - 1)
     a = torch.from_numpy(_projection_np())  # float64
     eps = torch.randn(n, Z_DIM, generator=gen, dtype=torch.float64)
-    z = eps - (eps @ a.T) @ a + u @ a
-    return z.to(torch.float32)
+    ortho = eps - (eps @ a.T) @ a
+    # Scale the free part so that |z|^2 = Z_DIM: phi's normalisation then leaves z unchanged.
+    room = (Z_DIM - u.square().sum(dim=1, keepdim=True)).clamp_min(1.0)
+    ortho = ortho * torch.sqrt(room / ortho.square().sum(dim=1, keepdim=True))
+    return (ortho + u @ a).to(torch.float32)
 
 
 def render_z(z: torch.Tensor, resolution: int = 64):
