@@ -356,3 +356,11 @@ def test_module_forward_uses_official_signature(G):
         styles = G.styles(ws)
         state = G.synthesis_prefix(styles, "b16.conv0")
     assert torch.allclose(x, state.x, atol=1e-6) and torch.allclose(img, state.img, atol=1e-6)
+
+
+def test_official_synthesis_keywords_accepted_typos_refused(G):
+    ws = sample_ws(G, n=1)
+    with torch.no_grad():
+        assert torch.equal(G.synthesis(ws, noise_mode="const", force_fp32=True), G.synthesis(ws))
+        with pytest.raises(TypeError):
+            G.synthesis(ws, noise_mod="none")

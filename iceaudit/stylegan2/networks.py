@@ -452,7 +452,9 @@ class SynthesisNetwork(torch.nn.Module):
     # -- the official call -------------------------------------------------
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: bool | None = None,
-                **_ignored) -> torch.Tensor:
+                force_fp32: bool = True) -> torch.Tensor:
+        """`force_fp32` is accepted for official call sites; we always compute
+        in float32 unless `precision` says otherwise."""
         return self.synthesis_from_styles(self.styles(ws), noise_mode=noise_mode, fused_modconv=fused_modconv)
 
     # -- StyleSpace --------------------------------------------------------
