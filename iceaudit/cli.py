@@ -332,35 +332,45 @@ def facelab_train_classifiers(
     out_dir: str = typer.Option("examples/facelab", "--out", help="Where the .pt and .toml files go."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
 ) -> None:
-    """Train the planted classifiers on FaceLab renders and export TorchScript + model cards."""
+    """Train the planted classifiers on FaceLab renders; export TorchScript + model cards."""
     import time
     from pathlib import Path
 
-    from iceaudit.facelab.classifiers import SPECS, accuracy_on_renders, export, load_planted, train_classifier
+    from iceaudit.audit.classifier import load_card, load_classifier
+    from iceaudit.facelab.classifiers import CARDS, TRAINED, accuracy_on_renders, export, train_classifier
 
     chosen = list(names) if names else list(PLANTED)
     for name in chosen:
-        if name not in SPECS:
+        if name not in CARDS:
             raise UserError(f"unknown planted classifier {name!r}", hint="known: " + ", ".join(PLANTED))
     for name in chosen:
         t0 = time.time()
         model = train_classifier(name, steps=steps, n_train=n_train, seed=seed, threads=threads,
                                  log=lambda m: console.print(m, highlight=False))
-        trained = SPECS[name].trained
-        extra = {
-            "command": f"iceaudit facelab train-classifiers {name} --steps {steps} --n-train {n_train} --seed {seed}"
-            if trained else f"iceaudit facelab train-classifiers {name} --seed {seed}",
-            "data": "FaceLab renders at 64x64, see iceaudit/facelab/classifiers.py:training_factors",
-            "steps": steps if trained else 0,
-            "seed": seed,
-            "seconds": round(time.time() - t0, 1),
-        }
-        export(name, model, Path(out_dir), extra)
-        if trained:
-            acc = accuracy_on_renders(load_planted(name, Path(out_dir)), name)
-            out.print(f"{name}: held-out accuracy {acc['accuracy']:.3f} on {acc['n']} unconfounded renders")
+        training = {"command": f"iceaudit facelab train-classifiers {name} --steps {steps} --n-train {n_train} "
+                               f"--seed {seed}" if TRAINED[name] else f"iceaudit facelab train-classifiers {name}",
+                    "training data": "FaceLab renders at 64x64 (iceaudit/facelab/classifiers.py:training_factors)",
+                    "seconds": round(time.time() - t0, 1)}
+        path = export(name, model, Path(out_dir), training)
+        if TRAINED[name]:
+            clf = load_classifier(path, load_card(path.with_suffix(".toml")))
+            acc = accuracy_on_renders(clf.decision_score, name)
+            out.print(f"{name}: accuracy {acc['accuracy']:.3f} on {acc['n']} unconfounded held-out renders")
         else:
             out.print(f"{name}: exported untrained")
+
+
+def _planted(name: str):
+    """A planted classifier by name (examples/facelab/) or a .toml card next to its .pt."""
+    from pathlib import Path
+
+    from iceaudit.audit.classifier import load_card, load_classifier
+    from iceaudit.facelab.classifiers import EXAMPLES
+
+    card = Path(name) if name.endswith(".toml") else EXAMPLES / f"{name}.toml"
+    if not card.is_file():
+        raise UserError(f"no classifier card {card}", hint="shipped: " + ", ".join(PLANTED))
+    return load_classifier(card.with_suffix(".pt"), load_card(card))
 
 
 @facelab_app.command("oracle")
@@ -380,13 +390,12 @@ def facelab_oracle(
     import torch
 
     from iceaudit.facelab import factors as fl
-    from iceaudit.facelab.classifiers import load_planted
     from iceaudit.facelab.oracle import as_records, markdown, oracle_many
 
     torch.set_num_threads(threads)
     chosen = fl.check_names(factor) if factor else None
-    clfs = {name: load_planted(name) for name in names}
-    tables = oracle_many({k: v.score for k, v in clfs.items()}, chosen, n=n, step=step, seed=seed,
+    clfs = {name: _planted(name) for name in names}
+    tables = oracle_many({k: v.decision_score for k, v in clfs.items()}, chosen, n=n, step=step, seed=seed,
                          progress=lambda f: console.print(f"  {f}", highlight=False))
     for name, rows in tables.items():
         out.print(f"\n### {name}  (n={n}, step={step} of each range, seed={seed}; * = CI excludes 0)\n")

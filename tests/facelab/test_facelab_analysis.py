@@ -64,3 +64,18 @@ def test_shipped_nets_load_and_read_faces():
     direct = landmark_error(lm(truth.images).detach(), truth.landmarks)["all"]
     assert g["landmark_error_px"]["all"] == pytest.approx(direct, abs=1e-3)
     assert callable(evaluate_on_renders)
+
+
+@pytest.mark.skipif(not (ASSETS / "parser.safetensors").exists() or not (ASSETS / "landmarks.safetensors").exists(),
+                    reason="shipped nets not trained yet (iceaudit facelab train-parser / train-landmarks)")
+def test_criteria_resolve_facelab_nets():
+    from iceaudit.criteria.base import FaceParser, LandmarkModel
+    from iceaudit.criteria.eyes import load_landmarks, load_parser as criteria_parser
+
+    lm, parser = load_landmarks("facelab"), criteria_parser("facelab")
+    assert isinstance(lm, LandmarkModel) and isinstance(parser, FaceParser)
+    assert lm.num_points == 35 and set(lm.groups) == {"jaw", "brows", "nose", "eyes", "mouth"}
+    r = render_seed(2, 0)
+    pts = lm(r.images)
+    assert pts.shape == (2, 35, 2) and 0 < float(pts.min()) and float(pts.max()) < 1
+    assert list(parser.labels) == list(LABEL_NAMES) and parser(r.images).shape == (2, 9, 64, 64)

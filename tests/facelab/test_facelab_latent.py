@@ -58,3 +58,9 @@ def test_latent_bad_input():
         latent.phi(torch.zeros(2, 3))
     with pytest.raises(UserError, match="seed must be an integer"):
         latent.sample_z(2, 0.5)
+
+
+def test_projection_is_pinned():
+    # The demo generator is trained against this exact map: a change here silently
+    # invalidates it. If you change phi on purpose, retrain the generator and update the pin.
+    assert latent.projection_digest() == "2020b8cfcef88a440544766e5971cf39dacdf64ad6108f2c0a51dc3a1e772d7f"

@@ -8,10 +8,9 @@ from typer.testing import CliRunner
 from iceaudit.cli import app
 from iceaudit.errors import UserError
 from iceaudit.facelab import factors as fl
-from iceaudit.facelab.classifiers import (SPECS, SmallCNN, export, load_planted, preprocess,
-                                          training_factors)
+from iceaudit.audit.classifier import load_card, load_classifier
+from iceaudit.facelab.classifiers import CARDS, SmallCNN, export, preprocess, scorer, training_factors
 from iceaudit.facelab.oracle import markdown, oracle, oracle_many
-from iceaudit.facelab.render import LABEL
 
 
 def test_oracle_finds_what_a_transparent_score_depends_on():
@@ -62,25 +61,23 @@ def test_planted_training_sets_carry_the_planted_confound():
     assert abs(float((light == y).float().mean()) - 0.5) < 0.05
 
 
-def test_preprocess_follows_the_card():
-    img = torch.full((2, 3, 64, 64), -1.0)
-    img[:, 0] = 1.0  # pure red
-    x = preprocess(img, SPECS["eyeglasses_background_shortcut"].pre)  # 96 px, 0..255, BGR, imagenet
-    assert x.shape == (2, 3, 96, 96)
-    # BGR: red ends up in channel 2, normalised with the red mean/std
-    assert torch.allclose(x[:, 2], torch.full_like(x[:, 2], (255 - 255 * 0.485) / (255 * 0.229)), atol=1e-4)
-    x = preprocess(img, SPECS["smiling_skin_shortcut"].pre)  # resize 128, crop 112
-    assert x.shape == (2, 3, 112, 112)
-
-
-def test_exported_classifier_round_trips(tmp_path):
-    model = SmallCNN(outputs=2, width=4).eval()
-    export("eyeglasses_background_shortcut", model, tmp_path, {"command": "test", "steps": 0})
-    clf = load_planted("eyeglasses_background_shortcut", tmp_path)
+@pytest.mark.parametrize("name", sorted(CARDS))
+def test_training_preprocess_is_the_audit_adapters(name, tmp_path):
+    """Planted classifiers are trained on exactly what the audit feeds them."""
+    model = SmallCNN(outputs=2 if CARDS[name]["head"] == "softmax" else 1, width=4).eval()
+    path = export(name, model, tmp_path, {"command": "test"})
+    clf = load_classifier(path, load_card(path.with_suffix(".toml")))
     img = torch.rand(3, 3, 64, 64) * 2 - 1
-    out = model(preprocess(img, SPECS["eyeglasses_background_shortcut"].pre))
-    assert torch.allclose(clf.score(img), out[:, 1] - out[:, 0], atol=1e-5)
-    assert clf.card["input"]["channel_order"] == "BGR" and clf.card["output"]["head"] == "softmax2"
+    assert torch.allclose(clf.preprocess(img), preprocess(img, CARDS[name]), atol=1e-5)
+    assert torch.allclose(clf.decision_score(img), scorer(model, CARDS[name])(img), atol=1e-5)
+    assert clf.card.positive_class == CARDS[name]["positive_class"]
+
+
+def test_cards_differ_from_generator_output_format():
+    sizes = {CARDS[n]["input_size"] for n in CARDS}
+    assert {64, 96, 112} <= sizes
+    assert CARDS["eyeglasses_background_shortcut"]["channel_order"] == "BGR"
+    assert CARDS["smiling_skin_shortcut"]["crop_box"] is not None
 
 
 runner = CliRunner()
@@ -91,8 +88,8 @@ runner = CliRunner()
     (["facelab", "render", "--factor", "smile=3", "--n", "1"], "outside its range"),
     (["facelab", "render", "--factor", "smile", "--n", "1"], "NAME=VALUE"),
     (["facelab", "render", "--seed", "1.5", "--n", "1"], "not a valid integer"),
-    (["facelab", "oracle", "smiling", "--factor", "nope"], "unknown FaceLab factor"),
-    (["facelab", "oracle", "no_such_classifier"], "no classifier card"),
+    (["facelab", "oracle", "smiling", "--factor", "nope", "--n", "2"], "unknown FaceLab factor"),
+    (["facelab", "oracle", "no_such_classifier", "--n", "2"], "no classifier card"),
     (["facelab", "train-classifiers", "nope"], "unknown planted classifier"),
 ])
 def test_cli_bad_input_exits_2_with_one_message(args, needle, tmp_path, monkeypatch):
