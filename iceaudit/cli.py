@@ -461,7 +461,7 @@ def _reporter(bar):
 
 def _eyes(recipe_eyes: dict, landmarks, parser, label_order, parser_size: int, fan_size: int):
     from iceaudit.criteria.base import Eyes
-    from iceaudit.criteria.eyes import FACELAB_NAMES, _facelab
+    from iceaudit.criteria.eyes import FACELAB_NAMES, facelab_landmarks, facelab_parser
 
     lm = landmarks if landmarks is not None else recipe_eyes.get("landmarks")
     ps = parser if parser is not None else recipe_eyes.get("parser")
@@ -469,14 +469,14 @@ def _eyes(recipe_eyes: dict, landmarks, parser, label_order, parser_size: int, f
     lm_model = ps_model = None
     if lm not in (None, "", "none"):
         if lm in FACELAB_NAMES:
-            lm_model = _facelab("landmark net").landmark_model()
+            lm_model = facelab_landmarks()
         else:
             from iceaudit.criteria.fan import FanLandmarks
 
             lm_model = FanLandmarks.from_file(None if lm == "fan" else lm, size=fan_size)
     if ps not in (None, "", "none"):
         if ps in FACELAB_NAMES:
-            ps_model = _facelab("face parser").face_parser()
+            ps_model = facelab_parser()
         elif ps == "bisenet":
             raise UserError("this recipe needs a BiSeNet face parser checkpoint", hint="Pass it with --parser PATH.")
         else:

@@ -7,8 +7,8 @@ vᵀJᵀJv = |Jv|². A subspace for "change y_act, keep the suppressors fixed" i
 1. for each suppressor A_s = JᵀJ: its approximate null space, the eigenvectors
    with |λ| < r·λmax;
 2. the intersection N of those null spaces (principal angles, via SVD);
-3. "early projected PCA": eigenvectors V' of Nᵀ A_act N with λ > t·λmax,
-   mapped back, V = N V'.
+3. "early projected PCA": eigenvectors V' of Nᵀ A_act N with λ > t·λmax (λmax of
+   the unprojected A_act), mapped back, V = N V'.
 
 JᵀJ comes from the exact Jacobian (batched reverse- or forward-mode autodiff:
 every face in a replicated batch carries its own one-hot cotangent/tangent) or
@@ -167,8 +167,7 @@ def compute_jtj(
         jac = jacobians(space, criteria, ws[n : n + 1], method=method, eps=eps, central=central,
                         exact_mode=exact_mode, chunk=chunk, progress=tick)
         for k, j in jac.items():
-            j = j.double()
-            total[k] += j.T @ j
+            total[k] += (j.T @ j).double()  # float32 product (the cost), float64 accumulation
     out = {k: (v / ws.shape[0]) for k, v in total.items()}
     if path is not None:
         from safetensors.torch import save_file
@@ -247,7 +246,10 @@ def ice_subspace(
         return IceResult(torch.zeros(0, d), torch.zeros(0), 0)
     lam, vec = torch.linalg.eigh(N.T @ A_act @ N)
     lam, vec = lam.flip(0), vec.flip(1)
-    keep = lam > t * lam[0] if lam[0] > 0 else torch.zeros_like(lam, dtype=torch.bool)
+    # relative to the strongest direction of the *unconstrained* criterion, so that directions
+    # that barely move it (all that survive strong suppressors, say) are not kept
+    lmax = torch.linalg.eigvalsh(A_act)[-1]
+    keep = lam > t * lmax if lmax > 0 else torch.zeros_like(lam, dtype=torch.bool)
     if max_rank is not None:
         keep &= torch.arange(len(lam)) < max_rank
     V = (N @ vec[:, keep]).T  # [k, D]

@@ -9,7 +9,7 @@ mean_RGB |d pool32(image) / d s_c| (32×32). Parser regions are downsampled to
 32×32 by majority. For a region covering a fraction p of the cells, the map is
 thresholded at its (1 - p) quantile and the overlap score is |top ∩ region| /
 |region|. The region with the best score wins that face; a channel belongs to
-region r when r wins in more than ``win`` (0.5) of the faces and leads the
+region r when r wins (strictly: ties give no win) in more than ``win`` (0.5) of the faces and leads the
 runner-up region's win rate by more than ``lead`` (0.25). (The win-rate reading
 of "leads the runner-up" is ours; the paper's figures are the thresholds.)
 
@@ -93,8 +93,10 @@ def overlap_scores(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         area = int(m.sum())
         if area == 0:
             continue
-        top = flat.topk(area, dim=1).indices  # the (1 - p) quantile threshold, p = area / cells
-        scores[:, r] = m[top].float().sum(1) / area
+        # threshold at the (1 - p) quantile, p = area / cells; ties at the threshold count as above it
+        thr = flat.topk(area, dim=1).values[:, -1:]
+        top = flat >= thr
+        scores[:, r] = (top & m[None]).float().sum(1) / area
     return scores
 
 
@@ -123,6 +125,9 @@ def localized_channels(
             masks = region_grid(parser, G.synthesis(w1, noise_mode="const"), regions)[0]
         sc = overlap_scores(maps, masks)
         onehot = F.one_hot(sc.argmax(1), len(names)).float()
+        if len(names) > 1:  # a tie (e.g. a flat, global map) is no win
+            top = sc.topk(2, dim=1).values
+            onehot = onehot * (top[:, 0] - top[:, 1] > 1e-6).float()[:, None]
         wins = onehot if wins is None else wins + onehot
         score_sum = sc if score_sum is None else score_sum + sc
     rate, mean = wins / ws.shape[0], score_sum / ws.shape[0]

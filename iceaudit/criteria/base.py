@@ -72,8 +72,11 @@ def expand_to(t: torch.Tensor, n: int) -> torch.Tensor:
 class Memo:
     """Wraps an eye so that criteria sharing one image batch run it once.
 
-    The outputs for the last few input tensors (by identity and version) are
-    kept; attributes (``labels``, ``num_points``, ``groups``) pass through.
+    The outputs for the last few inputs are kept, keyed by storage address,
+    shape, strides, version and grad mode (so a ``detach()``ed view of the same
+    batch hits, an in-place edit or a grad-requiring input misses); the inputs are
+    held so their memory cannot be reused. Attributes (``labels``, ``num_points``,
+    ``groups``) pass through.
     """
 
     def __init__(self, model, keep: int = 4) -> None:
@@ -87,9 +90,10 @@ class Memo:
         return getattr(self.model, name)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        key = (x._version, torch.is_grad_enabled())
-        for t, k, out in self._cache:
-            if t is x and k == key:
+        key = (x.data_ptr(), tuple(x.shape), x.stride(), x.dtype, x._version, x.requires_grad,
+               torch.is_grad_enabled())
+        for _, k, out in self._cache:
+            if k == key:
                 return out
         out = self.model(x)
         self._cache = (self._cache + [(x, key, out)])[-self.keep :]

@@ -14,22 +14,53 @@ from iceaudit.errors import UserError
 FACELAB_NAMES = ("facelab", "demo")
 
 
+class FaceLabLandmarks:
+    """FaceLab's landmark net in the criteria convention: (x, y) in [0, 1], named groups."""
+
+    def __init__(self, net, groups, names) -> None:
+        self.net, self.groups, self.names = net, {k: list(v) for k, v in groups.items()}, list(names)
+        self.num_points = len(self.names)
+
+    def __call__(self, images):
+        return self.net(images) / images.shape[-1]
+
+
 def _facelab(what: str):
     try:
-        from iceaudit.facelab import eyes as facelab_eyes  # provided by the FaceLab world
+        from iceaudit.facelab import analysis, render
     except ImportError:
         raise UserError(
-            f"the FaceLab {what} is not available in this build (iceaudit.facelab.eyes is missing)",
-            hint="Train or install the FaceLab demo world first, or pass real weights.",
+            f"the FaceLab {what} is not available in this build (iceaudit.facelab.analysis is missing)",
+            hint="Pass real weights instead (see `iceaudit bank build --help`).",
         ) from None
-    return facelab_eyes
+    return analysis, render
+
+
+def facelab_landmarks():
+    analysis, render = _facelab("landmark net")
+    return FaceLabLandmarks(analysis.load_landmarker(), render.LANDMARK_GROUPS, render.LANDMARK_NAMES)
+
+
+def facelab_parser():
+    """FaceLab's parser (logits over `render.LABEL_NAMES`, exposed as ``labels``)."""
+    analysis, render = _facelab("face parser")
+    net = analysis.load_parser()
+
+    class _Parser:
+        labels = list(render.LABEL_NAMES)
+        model = net
+
+        def __call__(self, images):
+            return net(images)
+
+    return _Parser()
 
 
 def load_landmarks(spec: str | None, *, box=(0.5, 0.55, 0.75)):
     if spec in (None, "", "none"):
         return None
     if spec in FACELAB_NAMES:
-        return _facelab("landmark net").landmark_model()
+        return facelab_landmarks()
     from iceaudit.criteria.fan import FanLandmarks
 
     return FanLandmarks.from_file(None if spec == "fan" else Path(spec), box=box)
@@ -39,7 +70,7 @@ def load_parser(spec: str | None, *, label_order: str = "bisenet", size: int = 5
     if spec in (None, "", "none"):
         return None
     if spec in FACELAB_NAMES:
-        return _facelab("face parser").face_parser()
+        return facelab_parser()
     from iceaudit.criteria.bisenet import BiSeNetParser
 
     return BiSeNetParser.from_file(spec, order=label_order, size=size)
