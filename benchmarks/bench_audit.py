@@ -10,7 +10,7 @@ bank uses (W, W+ early/late, S at 8..64 px). Classifier: a small random CNN
 (TorchScript). Wall time depends on the load of the (shared) machine; CPU
 time (process time) much less so: both are reported.
 
-    python benchmarks/bench_audit.py [--n 64] [--null 8] [--steps 9] [--threads 2] [--json OUT]
+    python benchmarks/bench_audit.py [--n 64] [--null 8] [--steps 9] [--threads 2] [--subspaces a,b] [--json OUT]
     python benchmarks/bench_audit.py --shape config-f --device cuda --n 256      # on a GPU
 """
 from __future__ import annotations
@@ -101,7 +101,7 @@ def timed_audit(G, bank, clf, args, partial: bool, out: Path) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     result = run_audit(clf, G, bank, AuditSettings(
         n=args.n, n_steps=args.steps, n_null=args.null, device=args.device, partial=partial, progress=False,
-        batch_images=args.batch, out=out))
+        batch_images=args.batch, out=out, subspaces=args.subspaces.split(",") if args.subspaces else None))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     clf.decision_score = counter.inner
     return {"partial": partial, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "images": counter.images,
@@ -120,6 +120,7 @@ def main() -> None:
     ap.add_argument("--shape", choices=("demo", "config-f"), default="demo",
                     help="demo: 64x64 FaceLab shape (CPU); config-f: FFHQ 1024 shape (use a GPU)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--subspaces", default=None, help="comma-separated ids of the random bank to audit (default: all 8)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     G = (demo_shaped_generator() if args.shape == "demo" else config_f_generator()).to(args.device)
@@ -143,7 +144,8 @@ def main() -> None:
         "generator": ("random weights, demo shape 64x64 (channel_base 2048, channel_max 256, mapping 4x128)"
                       if args.shape == "demo" else "random weights, config-f 1024 shape"),
         "device": str(torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"),
-        "parameters": sum(p.numel() for p in G.parameters()), "subspaces": len(bank.subspaces),
+        "parameters": sum(p.numel() for p in G.parameters()),
+        "subspaces": args.subspaces.split(",") if args.subspaces else bank.ids,
         "n": args.n, "steps": args.steps, "null": args.null, "threads": args.threads,
         "load_average_at_end": os.getloadavg(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "platform": platform.platform(),

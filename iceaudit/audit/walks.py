@@ -41,15 +41,20 @@ class Walker:
         self.partial = partial
         check_compatible(G, subspace)
         self.start = start_layer(G, subspace)
+        self._cache = None  # (face indices, prefix state) of the last `at` batch
 
-    def _render(self, ws: torch.Tensor, alphas: torch.Tensor, repeats: int) -> torch.Tensor:
+    def _render(self, ws: torch.Tensor, alphas: torch.Tensor, repeats: int, state=None) -> torch.Tensor:
         """ws [B, ...] faces; alphas [B*repeats] steps (face-major) -> images [B*repeats, 3, R, R]."""
         G = self.G
         edited = apply_edit(G, self.subspace, ws.repeat_interleave(repeats, dim=0), alphas)
         if not self.partial:
             return G.synthesis_from_styles(edited, noise_mode="const")
-        state = G.synthesis_prefix(G.styles(ws), start=self.start, noise_mode="const")
-        return G.synthesis_suffix(state.repeat_interleave(repeats), edited)
+        if state is None:
+            state = self._prefix(ws)
+        return G.synthesis_suffix(state.repeat_interleave(repeats) if repeats > 1 else state, edited)
+
+    def _prefix(self, ws: torch.Tensor):
+        return self.G.synthesis_prefix(self.G.styles(ws), start=self.start, noise_mode="const")
 
     @torch.no_grad()
     def grid(self, alphas: np.ndarray, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
@@ -75,7 +80,15 @@ class Walker:
         for i in range(0, len(face_idx), self.batch_images):
             idx = torch.as_tensor(face_idx[i:i + self.batch_images], dtype=torch.long, device=device)
             al = torch.as_tensor(alphas[i:i + self.batch_images], dtype=torch.float32, device=device)
-            out[i:i + len(idx)] = self.score_fn(self._render(self.faces.ws[idx], al, 1)).double().cpu().numpy()
+            ws = self.faces.ws[idx]
+            state = None
+            if self.partial and len(face_idx) <= self.batch_images:
+                # One batch of faces asked again and again (bisection): keep its prefix state.
+                key = tuple(face_idx.tolist())
+                if self._cache is None or self._cache[0] != key:
+                    self._cache = (key, self._prefix(ws))
+                state = self._cache[1]
+            out[i:i + len(idx)] = self.score_fn(self._render(ws, al, 1, state)).double().cpu().numpy()
         return out
 
     @torch.no_grad()

@@ -120,9 +120,13 @@ def test_random_network_has_no_significant_driver(G, bank, tmp_path):
 def test_partial_synthesis_matches_full(G, bank, tmp_path):
     clf = redness_classifier(G, tmp_path, N)
     kw = dict(n=6, subspaces=["wplus_random", "s_random"], n_null=2)
-    a = run_audit(clf, G, bank, settings(**kw)).results
-    b = run_audit(clf, G, bank, settings(partial=False, **kw)).results
-    assert np.allclose(a["score"], b["score"], atol=1e-5)
+    a = run_audit(clf, G, bank, settings(**kw))
+    b = run_audit(clf, G, bank, settings(partial=False, **kw))
+    assert np.allclose(a.results["score"], b.results["score"], atol=1e-5)
+    # counterfactual bisection (prefix state cached across its renders) agrees with full synthesis
+    ca, cb = a.counterfactuals, b.counterfactuals
+    assert len(ca) > 0 and ca[["sample", "subspace"]].equals(cb[["sample", "subspace"]])
+    assert np.allclose(ca["step"], cb["step"], atol=1e-4)
 
 
 def test_same_seed_same_numbers(G, bank, tmp_path):
