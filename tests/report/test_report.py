@@ -98,6 +98,7 @@ def test_policy_verdict_and_curves_reflect_the_audit(shortcut_audit):
     assert model.detailed[:2] == ["smile", "skin_tone"]
     smile = model.curves["smile"]
     assert smile.mean[-1] > smile.mean[0] + 0.3  # the planted smile effect shows in the curve
+    assert smile.null_alphas == [-2.0, 2.0]  # null walks to the ends only, as the audit writes them
     assert smile.null_mean is not None and max(smile.null_mean) - min(smile.null_mean) < 0.1
 
 
