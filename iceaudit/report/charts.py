@@ -67,8 +67,8 @@ def ranking(model: ReportModel) -> bytes:
 
 def _draw_curve(ax: Any, c: Curve, threshold: float | None, colour: str, faces: bool = True) -> None:
     if c.null_mean is not None:
-        ax.fill_between(c.alphas, c.null_low, c.null_high, color="#dfe3e8", lw=0, label="random directions (null)")
-        ax.plot(c.alphas, c.null_mean, color=GREY, lw=1, ls="--")
+        ax.fill_between(c.null_alphas, c.null_low, c.null_high, color="#dfe3e8", lw=0, label="random directions (null)")
+        ax.plot(c.null_alphas, c.null_mean, color=GREY, lw=1, ls="--")
     ax.fill_between(c.alphas, c.low, c.high, color=colour, alpha=0.18, lw=0, label="10-90% of faces")
     if faces:
         for f in c.faces:

@@ -30,6 +30,7 @@ class Curve:
     low: list[float]
     high: list[float]
     faces: list[list[float]]  # a few individual faces, for texture
+    null_alphas: list[float] | None = None  # null walks may use fewer steps (e.g. only the range's ends)
     null_mean: list[float] | None = None
     null_low: list[float] | None = None
     null_high: list[float] | None = None
@@ -132,8 +133,8 @@ def _curves(results: Any, ids: list[str]) -> dict[str, Curve]:
             if len(ng):
                 # One curve per null direction (mean over faces), then the band across directions.
                 per_dir = ng.groupby(["subspace", "alpha"])["score"].mean().unstack("alpha")
-                per_dir = per_dir.reindex(columns=table.columns)
                 nv = per_dir.to_numpy()
+                curve.null_alphas = [float(a) for a in per_dir.columns]
                 curve.null_mean = np.nanmean(nv, 0).tolist()
                 curve.null_low = np.nanmin(nv, 0).tolist()
                 curve.null_high = np.nanmax(nv, 0).tolist()
