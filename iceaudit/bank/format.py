@@ -110,9 +110,14 @@ def save_bank(bank: Bank, directory: str | Path) -> Path:
         "meta": bank.meta,
         "subspaces": [s.manifest_entry() for s in bank.subspaces],
     }
+    from iceaudit.atomic import atomic_path
+
     tensors = {s.id: s.basis.detach().to(torch.float32).contiguous().cpu() for s in bank.subspaces}
-    save_file(tensors, str(directory / BASES))
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    text = json.dumps(manifest, indent=2, default=float) + "\n"
+    with atomic_path(directory / BASES) as tmp:
+        save_file(tensors, str(tmp))
+    with atomic_path(directory / MANIFEST) as tmp:
+        tmp.write_text(text)
     return directory
 
 

@@ -1,0 +1,37 @@
+"""Write files so that a reader never sees half of one and a failed write
+never destroys what was there: write a temporary sibling, then rename."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from iceaudit.errors import UserError
+
+
+def check_output_path(path: str | Path) -> Path:
+    """`path` as a Path whose parent directory exists (else a UserError)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"output path {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise UserError(f"output directory does not exist: {path.parent}",
+                        hint=f"Create it first (mkdir -p {path.parent}).")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path`,
+    on any error it is removed and `path` is left untouched."""
+    path = check_output_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)

@@ -1,0 +1,265 @@
+"""ICE (interpretable control discovery): JᵀJ of criteria, null spaces, projected PCA.
+
+For a criterion output y(x) over a latent vector x (S, W or W+), JᵀJ (D×D,
+averaged over a few faces) says how strongly each latent direction moves y:
+vᵀJᵀJv = |Jv|². A subspace for "change y_act, keep the suppressors fixed" is
+
+1. for each suppressor A_s = JᵀJ: its approximate null space, the eigenvectors
+   with |λ| < r·λmax;
+2. the intersection N of those null spaces (principal angles, via SVD);
+3. "early projected PCA": eigenvectors V' of Nᵀ A_act N with λ > t·λmax,
+   mapped back, V = N V'.
+
+JᵀJ comes from the exact Jacobian (batched reverse- or forward-mode autodiff:
+every face in a replicated batch carries its own one-hot cotangent/tangent) or
+from finite differences of the rendered images; both group coordinates by the
+first style layer they touch and re-run only the synthesis from there.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+from iceaudit.bank.latent import LatentSpace
+from iceaudit.criteria.base import Criterion
+
+Key = str  # "<criterion id>::act" or "<criterion id>::sup"
+
+
+def _keys(criteria: Mapping[str, Criterion]) -> list[Key]:
+    return [f"{cid}::{part}" for cid in criteria for part in ("act", "sup")]
+
+
+def _evaluate_all(criteria, images, ctxs) -> dict[Key, torch.Tensor]:
+    out = {}
+    for cid, crit in criteria.items():
+        act, sup = crit.evaluate(images, ctxs[cid])
+        out[f"{cid}::act"], out[f"{cid}::sup"] = act, sup
+    return out
+
+
+def _jacobians_fd(space, criteria, ws1, ctxs, y0, *, eps, central, chunk, tick):
+    with torch.no_grad():
+        x0 = space.encode(ws1)  # [1, D]
+    h = float(eps * x0.abs().mean().clamp_min(1e-8))
+    jac = {k: torch.zeros(v.shape[1], space.dim) for k, v in y0.items()}
+    for start, coords in space.coordinate_groups():
+        with torch.no_grad():
+            state = space.G.synthesis_prefix(space.styles(x0, ws1), start=start, noise_mode="const")
+        for i in range(0, len(coords), chunk):
+            idx = torch.tensor(coords[i : i + chunk])
+            e = torch.zeros(len(idx), space.dim, dtype=x0.dtype)
+            e[torch.arange(len(idx)), idx] = h
+            with torch.no_grad():
+                plus = _evaluate_all(criteria, space.render(x0 + e, ws1, start, state), ctxs)
+                minus = _evaluate_all(criteria, space.render(x0 - e, ws1, start, state), ctxs) if central else y0
+            for k in jac:
+                diff = plus[k] - (minus[k] if central else minus[k].expand_as(plus[k]))
+                jac[k][:, idx] = (diff / (2 * h if central else h)).T.float()
+            tick(len(idx))
+    return jac
+
+
+def _jacobians_exact(space, criteria, ws1, ctxs, y0, *, mode, chunk, tick):
+    with torch.no_grad():
+        x0 = space.encode(ws1)
+    d = space.dim
+    sizes = {k: v.shape[1] for k, v in y0.items()}
+    m_total = sum(sizes.values())
+    start = min((space.first_layer(i) for i in range(d)), key=[l.name for l in space.G.style_layers].index)
+    with torch.no_grad():
+        state = space.G.synthesis_prefix(space.styles(x0, ws1), start=start, noise_mode="const")
+
+    def f(x):
+        ys = _evaluate_all(criteria, space.render(x, ws1, start, state), ctxs)
+        return torch.cat([ys[k] for k in sizes], dim=1)
+
+    if mode == "auto":
+        mode = "reverse" if m_total <= d else "forward"
+    full = torch.zeros(m_total, d)
+    if mode == "reverse":  # one face per output row, each with its one-hot cotangent
+        for i in range(0, m_total, chunk):
+            rows = torch.arange(i, min(i + chunk, m_total))
+            x = x0.expand(len(rows), d).clone().requires_grad_(True)
+            y = f(x)
+            cot = torch.zeros_like(y)
+            cot[torch.arange(len(rows)), rows] = 1
+            (g,) = torch.autograd.grad(y, x, cot)
+            full[rows] = g.detach().float()
+            tick(len(rows) * d / max(m_total, 1))
+    elif mode == "forward":  # one face per input coordinate, each with its one-hot tangent
+        for i in range(0, d, chunk):
+            cols = torch.arange(i, min(i + chunk, d))
+            tan = torch.zeros(len(cols), d, dtype=x0.dtype)
+            tan[torch.arange(len(cols)), cols] = 1
+            _, jv = torch.func.jvp(f, (x0.expand(len(cols), d).clone(),), (tan,))
+            full[:, cols] = jv.detach().T.float()
+            tick(len(cols))
+    else:
+        raise ValueError(f"exact mode must be auto, reverse or forward, not {mode!r}")
+    return dict(zip(sizes, torch.split(full, list(sizes.values()), dim=0)))
+
+
+def jacobians(
+    space: LatentSpace,
+    criteria: Mapping[str, Criterion],
+    ws1: torch.Tensor,
+    *,
+    method: str = "fd",
+    eps: float = 1e-3,
+    central: bool = False,
+    exact_mode: str = "auto",
+    chunk: int = 64,
+    progress: Callable[[float], None] | None = None,
+) -> dict[Key, torch.Tensor]:
+    """Jacobians [M, D] of every criterion output of one face ``ws1`` [1, num_ws, w_dim]."""
+    tick = progress or (lambda n: None)
+    ws1 = ws1.detach()
+    with torch.no_grad():
+        images = space.G.synthesis(ws1, noise_mode="const")
+        ctxs = {cid: c.prepare(images) for cid, c in criteria.items()}
+        y0 = _evaluate_all(criteria, images, ctxs)
+    if method == "fd":
+        return _jacobians_fd(space, criteria, ws1, ctxs, y0, eps=eps, central=central, chunk=chunk, tick=tick)
+    if method == "exact":
+        return _jacobians_exact(space, criteria, ws1, ctxs, y0, mode=exact_mode, chunk=chunk, tick=tick)
+    raise ValueError(f"method must be 'fd' or 'exact', not {method!r}")
+
+
+def compute_jtj(
+    space: LatentSpace,
+    criteria: Mapping[str, Criterion],
+    ws: torch.Tensor,
+    *,
+    method: str = "fd",
+    eps: float = 1e-3,
+    central: bool = False,
+    exact_mode: str = "auto",
+    chunk: int = 64,
+    cache_dir: str | Path | None = None,
+    cache_tag: str = "",
+    progress: Callable[[float], None] | None = None,
+) -> dict[Key, torch.Tensor]:
+    """JᵀJ [D, D] (float64) of every criterion's y_act and y_sup, averaged over the faces ``ws``.
+
+    ``method``: "fd" (finite differences, step ``eps`` × mean |x|, forward or central) or
+    "exact" (autodiff; ``exact_mode`` reverse/forward/auto picks the cheaper side).
+    Results are cached in ``cache_dir`` keyed by the generator fingerprint, criteria,
+    space, faces and method (plus ``cache_tag``, e.g. the eyes' fingerprints).
+    """
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"jtj-{_cache_key(space, criteria, ws, method, eps, central, cache_tag)}.safetensors"
+        if path.is_file():
+            from safetensors.torch import load_file
+
+            cached = load_file(str(path))
+            if set(cached) == set(_keys(criteria)):
+                return cached
+    tick = progress or (lambda n: None)
+    total = {k: torch.zeros(space.dim, space.dim, dtype=torch.float64) for k in _keys(criteria)}
+    for n in range(ws.shape[0]):
+        jac = jacobians(space, criteria, ws[n : n + 1], method=method, eps=eps, central=central,
+                        exact_mode=exact_mode, chunk=chunk, progress=tick)
+        for k, j in jac.items():
+            j = j.double()
+            total[k] += j.T @ j
+    out = {k: (v / ws.shape[0]) for k, v in total.items()}
+    if path is not None:
+        from safetensors.torch import save_file
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in out.items()}, str(path))
+    return out
+
+
+def _cache_key(space, criteria, ws, method, eps, central, tag) -> str:
+    G = space.G
+    meta = {
+        "generator": G.fingerprint(),
+        "criteria": sorted(criteria),
+        "space": space.space,
+        "layers": space.layers,
+        "method": method,
+        "eps": eps,
+        "central": central,
+        "tag": tag,
+        "ws": hashlib.sha256(ws.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24]
+
+
+# --- solving -------------------------------------------------------------------
+
+
+def null_space(A: torch.Tensor, r: float) -> torch.Tensor:
+    """Columns spanning the approximate null space of a PSD matrix: |λ| < r·λmax."""
+    lam, vec = torch.linalg.eigh(A)
+    lmax = lam.abs().max()
+    if lmax <= 0:
+        return torch.eye(A.shape[0], dtype=A.dtype)
+    return vec[:, lam.abs() < r * lmax]
+
+
+def intersect(bases: Sequence[torch.Tensor], cos: float = 0.99) -> torch.Tensor:
+    """Orthonormal basis of the (approximate) intersection of column spaces.
+
+    Principal angles by SVD: directions of the current span whose cosine to the
+    next span exceeds ``cos`` are kept.
+    """
+    current = bases[0]
+    for nxt in bases[1:]:
+        if current.shape[1] == 0:
+            break
+        u, s, _ = torch.linalg.svd(current.T @ nxt, full_matrices=False)
+        current = current @ u[:, s > cos]
+    return current
+
+
+@dataclass
+class IceResult:
+    basis: torch.Tensor  # [k, D] orthonormal rows, strongest first
+    eigenvalues: torch.Tensor  # [k]
+    null_dim: int  # dimension of the suppressors' joint null space
+    info: dict = field(default_factory=dict)
+
+
+def ice_subspace(
+    A_act: torch.Tensor,
+    A_sup: Sequence[torch.Tensor] = (),
+    *,
+    r: float = 1e-3,
+    t: float = 1e-2,
+    cos: float = 0.99,
+    max_rank: int | None = None,
+) -> IceResult:
+    """Directions that move the activating outputs while the suppressors stay put."""
+    d = A_act.shape[0]
+    A_act = A_act.double()
+    nulls = [null_space(A.double(), r) for A in A_sup]
+    N = intersect(nulls, cos) if nulls else torch.eye(d, dtype=torch.float64)
+    if N.shape[1] == 0:
+        return IceResult(torch.zeros(0, d), torch.zeros(0), 0)
+    lam, vec = torch.linalg.eigh(N.T @ A_act @ N)
+    lam, vec = lam.flip(0), vec.flip(1)
+    keep = lam > t * lam[0] if lam[0] > 0 else torch.zeros_like(lam, dtype=torch.bool)
+    if max_rank is not None:
+        keep &= torch.arange(len(lam)) < max_rank
+    V = (N @ vec[:, keep]).T  # [k, D]
+    V = _fix_signs(V)
+    return IceResult(V.float(), lam[keep].float(), int(N.shape[1]))
+
+
+def _fix_signs(V: torch.Tensor) -> torch.Tensor:
+    """Deterministic sign: each row's largest-magnitude entry is positive."""
+    if V.shape[0] == 0:
+        return V
+    idx = V.abs().argmax(dim=1)
+    s = torch.sign(V[torch.arange(V.shape[0]), idx])
+    s[s == 0] = 1
+    return V * s[:, None]

@@ -1,0 +1,121 @@
+"""Validate subspaces: own effect, leakage onto every other criterion, drift, true factors.
+
+For each subspace, faces are walked to -1 and +1 units. Effects are measured
+per unit step and in SDs of each measure across the faces (so 1.0 = one
+standard deviation of that criterion per unit):
+
+- ``own_effect``: change of its own measure per unit (calibration makes it ~1);
+- ``leakage``: |change| of every other subspace's measure per unit;
+- ``drift_outside``: mean |pixel change| outside the target region per unit
+  (images in [-1, 1]); ``identity_drift``: 1 - cosine of an optional identity
+  embedding between -1 and +1;
+- ``truth``: with a ground-truth hook (FaceLab factor readers), the change of every
+  true factor per unit in its SDs -> confusion matrix; the intended factor must lead.
+
+A subspace passes when all stated thresholds hold; failing ones are not shipped.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+from iceaudit.bank.edit import walk_images
+from iceaudit.bank.format import Subspace
+from iceaudit.criteria.spec import Measured
+
+
+@dataclass
+class Thresholds:
+    min_own_effect: float = 0.5  # SD of own measure per unit, at least
+    max_own_effect: float = 2.0  # ... and at most (calibration should give ~1)
+    max_leakage: float = 0.5  # SD of any other measure per unit, at most
+    max_drift_outside: float = 0.25  # mean |Δpixel| outside the target region per unit, at most
+    max_identity_drift: float = 0.3  # 1 - cos of identity embeddings between -1 and +1 units
+
+
+def _frames(G, sub: Subspace, ws, alphas, chunk: int = 16) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([walk_images(G, sub, ws[i : i + chunk], alphas) for i in range(0, len(ws), chunk)])
+
+
+def validate_subspace(
+    G,
+    sub: Subspace,
+    own_id: str,
+    measures: Mapping[str, Measured],
+    ws: torch.Tensor,
+    *,
+    thresholds: Thresholds = Thresholds(),
+    identity: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    truth: Callable[[torch.Tensor], Mapping[str, torch.Tensor]] | None = None,
+    truth_factor: str | None = None,
+    ignore: Sequence[str] = (),
+) -> dict:
+    """Figures and verdict for one subspace. ``measures`` maps ids to criteria measures
+    (``own_id`` is the subspace's own); ``ignore`` lists ids left out of the leakage check
+    (e.g. another subspace measured by the very same criterion)."""
+    frames = _frames(G, sub, ws, [-1.0, 0.0, 1.0])  # [N, 3, 3, R, R]
+    lo, base, hi = frames[:, 0], frames[:, 1], frames[:, 2]
+    effects, own_ctx = {}, None
+    with torch.no_grad():
+        for mid, m in measures.items():
+            ctx = m.prepare(base)
+            if mid == own_id:
+                own_ctx = ctx
+            v_lo, v0, v_hi = m.value(lo, ctx), m.value(base, ctx), m.value(hi, ctx)
+            sd = float(v0.std()) or 1e-12
+            effects[mid] = float(((v_hi - v_lo) / 2).mean() / sd)
+    own = effects.get(own_id, float("nan"))
+    leakage = {k: abs(v) for k, v in effects.items() if k != own_id and k not in ignore}
+    diff = (hi - lo).abs() / 2  # per unit
+    mask = getattr(own_ctx, "mask", None)
+    if mask is not None:
+        m = torch.nn.functional.interpolate(mask.expand(ws.shape[0], -1, -1, -1), size=diff.shape[-2:], mode="nearest")
+        drift = float((diff * (1 - m)).sum() / (3 * (1 - m).sum()).clamp_min(1))
+    else:
+        drift = float(diff.mean())
+    report = {
+        "own_effect": own,
+        "leakage": leakage,
+        "max_leakage": max(leakage.values(), default=0.0),
+        "drift_outside": drift,
+        "faces": int(ws.shape[0]),
+        "thresholds": asdict(thresholds),
+    }
+    reasons = []
+    if own_id in measures and not thresholds.min_own_effect <= own <= thresholds.max_own_effect:
+        reasons.append(f"own effect {own:.3g} SD/unit outside [{thresholds.min_own_effect}, {thresholds.max_own_effect}]")
+    if report["max_leakage"] > thresholds.max_leakage:
+        worst = max(leakage, key=leakage.get)
+        reasons.append(f"leaks {leakage[worst]:.3g} SD/unit onto {worst} (max {thresholds.max_leakage})")
+    if drift > thresholds.max_drift_outside:
+        reasons.append(f"pixel drift outside the region {drift:.3g}/unit (max {thresholds.max_drift_outside})")
+    if identity is not None:
+        with torch.no_grad():
+            a, b = identity(lo), identity(hi)
+        idd = float(1 - torch.nn.functional.cosine_similarity(a, b, dim=1).mean())
+        report["identity_drift"] = idd
+        if idd > thresholds.max_identity_drift:
+            reasons.append(f"identity drift {idd:.3g} (max {thresholds.max_identity_drift})")
+    if truth is not None:
+        with torch.no_grad():
+            f_lo, f_0, f_hi = truth(lo), truth(base), truth(hi)
+        t_eff = {k: float(((f_hi[k] - f_lo[k]) / 2).mean() / (float(f_0[k].std()) or 1e-12)) for k in f_0}
+        report["truth"] = t_eff
+        if truth_factor is not None:
+            lead = max(t_eff, key=lambda k: abs(t_eff[k]))
+            report["truth_lead"] = lead
+            if lead != truth_factor:
+                reasons.append(f"moves true factor {lead!r} most, not {truth_factor!r}")
+    report["passed"] = not reasons
+    report["reasons"] = reasons
+    return report
+
+
+def confusion_matrix(reports: Mapping[str, dict]) -> tuple[list[str], list[str], list[list[float]]]:
+    """Rows: subspaces; columns: true factors; |effect| in SD per unit (from `truth` entries)."""
+    rows = [k for k, r in reports.items() if "truth" in r]
+    cols = sorted({f for k in rows for f in reports[k]["truth"]})
+    return rows, cols, [[abs(reports[r]["truth"].get(c, 0.0)) for c in cols] for r in rows]

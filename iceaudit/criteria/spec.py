@@ -1,0 +1,135 @@
+"""Criteria from recipe specs, and the scalar "measure" of each that units are calibrated on.
+
+A spec is a small dict (a TOML inline table), e.g.
+``{kind = "region_colour", regions = ["skin", "nose"], size = 64, measure = "luminance"}``.
+Kinds: ``region_colour``, ``masked_pixels``, ``region_area`` (soft parser area),
+``landmarks`` (``group = "eyes"`` named by the landmark model, ``points = [36, 47]`` as an
+inclusive range, or ``indices = [...]``; ``centred``), ``texture``, ``high_frequency``, ``image``. The measure turns y_act into one number per face (mean skin luminance,
+spread of the eye landmarks...), so one unit of a walk is a stated change of it.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Mapping
+
+import torch
+
+from iceaudit.criteria.base import Criterion, Eyes, expand_to
+from iceaudit.criteria.landmarks import LandmarkSet, TextureOnGeometry
+from iceaudit.criteria.pixels import HighFrequency, MaskedPixels, RegionArea, RegionColour, WholeImage
+from iceaudit.errors import UserError
+
+KINDS = ("region_colour", "masked_pixels", "region_area", "landmarks", "texture", "high_frequency", "image")
+_DEFAULT_MEASURE = {
+    "region_colour": "luminance", "masked_pixels": "luminance", "region_area": "mean", "landmarks": "spread",
+    "texture": "rms", "high_frequency": "rms", "image": "rms",
+}
+
+
+def spec_id(spec: Mapping[str, Any]) -> str:
+    """A stable text key of a spec (used for caches and as the criterion's record)."""
+    return json.dumps(dict(spec), sort_keys=True, separators=(",", ":"))
+
+
+def _points(spec, model=None) -> list[int]:
+    if "group" in spec:
+        groups = getattr(model, "groups", None) or {}
+        if spec["group"] not in groups:
+            raise UserError(
+                f"landmark group {spec['group']!r} is not defined by this landmark model "
+                f"(it has: {', '.join(groups) or 'no named groups'})"
+            )
+        return list(groups[spec["group"]])
+    if "indices" in spec:
+        return [int(i) for i in spec["indices"]]
+    if "points" in spec:
+        a, b = spec["points"]
+        return list(range(int(a), int(b) + 1))
+    raise UserError(f"landmarks criterion needs `group`, `points = [first, last]` or `indices = [...]`: {spec_id(spec)}")
+
+
+def build_criterion(spec: Mapping[str, Any], eyes: Eyes) -> Criterion:
+    kind = spec.get("kind")
+    size = int(spec.get("size", 64))
+    morph = {k: int(spec.get(k, 0)) for k in ("dilate", "erode", "ring")}
+    if kind == "region_colour":
+        return RegionColour(eyes.parser, spec["regions"], size=size, **morph)
+    if kind == "masked_pixels":
+        return MaskedPixels(eyes.parser, spec["regions"], size=size, **morph)
+    if kind == "landmarks":
+        return LandmarkSet(eyes.landmarks, _points(spec, eyes.landmarks), centred=bool(spec.get("centred", False)))
+    if kind == "region_area":
+        return RegionArea(eyes.parser, spec["regions"], size=size)
+    if kind == "texture":
+        return TextureOnGeometry(eyes.landmarks, eyes.parser, spec.get("regions", []), size=int(spec.get("size", 48)))
+    if kind == "high_frequency":
+        return HighFrequency(low=int(spec.get("low", 24)), size=size)
+    if kind == "image":
+        return WholeImage(size=int(spec.get("size", 32)))
+    raise UserError(f"unknown criterion kind {kind!r} in {spec_id(spec)}; known: {', '.join(KINDS)}")
+
+
+# --- measures ------------------------------------------------------------------
+
+def _pts(act):
+    return act.reshape(act.shape[0], -1, 2)
+
+
+def _spread(p, axis=None):
+    c = p - p.mean(dim=1, keepdim=True)
+    if axis is not None:
+        c = c[..., axis]
+    return c.pow(2).flatten(1).mean(1).sqrt()
+
+
+def _inside_mean(crit, act, ctx):
+    if isinstance(crit, RegionColour):
+        return act  # [N, 3]
+    m = expand_to(ctx.mask, act.shape[0])
+    y0, y1, x0, x1 = ctx.box
+    area = m[:, :, y0:y1, x0:x1].flatten(1).sum(1).clamp_min(1)
+    return act.reshape(act.shape[0], 3, -1).sum(-1) / area[:, None]
+
+
+MEASURES: dict[str, Callable] = {
+    "luminance": lambda c, a, ctx: _inside_mean(c, a, ctx).mean(1),
+    "red": lambda c, a, ctx: _inside_mean(c, a, ctx)[:, 0],
+    "green": lambda c, a, ctx: _inside_mean(c, a, ctx)[:, 1],
+    "blue": lambda c, a, ctx: _inside_mean(c, a, ctx)[:, 2],
+    "redness": lambda c, a, ctx: (lambda m: m[:, 0] - 0.5 * (m[:, 1] + m[:, 2]))(_inside_mean(c, a, ctx)),
+    "spread": lambda c, a, ctx: _spread(_pts(a)),
+    "spread_x": lambda c, a, ctx: _spread(_pts(a), 0),
+    "spread_y": lambda c, a, ctx: _spread(_pts(a), 1),
+    "mean_x": lambda c, a, ctx: _pts(a)[..., 0].mean(1),
+    "mean_y": lambda c, a, ctx: _pts(a)[..., 1].mean(1),
+    "rms": lambda c, a, ctx: a.pow(2).mean(1).sqrt(),
+    "mean": lambda c, a, ctx: a.mean(1),
+}
+
+
+class Measured:
+    """A criterion plus the scalar measure of its y_act: `value(images, ctx) -> [N]`."""
+
+    def __init__(self, spec: Mapping[str, Any], eyes: Eyes) -> None:
+        self.spec = dict(spec)
+        self.criterion = build_criterion(spec, eyes)
+        self.measure = spec.get("measure", _DEFAULT_MEASURE[spec["kind"]])
+        if self.measure not in MEASURES:
+            raise UserError(f"unknown measure {self.measure!r} in {spec_id(spec)}; known: {', '.join(MEASURES)}")
+        if self.measure in ("red", "green", "blue", "redness", "luminance") and spec["kind"] not in ("region_colour", "masked_pixels"):
+            raise UserError(f"measure {self.measure!r} needs a region_colour or masked_pixels criterion: {spec_id(spec)}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.measure} of {self.criterion.name}"
+
+    def prepare(self, images):
+        with torch.no_grad():
+            return self.criterion.prepare(images.detach())
+
+    def value(self, images, ctx) -> torch.Tensor:
+        act, _ = self.criterion.evaluate(images, ctx)
+        return MEASURES[self.measure](self.criterion, act, ctx)
+
+    def __call__(self, images) -> torch.Tensor:
+        return self.value(images, self.prepare(images))

@@ -1,0 +1,80 @@
+"""End to end: the shipped FFHQ recipes on a tiny random-weight StyleGAN2 with random-weight
+FAN and BiSeNet adapters (real weights cannot be downloaded here)."""
+import json
+
+import pytest
+import torch
+
+from iceaudit.bank.build import build_bank
+from iceaudit.bank.format import load_bank
+from iceaudit.bank.recipe import load_recipe
+from iceaudit.criteria.base import Eyes
+from iceaudit.criteria.bisenet import BiSeNetParser
+from iceaudit.criteria.fan import FanLandmarks
+from iceaudit.stylegan2.networks import Generator
+
+
+def tiny_generator(seed=0):
+    torch.manual_seed(seed)
+    return Generator(8, 0, 8, 16, 3, mapping_kwargs={"num_layers": 2},
+                     synthesis_kwargs={"channel_base": 64, "channel_max": 8}).eval()
+
+
+@pytest.fixture(scope="module")
+def ffhq_build(tmp_path_factory):
+    G = tiny_generator()
+    eyes = Eyes(FanLandmarks.random(num_modules=1, size=64), BiSeNetParser.random(size=32))
+    recipe = load_recipe("ffhq")
+    recipe.bank.update(faces=1, calibration_faces=4, validation_faces=4)
+    out = tmp_path_factory.mktemp("bank") / "ffhq-tiny"
+    return G, recipe, build_bank(G, recipe, eyes, out=out, keep_failing=True), out
+
+
+def test_ffhq_recipe_builds_every_subspace_with_files_and_fingerprint(ffhq_build):
+    G, recipe, result, out = ffhq_build
+    assert (out / "manifest.json").is_file() and (out / "bases.safetensors").is_file()
+    assert (out / "validation.json").is_file()
+    bank = load_bank(out)
+    assert bank.generator_fingerprint == G.fingerprint()
+    built = {s.id for s in bank.subspaces}
+    # every recipe entry is either in the bank or reported as skipped, with a reason
+    assert built | set(result.skipped) == {s.id for s in recipe.subspaces}
+    assert len(built) >= 4
+    style_dim = sum(l.channels for l in G.style_layers)
+    for s in bank.subspaces:
+        assert s.space == "S" and s.basis.shape[1] == style_dim
+        assert torch.allclose(s.basis @ s.basis.T, torch.eye(s.basis.shape[0]), atol=1e-4)
+        assert s.unit_norm > 0 and s.unit.startswith("1 SD")
+        assert set(s.validation) >= {"own_effect", "leakage", "max_leakage", "drift_outside", "passed", "calibration"}
+        assert json.loads(s.criterion)["kind"] in ("region_colour", "masked_pixels", "landmarks")
+    assert "protected" in bank["face_colour"].tags if "face_colour" in built else True
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["meta"]["recipe"] == "ffhq-config-f"
+    assert set(manifest["meta"]["rejected"]) <= built  # keep_failing wrote the rejected ones too
+
+
+def test_failing_subspaces_are_not_shipped(ffhq_build, tmp_path):
+    G, recipe, result, _ = ffhq_build
+    from iceaudit.bank.format import Bank
+
+    rejected = set(result.rejected)
+    shipped = [s for s in result.bank.subspaces if s.id not in rejected]
+    assert all(s.validation["passed"] for s in shipped)
+    assert all(not result.bank[s].validation["passed"] for s in rejected)
+
+
+def test_literature_channels_map_to_layers_or_are_skipped():
+    G = tiny_generator()
+    recipe = load_recipe("ffhq-stylespace")
+    recipe.bank.update(calibration_faces=4, validation_faces=4)
+    for s in recipe.subspaces:
+        s.criterion = None  # no eyes: channel-SD units, unverified
+    result = build_bank(G, recipe, Eyes())
+    # a 16x16 generator has 8 style layers: 2_175 / 2_97 (b8.conv0, 16 channels) exist but not channel 175
+    assert set(result.skipped) == {s.id for s in recipe.subspaces}
+    assert all("not applicable" in why for why in result.skipped.values())
+    recipe.subspaces[0].options["channels"] = ["6_3"]  # b16.conv1 channel 3 on this generator
+    result = build_bank(G, recipe, Eyes())
+    sub = result.bank["ss_smiling"]
+    assert sub.layers == ["b16.conv1"] and sub.basis.shape == (1, 4) and sub.basis[0, 3] == 1
+    assert sub.verified is False and sub.unit_norm > 0

@@ -1,0 +1,102 @@
+import torch
+
+from bank_helpers import HalfParser, Projection
+from iceaudit.bank.ice import compute_jtj, ice_subspace, intersect, null_space
+from iceaudit.bank.latent import LatentSpace
+from iceaudit.criteria.pixels import MaskedPixels, RegionColour
+from toygen import ToyGenerator
+
+
+def _faces(G, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return G.mapping(torch.randn(n, G.z_dim, generator=g))
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def test_exact_reverse_forward_and_finite_differences_agree():
+    G = ToyGenerator()
+    crit = {"c": RegionColour(HalfParser(), ["skin"], size=16), "p": MaskedPixels(HalfParser(), ["hair"], size=8)}
+    ws = _faces(G, 2)
+    space = LatentSpace(G, "S")
+    rev = compute_jtj(space, crit, ws, method="exact", exact_mode="reverse")
+    fwd = compute_jtj(space, crit, ws, method="exact", exact_mode="forward")
+    fd = compute_jtj(space, crit, ws, method="fd", eps=1e-3, central=True)
+    fd_fwd = compute_jtj(space, crit, ws, method="fd", eps=1e-3)
+    for k in rev:
+        assert rev[k].shape == (space.dim, space.dim)
+        assert rev[k].norm() > 0
+        assert _rel(fwd[k], rev[k]) < 1e-4, k
+        assert _rel(fd[k], rev[k]) < 2e-2, k
+        assert _rel(fd_fwd[k], rev[k]) < 5e-2, k
+
+
+def test_ice_recovers_known_gradient_direction_and_suppresses():
+    G = ToyGenerator()
+    ws = _faces(G, 1)
+    space = LatentSpace(G, "S")
+    crit = Projection(G.img_resolution)
+    # truth by plain autograd
+    x = space.encode(ws).detach().requires_grad_(True)
+    act, sup = crit.evaluate(space.render(x, ws), None)
+    (g_act,) = torch.autograd.grad(act.sum(), x, retain_graph=True)
+    (g_sup,) = torch.autograd.grad(sup.sum(), x)
+    g_act, g_sup = g_act[0].double(), g_sup[0].double()
+
+    A = compute_jtj(space, {"p": crit}, ws, method="exact")
+    plain = ice_subspace(A["p::act"], [], t=1e-2)
+    assert plain.basis.shape[0] == 1
+    assert abs(torch.nn.functional.cosine_similarity(plain.basis[0].double(), g_act, dim=0)) > 0.99
+
+    supp = ice_subspace(A["p::act"], [A["p::sup"]], r=1e-3)
+    want = g_act - (g_act @ g_sup) / (g_sup @ g_sup) * g_sup
+    v = supp.basis[0].double()
+    assert supp.null_dim == space.dim - 1
+    assert abs(torch.nn.functional.cosine_similarity(v, want, dim=0)) > 0.9
+    assert abs(v @ g_sup) / g_sup.norm() < 1e-3  # the suppressed output does not move
+    assert abs(plain.basis[0].double() @ g_sup) / g_sup.norm() > 1e-2  # ...but it would have without suppression
+
+
+def test_null_space_and_intersection_of_planted_subspaces():
+    torch.manual_seed(0)
+    q = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64)).Q
+    A1 = q[:, :2] @ torch.diag(torch.tensor([5.0, 1.0], dtype=torch.float64)) @ q[:, :2].T  # null: q2..q5
+    A2 = q[:, 2:3] @ q[:, 2:3].T * 3  # null: q0,q1,q3,q4,q5
+    n1 = null_space(A1, 1e-6)
+    assert n1.shape[1] == 4
+    n = intersect([n1, null_space(A2, 1e-6)])
+    assert n.shape[1] == 3
+    proj = n @ n.T
+    assert torch.allclose(proj, q[:, 3:] @ q[:, 3:].T, atol=1e-8)
+
+
+def test_jtj_cache_is_reused(tmp_path):
+    G = ToyGenerator()
+    ws = _faces(G, 1)
+    space = LatentSpace(G, "S")
+    crit = Projection(G.img_resolution)
+    calls = []
+    orig = crit.evaluate
+    crit.evaluate = lambda im, ctx: (calls.append(1), orig(im, ctx))[1]
+    a = compute_jtj(space, {"p": crit}, ws, cache_dir=tmp_path)
+    n_first = len(calls)
+    b = compute_jtj(space, {"p": crit}, ws, cache_dir=tmp_path)
+    assert len(calls) == n_first and n_first > 0
+    assert len(list(tmp_path.glob("jtj-*.safetensors"))) == 1
+    assert torch.equal(a["p::act"], b["p::act"])
+    compute_jtj(space, {"p": crit}, _faces(G, 1, seed=1), cache_dir=tmp_path)  # other faces: new entry
+    assert len(list(tmp_path.glob("jtj-*.safetensors"))) == 2
+
+
+def test_same_seed_same_basis_and_w_plus_space():
+    G = ToyGenerator()
+    crit = {"c": RegionColour(HalfParser(), ["skin"], size=16)}
+    for space in (LatentSpace(G, "S", ["b16.conv1", "b8.conv1"]), LatentSpace(G, "W+", [1, 3]), LatentSpace(G, "W")):
+        r1 = ice_subspace(compute_jtj(space, crit, _faces(G, 2))["c::act"])
+        r2 = ice_subspace(compute_jtj(space, crit, _faces(G, 2))["c::act"])
+        assert r1.basis.shape[0] >= 1 and r1.basis.shape[1] == space.dim
+        assert torch.allclose(r1.basis, r2.basis)
+        assert torch.allclose(r1.basis @ r1.basis.T, torch.eye(r1.basis.shape[0]), atol=1e-5)
