@@ -7,9 +7,10 @@ Random weights cost the same as trained ones.
 
     PYTHONPATH=. python benchmarks/bench_baselines.py --faces 8 --threads 1
 
-Prints a markdown table: seconds per face for each method with the options
-`run_baselines` uses by default, Captum's quality metrics separately, and
-AttFind's partial-synthesis speed-up over full re-synthesis.
+Prints markdown tables: CPU seconds per face (process time, one thread) for
+each method with the options `run_baselines` uses by default, Captum's quality
+metrics separately, and AttFind's partial-synthesis speed-up over full
+re-synthesis per style layer.
 """
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ def demo_sized_generator() -> Generator:
     return G.eval().requires_grad_(False)
 
 
+LABELS9 = ["background", "skin", "hair", "brows", "eyes", "nose", "mouth", "glasses", "beard"]
+
+
 def label_map(n: int, r: int) -> torch.Tensor:
     """Nine concentric/box parts standing in for a parser (cost does not depend on the layout)."""
     yy, xx = torch.meshgrid(torch.arange(r), torch.arange(r), indexing="ij")
@@ -77,16 +81,19 @@ PASSES = {  # forward (+ backward) passes of the classifier per face with the de
 
 
 def timed(fn):
-    t0 = time.perf_counter()
+    """CPU seconds of this process (one thread): far less sensitive than wall time to the
+    other jobs on this shared machine."""
+    t0 = time.process_time()
     out = fn()
-    return out, time.perf_counter() - t0
+    return out, time.process_time() - t0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--attfind-faces", type=int, default=1, help="faces for the exhaustive AttFind timing (0: skip it)")
+    ap.add_argument("--attfind-faces", type=int, default=0, help="faces for the exhaustive AttFind timing (0: skip it)")
+    ap.add_argument("--channels-per-layer", type=int, default=16, help="channels per layer for the per-layer AttFind timing")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     G, f = demo_sized_generator(), Classifier64().eval()
@@ -99,32 +106,41 @@ def main() -> None:
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}, "
           f"{n} faces at 64 px, conv style channels {sum(s.channels for s in G.style_layers if s.kind == 'conv')}, "
           f"load average at start {os.getloadavg()[0]:.1f} (shared CPU)")
-    _pixel_method(f, images[:2], lm[:2], None, "saliency", opts)  # warm-up (captum import, first-call overhead)
-    print("| method | classifier passes / face | s / face | quality metrics s / face (on 8 faces) |")
+    _pixel_method(f, images[:2], lm[:2], LABELS9, "saliency", opts)  # warm-up (captum import, first-call overhead)
+    print("| method | classifier passes / face | CPU s / face | quality metrics CPU s / face (on 8 faces) |")
     print("|---|---|---|---|")
     for m in PIXEL_METHODS:
-        attr, sec = _pixel_method(f, images, lm, None, m, opts)
+        run, sec = timed(lambda: _pixel_method(f, images, lm, LABELS9, m, opts))
+        attr = run.first
         q = min(n, opts.quality_faces)
         _, qsec = timed(lambda: quality_metrics(f, images[:q], attr[:q], m, n_steps=opts.n_steps, nt_samples=opts.nt_samples))
         print(f"| {m} | {PASSES[m]} | {sec / n:.4f} | {qsec / q:.4f} |", flush=True)
     bank = bank_for(G)
-    for steps in sorted({8, opts.latent_n_steps}):
+    for steps in (8, 16, 32):
         lat, sec = timed(lambda: latent_attribution(f, G, ws, bank, n_steps=steps, internal_batch_size=opts.internal_batch_size))
         print(f"| latent (IG in S, {steps} steps, 12 subspaces; completeness gap {lat['completeness_gap']:.3f}) "
               f"| {steps + 2} G+C fwd/bwd | {sec / n:.3f} | - |", flush=True)
     for screen in (32, 128):
         e, sec = timed(lambda: style_effects(f, G, ws, batch_size=opts.attfind_batch, screen=screen))
         print(f"| attfind screen={screen} (partial synthesis) | {e.renders // n} renders + 1 G+C bwd | {sec / n:.3f} | - |", flush=True)
-    print("\nAttFind per style layer, 1 face (both directions for every channel of the layer):\n")
-    print("| layer | channels | partial synthesis s | full re-synthesis s | speed-up |")
+    per = args.channels_per_layer
+    print(f"\nAttFind per style layer: {per} channels x 2 directions, 1 face, CPU s per edit:\n")
+    print("| layer | channels in layer | partial synthesis | full re-synthesis | speed-up |")
     print("|---|---|---|---|---|")
+    total_p = total_f = 0.0
     for sl in G.style_layers:
         if sl.kind != "conv":
             continue
-        ep, tp = timed(lambda: style_effects(f, G, ws[:1], batch_size=opts.attfind_batch, layers=[sl.name]))
-        ef, tf = timed(lambda: style_effects(f, G, ws[:1], batch_size=opts.attfind_batch, layers=[sl.name], partial=False))
+        only = [f"{sl.name}:{c}" for c in range(min(per, sl.channels))]
+        ep, tp = timed(lambda: style_effects(f, G, ws[:1], batch_size=opts.attfind_batch, only=only))
+        ef, tf = timed(lambda: style_effects(f, G, ws[:1], batch_size=opts.attfind_batch, only=only, partial=False))
         assert torch.allclose(ep.effects, ef.effects, atol=1e-5)
-        print(f"| {sl.name} | {sl.channels} | {tp:.2f} | {tf:.2f} | {tf / tp:.2f}x |", flush=True)
+        edits = 2 * len(only)
+        total_p += tp / edits * 2 * sl.channels
+        total_f += tf / edits * 2 * sl.channels
+        print(f"| {sl.name} | {sl.channels} | {tp / edits * 1000:.1f} ms | {tf / edits * 1000:.1f} ms | {tf / tp:.2f}x |", flush=True)
+    print(f"\nExhaustive AttFind, extrapolated from the table: {total_p:.0f} CPU s per face with partial synthesis, "
+          f"{total_f:.0f} with full re-synthesis ({total_f / total_p:.2f}x).")
     k = args.attfind_faces
     if k == 0:
         return

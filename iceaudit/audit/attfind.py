@@ -76,12 +76,13 @@ def style_effects(
     shift: float = 1.0,
     batch_size: int = 256,
     screen: int | None = None,
-    layers: Sequence[str] | None = None,
+    only: Sequence[str] | None = None,
     partial: bool = True,
 ) -> ChannelEffects:
     """Score change of every face when each conv style channel moves toward its min / max.
 
-    ``layers`` restricts the evaluation to those style layers' channels.
+    ``only`` restricts the evaluation to those channels (``"b8.conv0:3"``) or
+    whole layers (``"b8.conv0"``); the others get effect 0.
     ``partial=False`` re-runs the whole synthesis for every edit (for the
     speed-up measurement only; results are identical).
     """
@@ -98,8 +99,9 @@ def style_effects(
             evaluated = _screen(score_fn, G, styles, channels, lo, hi, shift, screen)
     else:
         evaluated = torch.ones(len(channels), dtype=torch.bool)
-    if layers is not None:
-        evaluated &= torch.tensor([c.layer in set(layers) for c in channels])
+    if only is not None:
+        wanted = set(only)
+        evaluated &= torch.tensor([c.name in wanted or c.layer in wanted for c in channels])
     effects = torch.zeros(n, 2, len(channels))
     renders = 0
     by_layer: dict[str, list[int]] = {}

@@ -25,13 +25,10 @@ import torch
 from iceaudit.audit.pixel_attribution import (
     PIXEL_METHODS,
     MethodSkipped,
-    classifier_parts,
     attribute_pixels,
-    mean_map,
+    classifier_parts,
     quality_metrics,
     rank_regions,
-    region_importance,
-    region_shares,
 )
 from iceaudit.errors import UserError
 
@@ -138,19 +135,44 @@ def save_heatmap(heat: torch.Tensor, face: torch.Tensor, path: Path, title: str)
     plt.close(fig)
 
 
-def _pixel_method(score_fn, images, label_map, labels, method, opts: BaselineOptions) -> tuple[torch.Tensor, float]:
+@dataclass
+class PixelRun:
+    """What one pixel method leaves after streaming over the faces."""
+
+    seconds: float
+    mean_mass: torch.Tensor  # [R, R] mean over faces of |sum over RGB| (not normalised)
+    regions: Any  # RegionTable or None (no parser)
+    first: torch.Tensor  # attributions of the first `keep` faces (for the quality metrics)
+
+
+def _pixel_method(score_fn, images, label_map, labels, method, opts: BaselineOptions, keep: int = 8) -> PixelRun:
+    """Run ``method`` batch by batch; keep only per-face region tables, the summed
+    mass map and the first ``keep`` attributions (memory stays flat in N and R)."""
+    from iceaudit.audit.pixel_attribution import RegionTable, pixel_mass
+
     kwargs = dict(
         n_steps=opts.n_steps, internal_batch_size=opts.internal_batch_size, nt_samples=opts.nt_samples,
         stdevs=opts.stdevs, window=opts.occlusion_window, stride=opts.occlusion_stride,
         perturbations_per_eval=opts.perturbations_per_eval,
     )
     t0 = time.perf_counter()
-    parts = []
+    mass_sum, tables, first = None, [], []
     for i in range(0, images.shape[0], opts.batch_faces):
         sl = slice(i, i + opts.batch_faces)
         lm = label_map[sl] if label_map is not None else None
-        parts.append(attribute_pixels(score_fn, images[sl], method, label_map=lm, reference=images, **kwargs))
-    return torch.cat(parts), time.perf_counter() - t0
+        attr = attribute_pixels(score_fn, images[sl], method, label_map=lm, reference=images, **kwargs)
+        m = pixel_mass(attr).sum(0)
+        mass_sum = m if mass_sum is None else mass_sum + m
+        if lm is not None:
+            tables.append(RegionTable.of(attr, lm, len(labels)))
+        if sum(len(a) for a in first) < keep:
+            first.append(attr[: keep - sum(len(a) for a in first)])
+    return PixelRun(
+        seconds=time.perf_counter() - t0,
+        mean_mass=mass_sum / images.shape[0],
+        regions=RegionTable.cat(tables) if tables else None,
+        first=torch.cat(first),
+    )
 
 
 def run_baselines(
@@ -204,29 +226,25 @@ def run_baselines(
             pixel_out[method] = {"status": "skipped", "reason": "no face parser: feature_ablation needs part masks"}
             continue
         try:
-            attr, seconds = _pixel_method(score_fn, images, label_map, labels, method, opts)
+            run = _pixel_method(score_fn, images, label_map, labels, method, opts, keep=opts.quality_faces)
         except MethodSkipped as why:
             pixel_out[method] = {"status": "skipped", "reason": str(why)}
             continue
-        entry: dict[str, Any] = {"status": "ok", "seconds": seconds, "seconds_per_face": seconds / n}
-        if label_map is not None:
-            regs = region_importance(attr, label_map, labels) if method == "feature_ablation" else region_shares(attr, label_map, labels)
-            if method == "feature_ablation":  # area shares, for the statement and the report
-                area = region_shares(torch.ones_like(attr), label_map, labels)
-                for k in regs:
-                    regs[k]["area_share"] = area[k]["area_share"]
+        entry: dict[str, Any] = {"status": "ok", "seconds": run.seconds, "seconds_per_face": run.seconds / n}
+        if run.regions is not None:
+            regs = run.regions.importance(labels) if method == "feature_ablation" else run.regions.shares(labels)
             entry["regions"] = regs
             entry["region_ranking"] = rank_regions(regs)
             regions_by_method[method] = regs
-        heat = mean_map(attr)
+        heat = run.mean_mass / run.mean_mass.max().clamp_min(1e-12)
         maps[method] = heat.cpu().numpy()
         if out_dir is not None:
             rel = Path("figures") / f"baseline_{method}.png"
             save_heatmap(heat, mean_face, out_dir / rel, method)
             entry["map"] = rel.as_posix()
         if opts.quality:
-            q = min(n, opts.quality_faces)
-            entry["quality"] = quality_metrics(score_fn, images[:q], attr[:q], method, n_steps=opts.n_steps, nt_samples=opts.nt_samples)
+            q = run.first.shape[0]
+            entry["quality"] = quality_metrics(score_fn, images[:q], run.first, method, n_steps=opts.n_steps, nt_samples=opts.nt_samples)
         pixel_out[method] = entry
     if pixel:
         result["pixel"] = pixel_out

@@ -24,6 +24,7 @@ Methods (names used by ``--baselines``):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
@@ -211,57 +212,75 @@ def pixel_mass(attr: torch.Tensor) -> torch.Tensor:
     return attr.sum(1).abs()
 
 
-def region_shares(attr: torch.Tensor, label_map: torch.Tensor, labels: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Share of attribution mass per face part against the part's share of area.
+@dataclass
+class RegionTable:
+    """Per-face, per-part numbers of one attribution ([N, L] each), so batches
+    can be concatenated before summarising (the attributions themselves need
+    not be kept)."""
 
-    Shares are computed per face and averaged over faces (each face weighs the
-    same). ``ratio`` = mass share / area share: > 1 means the method looks at
-    the part more than its size alone explains. Parts absent from every face
-    are left out.
-    """
-    mass = pixel_mass(attr).flatten(1).double()
-    lab = label_map.flatten(1).to(mass.device)
-    total = mass.sum(1).clamp_min(1e-12)
-    out: dict[str, dict[str, float]] = {}
-    for i, name in enumerate(labels):
-        inside = (lab == i).double()
-        area = inside.mean(1)
-        if float(area.sum()) == 0:
-            continue
-        m = ((mass * inside).sum(1) / total).mean().item()
-        a = area.mean().item()
-        out[name] = {"mass_share": m, "area_share": a, "ratio": m / a if a > 0 else 0.0}
-    return out
+    mass_share: torch.Tensor  # share of the face's attribution mass in the part
+    area_share: torch.Tensor  # share of the face's pixels in the part
+    value: torch.Tensor  # mean attribution per pixel of the part (FeatureAblation: the part's score drop)
+
+    @staticmethod
+    def of(attr: torch.Tensor, label_map: torch.Tensor, n_labels: int) -> "RegionTable":
+        mass = pixel_mass(attr).flatten(1).double()
+        value = attr[:, 0].flatten(1).double()  # FA writes the part's value to each of its pixels
+        lab = label_map.flatten(1).long().to(mass.device)
+        per_part = lambda x: torch.zeros(x.shape[0], n_labels, dtype=x.dtype, device=x.device).scatter_add_(1, lab, x)  # noqa: E731
+        count = per_part(torch.ones_like(mass))
+        return RegionTable(
+            mass_share=per_part(mass) / mass.sum(1, keepdim=True).clamp_min(1e-12),
+            area_share=count / lab.shape[1],
+            value=per_part(value) / count.clamp_min(1),
+        )
+
+    @staticmethod
+    def cat(tables: Sequence["RegionTable"]) -> "RegionTable":
+        return RegionTable(*(torch.cat([getattr(t, k) for t in tables]) for k in ("mass_share", "area_share", "value")))
+
+    def shares(self, labels: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Mass share vs area share per part, averaged over faces (each face weighs
+        the same); ``ratio`` > 1: the method looks at the part more than its size
+        alone explains. Parts absent from every face are left out."""
+        out = {}
+        for i, name in enumerate(labels):
+            a = self.area_share[:, i].mean().item()
+            if a == 0:
+                continue
+            m = self.mass_share[:, i].mean().item()
+            out[name] = {"mass_share": m, "area_share": a, "ratio": m / a}
+        return out
+
+    def importance(self, labels: Sequence[str]) -> dict[str, dict[str, float]]:
+        """FeatureAblation per part: ``importance`` = mean score drop when the part is
+        replaced by the mean image (over faces that have the part), ``share`` = its
+        |.| share of the face's summed |drops|, and the part's ``area_share``."""
+        present = self.area_share > 0
+        val = torch.where(present, self.value, torch.zeros_like(self.value))
+        share = val.abs() / val.abs().sum(1, keepdim=True).clamp_min(1e-12)
+        out = {}
+        for i, name in enumerate(labels):
+            sel = present[:, i]
+            if not sel.any():
+                continue
+            out[name] = {
+                "importance": val[sel, i].mean().item(),
+                "abs_importance": val[sel, i].abs().mean().item(),
+                "share": share[:, i].mean().item(),
+                "area_share": self.area_share[:, i].mean().item(),
+            }
+        return out
+
+
+def region_shares(attr: torch.Tensor, label_map: torch.Tensor, labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Share of attribution mass per face part against its share of area (`RegionTable.shares`)."""
+    return RegionTable.of(attr, label_map, len(labels)).shares(labels)
 
 
 def region_importance(attr: torch.Tensor, label_map: torch.Tensor, labels: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Region-level scores from a FeatureAblation attribution (one value per region per face).
-
-    ``importance``: mean over faces (that have the part) of the score drop when
-    the part is replaced by the mean image; ``share``: its |.| share of the
-    faces' summed |importance|.
-    """
-    value = attr[:, 0].flatten(1).double()  # FA writes the region's value to each of its pixels
-    lab = label_map.flatten(1).to(value.device)
-    per_region = torch.zeros(value.shape[0], len(labels), dtype=torch.double)
-    present = torch.zeros_like(per_region, dtype=torch.bool)
-    for i in range(len(labels)):
-        inside = lab == i
-        cnt = inside.sum(1)
-        present[:, i] = cnt > 0
-        per_region[:, i] = torch.where(cnt > 0, (value * inside).sum(1) / cnt.clamp_min(1), torch.zeros_like(cnt, dtype=torch.double))
-    share = per_region.abs() / per_region.abs().sum(1, keepdim=True).clamp_min(1e-12)
-    out: dict[str, dict[str, float]] = {}
-    for i, name in enumerate(labels):
-        if not present[:, i].any():
-            continue
-        sel = present[:, i]
-        out[name] = {
-            "importance": per_region[sel, i].mean().item(),
-            "abs_importance": per_region[sel, i].abs().mean().item(),
-            "share": share[:, i].mean().item(),
-        }
-    return out
+    """Region-level scores of a FeatureAblation attribution (`RegionTable.importance`)."""
+    return RegionTable.of(attr, label_map, len(labels)).importance(labels)
 
 
 def rank_regions(regions: dict[str, dict[str, float]]) -> list[str]:
