@@ -43,7 +43,7 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 class LandmarkNet(nn.Module):
     """CNN encoder -> 35 (x, y) offsets from the mean FaceLab landmarks, at 64 px."""
 
-    def __init__(self, width: int = 32, hidden: int = 128):
+    def __init__(self, width: int = 16, hidden: int = 128):
         super().__init__()
         w = width
         self.width, self.hidden = width, hidden
@@ -70,7 +70,7 @@ class LandmarkNet(nn.Module):
 class ParserNet(nn.Module):
     """A small U-Net: logits over `LABEL_NAMES` per pixel."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 8):
         super().__init__()
         w = width
         self.width = width
