@@ -70,7 +70,7 @@ class LandmarkNet(nn.Module):
 class ParserNet(nn.Module):
     """A small U-Net: logits over `LABEL_NAMES` per pixel."""
 
-    def __init__(self, width: int = 8):
+    def __init__(self, width: int = 12):
         super().__init__()
         w = width
         self.width = width
@@ -225,7 +225,7 @@ def train_landmarks(steps: int = 1000, batch: int = 32, lr: float = 1e-3, seed: 
     return meta
 
 
-CLASS_WEIGHTS = torch.tensor([0.5, 0.5, 0.5, 2.0, 2.0, 1.5, 2.0, 2.0, 1.0])
+CLASS_WEIGHTS = torch.tensor([0.5, 0.5, 0.5, 2.0, 2.0, 1.5, 2.0, 4.0, 3.0])  # LABEL_NAMES order
 
 
 def train_parser(steps: int = 500, batch: int = 24, lr: float = 3e-3, seed: int = 0,
