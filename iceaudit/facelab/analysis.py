@@ -43,7 +43,7 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 class LandmarkNet(nn.Module):
     """CNN encoder -> 35 (x, y) offsets from the mean FaceLab landmarks, at 64 px."""
 
-    def __init__(self, width: int = 32, hidden: int = 128):
+    def __init__(self, width: int = 16, hidden: int = 128):
         super().__init__()
         w = width
         self.width, self.hidden = width, hidden
@@ -70,7 +70,7 @@ class LandmarkNet(nn.Module):
 class ParserNet(nn.Module):
     """A small U-Net: logits over `LABEL_NAMES` per pixel."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 12):
         super().__init__()
         w = width
         self.width = width
@@ -225,7 +225,7 @@ def train_landmarks(steps: int = 1000, batch: int = 32, lr: float = 1e-3, seed: 
     return meta
 
 
-CLASS_WEIGHTS = torch.tensor([0.5, 0.5, 0.5, 2.0, 2.0, 1.5, 2.0, 2.0, 1.0])
+CLASS_WEIGHTS = torch.tensor([0.5, 0.5, 0.5, 2.0, 2.0, 1.5, 2.0, 4.0, 3.0])  # LABEL_NAMES order
 
 
 def train_parser(steps: int = 500, batch: int = 24, lr: float = 3e-3, seed: int = 0,

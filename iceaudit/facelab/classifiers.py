@@ -42,8 +42,8 @@ CARDS: dict[str, dict[str, Any]] = {
         mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0], channel_order="RGB", head="logit", index=0,
         threshold=0.0, positive_class="smiling"),
     "smiling_skin_shortcut": dict(
-        # the central 87.5 % of the frame (as 112 of 128), resized to 112, ImageNet normalisation
-        name="smiling_skin_shortcut", input_size=112, crop="ffhq", crop_box=[0.0625, 0.0625, 0.875, 0.875],
+        # the central 87.5 % of the frame (56 of 64 px), resized to 80, ImageNet normalisation
+        name="smiling_skin_shortcut", input_size=80, crop="ffhq", crop_box=[0.0625, 0.0625, 0.875, 0.875],
         resize="bilinear", value_range=[0, 1], mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
         channel_order="RGB", head="logit", index=0, threshold=0.0, positive_class="smiling"),
     "eyeglasses_background_shortcut": dict(
@@ -192,7 +192,7 @@ def train_classifier(name: str, steps: int = 400, batch: int = 64, n_train: int 
         for g in opt.param_groups:
             g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * (step + 1) / steps))).item())
         if (step + 1) % 50 == 0:
-            log(f"{name} step {step + 1}/{steps} loss {float(loss):.4f}")
+            log(f"{name} step {step + 1}/{steps} loss {float(loss.detach()):.4f}")
     return model.eval()
 
 

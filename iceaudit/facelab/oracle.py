@@ -129,8 +129,8 @@ def markdown(rows: list[OracleRow]) -> str:
            "|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -abs(r.mean_abs_delta)):
         mark = " *" if r.significant() else ""
-        out.append(f"| `{r.factor}` | {r.step:g} | {r.mean_delta:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]{mark} | "
-                   f"{r.mean_abs_delta:.3f} [{r.abs_ci_low:.3f}, {r.abs_ci_high:.3f}] | {r.effect_sd:+.2f} |")
+        out.append(f"| `{r.factor}` | {r.step:g} | {r.mean_delta:+.3g} [{r.ci_low:+.3g}, {r.ci_high:+.3g}]{mark} | "
+                   f"{r.mean_abs_delta:.3g} [{r.abs_ci_low:.3g}, {r.abs_ci_high:.3g}] | {r.effect_sd:+.2f} |")
     return "\n".join(out)
 
 

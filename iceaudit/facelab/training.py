@@ -64,7 +64,7 @@ def train_loop(model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, int],
         opt.step()
         sched.step()
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            stats = {"step": step + 1, "loss": round(float(loss), 5), "s": round(time.time() - t0, 1), **stats}
+            stats = {"step": step + 1, "loss": round(float(loss.detach()), 5), "s": round(time.time() - t0, 1), **stats}
             log.write(json.dumps(stats) + "\n")
             log.flush()
             if progress:

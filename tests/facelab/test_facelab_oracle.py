@@ -75,7 +75,7 @@ def test_training_preprocess_is_the_audit_adapters(name, tmp_path):
 
 def test_cards_differ_from_generator_output_format():
     sizes = {CARDS[n]["input_size"] for n in CARDS}
-    assert {64, 96, 112} <= sizes
+    assert {64, 80, 96} <= sizes
     assert CARDS["eyeglasses_background_shortcut"]["channel_order"] == "BGR"
     assert CARDS["smiling_skin_shortcut"]["crop_box"] is not None
 
@@ -118,3 +118,23 @@ def test_cli_render_writes_a_sheet(tmp_path):
                               "--factor", "smile=0.9"])
     assert res.exit_code == 0, res.output
     assert out.exists() and out.stat().st_size > 1000
+
+
+def test_accuracy_on_generator_uses_phi_as_truth():
+    from iceaudit.facelab.classifiers import accuracy_on_generator, label_on_prior
+    from iceaudit.facelab.latent import phi, render_z, sample_z
+
+    class Exact(torch.nn.Module):  # the ideal demo generator: G(z) = render(phi(z))
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, z, c=None, noise_mode="const"):
+            return render_z(z, 64).images
+
+    torch.manual_seed(0)
+    score = scorer(SmallCNN(width=4).eval(), CARDS["smiling"])
+    got = accuracy_on_generator(score, "smiling", Exact(), n=8, seed=3, batch=4)
+    z = sample_z(8, 3)
+    want = ((score(render_z(z, 64).images) > 0).float() == label_on_prior("smiling", phi(z))).float().mean()
+    assert got["accuracy"] == pytest.approx(float(want), abs=1e-4) and got["n"] == 8
