@@ -99,7 +99,7 @@ def info_command(
         "notes": G.provenance.get("notes", []),
     }
     if as_json:
-        out.print_json(json.dumps(facts))
+        typer.echo(json.dumps(facts, indent=2))  # plain: for pipes and CI
         return
     summary = Table(title=f"generator {path}", show_header=False, title_justify="left")
     summary.add_column(style="bold")
@@ -163,6 +163,7 @@ def generate_command(
     noise_mode: str = typer.Option("const", "--noise-mode", help="const (reproducible), random or none."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per forward pass."),
     cols: Optional[int] = typer.Option(None, "--cols", min=1, help="Grid columns (default: square-ish)."),
+    class_idx: Optional[int] = typer.Option(None, "--class-idx", help="Class label, for conditional generators only."),
 ) -> None:
     from pathlib import Path
 
@@ -183,12 +184,225 @@ def generate_command(
                   console=console, transient=True) as progress:
         task = progress.add_task("faces", total=len(seed_list))
         images = generate_images(G, seed_list, psi=psi, noise_mode=noise_mode, batch_size=batch_size,
-                                 on_batch=lambda n: progress.advance(task, n))
+                                 class_idx=class_idx, on_batch=lambda n: progress.advance(task, n))
     save_png(image_grid(images, cols), target)
     out.print(f"wrote {Path(target)} ({len(seed_list)} faces, {G.img_resolution}×{G.img_resolution}, psi {psi})")
 
 
 # --- facelab commands ----------------------------------------------------------
+
+facelab_app = typer.Typer(
+    help=(
+        "FaceLab, the embedded demo world: procedural faces with known factors, the "
+        "face-analysis nets and planted classifiers trained on them, and the ground-truth "
+        "oracle that says what a classifier truly depends on."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(facelab_app, name="facelab")
+
+
+def _parse_factor_options(items: list[str]) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--factor expects NAME=VALUE, got {item!r}", hint="e.g. --factor smile=0.8")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"factor {name.strip()!r}: {value!r} is not a number") from None
+    return values
+
+
+@facelab_app.command("factors")
+def facelab_factors() -> None:
+    """List the true factors: name, range, meaning."""
+    from iceaudit.facelab.factors import table
+
+    out.print(table(), highlight=False)
+
+
+@facelab_app.command("render")
+def facelab_render(
+    out_path: str = typer.Option("facelab.png", "--out", help="PNG contact sheet to write."),
+    n: int = typer.Option(16, "--n", min=1, max=1024, help="Number of faces."),
+    seed: int = typer.Option(0, "--seed", help="Integer seed of the factor draw."),
+    factor: list[str] = typer.Option([], "--factor", help="Pin a factor: NAME=VALUE (repeatable)."),
+    resolution: int = typer.Option(128, "--resolution", help="64 or 128."),
+    labels: bool = typer.Option(False, "--labels", help="Add part labels and landmarks below the faces."),
+) -> None:
+    """Render faces from the FaceLab prior (optionally with pinned factors) to a PNG sheet."""
+    from iceaudit.facelab.render import render_seed
+    from iceaudit.facelab.sheet import save_sheet
+
+    r = render_seed(n, seed, resolution, **_parse_factor_options(factor))
+    path = save_sheet(r, out_path, cols=min(8, n), labels=labels)
+    out.print(f"wrote {path} ({n} faces, seed {seed})")
+
+
+def _train_progress(total: int, what: str):
+    from rich.progress import Progress
+
+    progress = Progress(console=console, transient=False)
+    task = progress.add_task(what, total=total)
+
+    def update(step: int, stats: dict) -> None:
+        shown = {k: v for k, v in stats.items() if k not in ("step",)}
+        progress.update(task, completed=step, description=f"{what} {shown}")
+
+    return progress, update
+
+
+@facelab_app.command("train-landmarks")
+def facelab_train_landmarks(
+    steps: int = typer.Option(1000, "--steps", min=1),
+    batch: int = typer.Option(32, "--batch", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    run_dir: str = typer.Option("runs/facelab-landmarks", "--run-dir", help="Checkpoints and log (resumes)."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
+    n_train: int = typer.Option(6000, "--n-train", min=64, help="Training renders (drawn once, cached in memory)."),
+) -> None:
+    """Train the FaceLab landmark regressor on renders; writes facelab/assets/landmarks.*"""
+    from pathlib import Path
+
+    from iceaudit.facelab.analysis import train_landmarks
+
+    progress, update = _train_progress(steps, "landmarks")
+    with progress:
+        meta = train_landmarks(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir), progress=update,
+                               threads=threads, n_train=n_train)
+    out.print(meta["held_out_renders"])
+
+
+@facelab_app.command("train-parser")
+def facelab_train_parser(
+    steps: int = typer.Option(500, "--steps", min=1),
+    batch: int = typer.Option(24, "--batch", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    run_dir: str = typer.Option("runs/facelab-parser", "--run-dir", help="Checkpoints and log (resumes)."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
+    n_train: int = typer.Option(6000, "--n-train", min=64, help="Training renders (drawn once, cached in memory)."),
+) -> None:
+    """Train the FaceLab face parser on renders; writes facelab/assets/parser.*"""
+    from pathlib import Path
+
+    from iceaudit.facelab.analysis import train_parser
+
+    progress, update = _train_progress(steps, "parser")
+    with progress:
+        meta = train_parser(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir), progress=update,
+                            threads=threads, n_train=n_train)
+    out.print(meta["held_out_renders"])
+
+
+
+PLANTED = ("smiling", "smiling_skin_shortcut", "eyeglasses_background_shortcut", "random_init")
+
+
+@facelab_app.command("train-generator")
+def facelab_train_generator(
+    steps: int = typer.Option(2400, "--steps", min=1, help="Optimiser steps (batch 32)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights, the training faces and the batch order."),
+    dataset_size: int = typer.Option(30_000, "--dataset-size", min=64, help="Pre-rendered training faces (cached in --workdir)."),
+    workdir: str = typer.Option("runs/demo-generator", "--workdir", help="Checkpoint, loss log and render cache (resumes)."),
+    out_path: str = typer.Option("iceaudit/facelab/assets/demo_generator", "--out", help="Native generator to write (.safetensors + .json)."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch threads."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (with a checkpoint) after this long; run again to resume."),
+) -> None:
+    """Train the FaceLab demo generator: a StyleGAN2 whose G(z) reproduces render(phi(z)).
+
+    Supervised regression with a part-weighted L1 loss (eyes, brows, mouth and glasses
+    weigh more: they cover few pixels). Seeded and resumable; about 50 minutes for the
+    default 2400 steps on a 2-core CPU. Writes the same native format real generators
+    are converted to, so `load_generator("demo")` takes the ordinary code path.
+    """
+    from iceaudit.facelab.train_generator import TrainConfig, train_and_export
+
+    cfg = TrainConfig(steps=steps, seed=seed, dataset_size=dataset_size, threads=threads, max_minutes=max_minutes)
+    train_and_export(cfg, workdir, out_path, log=lambda msg: console.print(msg, highlight=False))
+
+
+@facelab_app.command("train-classifiers")
+def facelab_train_classifiers(
+    names: list[str] = typer.Argument(None, help=f"Which to train (default: all of {', '.join(PLANTED)})."),
+    steps: int = typer.Option(400, "--steps", min=1),
+    n_train: int = typer.Option(4000, "--n-train", min=64, help="Training renders per classifier."),
+    seed: int = typer.Option(0, "--seed"),
+    out_dir: str = typer.Option("examples/facelab", "--out", help="Where the .pt and .toml files go."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
+) -> None:
+    """Train the planted classifiers on FaceLab renders; export TorchScript + model cards."""
+    import time
+    from pathlib import Path
+
+    from iceaudit.audit.classifier import load_card, load_classifier
+    from iceaudit.facelab.classifiers import CARDS, TRAINED, accuracy_on_renders, export, train_classifier
+
+    chosen = list(names) if names else list(PLANTED)
+    for name in chosen:
+        if name not in CARDS:
+            raise UserError(f"unknown planted classifier {name!r}", hint="known: " + ", ".join(PLANTED))
+    for name in chosen:
+        t0 = time.time()
+        model = train_classifier(name, steps=steps, n_train=n_train, seed=seed, threads=threads,
+                                 log=lambda m: console.print(m, highlight=False))
+        training = {"command": f"iceaudit facelab train-classifiers {name} --steps {steps} --n-train {n_train} "
+                               f"--seed {seed}" if TRAINED[name] else f"iceaudit facelab train-classifiers {name}",
+                    "training data": "FaceLab renders at 64x64 (iceaudit/facelab/classifiers.py:training_factors)",
+                    "seconds": round(time.time() - t0, 1)}
+        path = export(name, model, Path(out_dir), training)
+        if TRAINED[name]:
+            clf = load_classifier(path, load_card(path.with_suffix(".toml")))
+            acc = accuracy_on_renders(clf.decision_score, name)
+            out.print(f"{name}: accuracy {acc['accuracy']:.3f} on {acc['n']} unconfounded held-out renders")
+        else:
+            out.print(f"{name}: exported untrained")
+
+
+def _planted(name: str):
+    """A planted classifier by name (examples/facelab/) or a .toml card next to its .pt."""
+    from pathlib import Path
+
+    from iceaudit.audit.classifier import load_card, load_classifier
+    from iceaudit.facelab.classifiers import EXAMPLES
+
+    card = Path(name) if name.endswith(".toml") else EXAMPLES / f"{name}.toml"
+    if not card.is_file():
+        raise UserError(f"no classifier card {card}", hint="shipped: " + ", ".join(PLANTED))
+    return load_classifier(card.with_suffix(".pt"), load_card(card))
+
+
+@facelab_app.command("oracle")
+def facelab_oracle(
+    names: list[str] = typer.Argument(..., help=f"Planted classifier names or .toml cards ({', '.join(PLANTED)})."),
+    n: int = typer.Option(256, "--n", min=2, help="Faces per factor."),
+    step: float = typer.Option(0.25, "--step", help="Step as a share of each factor's range."),
+    seed: int = typer.Option(0, "--seed"),
+    factor: list[str] = typer.Option([], "--factor", help="Only these factors (repeatable)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the tables as JSON."),
+    threads: int = typer.Option(2, "--threads", min=1),
+) -> None:
+    """Ground truth: the effect of moving each true factor alone on a classifier's decision score."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from iceaudit.facelab import factors as fl
+    from iceaudit.facelab.oracle import as_records, markdown, oracle_many
+
+    torch.set_num_threads(threads)
+    chosen = fl.check_names(factor) if factor else None
+    clfs = {name: _planted(name) for name in names}
+    tables = oracle_many({k: v.decision_score for k, v in clfs.items()}, chosen, n=n, step=step, seed=seed,
+                         progress=lambda f: console.print(f"  {f}", highlight=False))
+    for name, rows in tables.items():
+        out.print(f"\n### {name}  (n={n}, step={step} of each range, seed={seed}; * = CI excludes 0)\n")
+        out.print(markdown(rows), highlight=False)
+    if json_out:
+        Path(json_out).write_text(json.dumps({k: as_records(v) for k, v in tables.items()}, indent=2) + "\n")
+        out.print(f"wrote {json_out}")
 
 
 # --- bank commands -------------------------------------------------------------
@@ -432,21 +646,232 @@ def bank_sheet_command(
 # --- audit command -------------------------------------------------------------
 
 
+def _default_bank(generator: str) -> str:
+    from pathlib import Path
+
+    import iceaudit
+
+    if generator == "demo":
+        for root in (Path.cwd(), Path(iceaudit.__file__).resolve().parent.parent):
+            if (root / "subspace_bank" / "demo" / "manifest.json").is_file():
+                return str(root / "subspace_bank" / "demo")
+        raise UserError("the demo subspace bank is not built yet (expected subspace_bank/demo/)",
+                        hint="Build it with `iceaudit bank build`, or pass --bank DIR.")
+    raise UserError("--bank is required with a generator other than `demo`",
+                    hint="Pass the bank built for this generator: --bank subspace_bank/<name>.")
+
+
+@app.command("audit")
+def audit_command(
+    classifier: str = typer.Option(..., "--classifier", "-c", help="TorchScript file, state dict (with --factory) or .onnx."),
+    out_dir: str = typer.Option(..., "--out", "-o", help="Audit directory to write (new or empty; with --resume: the interrupted one)."),
+    card: Optional[str] = typer.Option(None, "--card", help="Model card (TOML or YAML): preprocessing, output head, threshold. Flags below override it."),
+    generator: str = typer.Option("demo", "--generator", "-g", help="Generator file, or `demo` for the shipped FaceLab generator."),
+    bank: Optional[str] = typer.Option(None, "--bank", "-b", help="Subspace bank directory (default for `demo`: subspace_bank/demo)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of faces (default: 256 on CUDA, 64 on CPU)."),
+    seed: int = typer.Option(0, "--seed", help="First face seed; faces use seeds SEED..SEED+N-1 (z = RandomState(seed).randn)."),
+    psi: float = typer.Option(1.0, "--psi", help="Truncation psi (1 = the generator's full distribution)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted audit in --out (same inputs and options)."),
+    steps: int = typer.Option(9, "--steps", help="Walk grid points over each subspace's calibrated step range."),
+    null: int = typer.Option(8, "--null", help="Random directions per subspace (the null floor)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Images per batch (default: by device and resolution)."),
+    subspaces: Optional[str] = typer.Option(None, "--subspaces", help="Comma-separated subspace ids to audit (default: all)."),
+    sanity: bool = typer.Option(False, "--sanity", help="Also audit the classifier with re-initialised weights: it should show no driver (doubles the time)."),
+    factory: Optional[str] = typer.Option(None, "--factory", help="package.module:function building the network for a state dict."),
+    name: Optional[str] = typer.Option(None, "--name", help="Card: classifier name shown in the report."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Card: model input size, N or HxW (default: generator resolution)."),
+    crop: Optional[str] = typer.Option(None, "--crop", help="Card: ffhq (full aligned face), celeba (central 80% square) or none."),
+    value_range: Optional[str] = typer.Option(None, "--value-range", help="Card: 0,1 | -1,1 | 0,255."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Card: per-channel mean, e.g. 0.485,0.456,0.406."),
+    std: Optional[str] = typer.Option(None, "--std", help="Card: per-channel std."),
+    channel_order: Optional[str] = typer.Option(None, "--channel-order", help="Card: RGB or BGR."),
+    head: Optional[str] = typer.Option(None, "--head", help="Card: logit | softmax | sigmoid."),
+    index: Optional[int] = typer.Option(None, "--index", help="Card: logit index / softmax class / sigmoid unit."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Card: decision threshold (score > threshold = positive)."),
+    positive_class: Optional[str] = typer.Option(None, "--positive-class", help="Card: name of the positive class."),
+) -> None:
+    """Audit a classifier: which interpretable subspaces move its decision, with evidence.
+
+    Samples N faces, walks every subspace of the bank over its calibrated step range
+    (re-running only the generator layers after the edit), compares each with random
+    directions (the null floor), finds the smallest decision-flipping edits, and writes
+    AUDIT_DIR/summary.json, results.parquet and images/. Example:
+
+    `iceaudit audit --classifier smile.pt --card smile.toml --out runs/audit-1`
+    """
+    import shlex
+
+    from iceaudit.audit.classifier import load_card, load_classifier
+    from iceaudit.audit.runner import AuditSettings, check_out, run_audit
+    from iceaudit.audit.sample import resolve_device
+    from iceaudit.bank.format import load_bank
+    from iceaudit.stylegan2.loaders import load_generator
+
+    check_out(out_dir, resume)
+    size = None
+    if input_size is not None:
+        try:
+            size = [int(v) for v in input_size.lower().replace("x", ",").split(",")]
+        except ValueError:
+            raise UserError(f"--input-size must be N or HxW, got {input_size!r}") from None
+        size = size[0] if len(size) == 1 else size
+    model_card = load_card(card, name=name, input_size=size, crop=crop, value_range=value_range, mean=mean, std=std,
+                           channel_order=channel_order, head=head, index=index, threshold=threshold,
+                           positive_class=positive_class, factory=factory)
+    dev = resolve_device(device)
+    clf = load_classifier(classifier, model_card, device=dev)
+    if not clf.differentiable:
+        console.print("[yellow]note:[/] ONNX classifier: no gradients, so gradient-based baselines will be skipped.")
+    G = load_generator(generator, device=dev)
+    bank_dir = bank or _default_bank(generator)
+    settings = AuditSettings(
+        n=n, seed=seed, psi=psi, n_steps=steps, n_null=null, device=str(dev), batch_images=batch,
+        subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
+        out=out_dir, resume=resume, command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
+        generator_name=generator, bank_path=bank_dir, card_path=card, sanity=sanity,
+    )
+    result = run_audit(clf, G, load_bank(bank_dir), settings)
+    _print_drivers(result)
+
+
+def _print_drivers(result) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"drivers of {result.summary['classifier']['name']}", title_justify="left")
+    for col in ("rank", "subspace", "slope / unit", "95% CI", "flip rate", "p (Holm)", "significant"):
+        table.add_column(col, justify="left" if col in ("subspace", "significant") else "right")
+    for d in result.drivers:
+        table.add_row(str(d.rank), d.name, f"{d.slope:+.4f}", f"{d.ci_low:+.4f} .. {d.ci_high:+.4f}",
+                      f"{100 * d.flip_rate:.0f}%", f"{d.p_adjusted:.3g}", "[bold green]yes[/]" if d.significant else "no")
+    out.print(table)
+    out.print(result.summary["verdict"])
+    out.print(f"wrote {result.out}/summary.json, results.parquet, images/")
+
+
+
 # --- report, gate and demo commands ---------------------------------------------
+
+
+@app.command()
+def report(
+    audit_dir: str = typer.Argument(..., help="Audit directory (holds summary.json, results.parquet, images/)."),
+    format: str = typer.Option("html,pdf", "--format", "-f", help="Comma-separated: html, pdf."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="Policy TOML: the fairness section shows the verdict against it."),
+    out_dir: Optional[str] = typer.Option(None, "--out", help="Where to write report.html / report.pdf (default: AUDIT_DIR)."),
+) -> None:
+    """Write the audit's report (self-contained HTML and/or PDF) from an audit directory.
+
+    Reads only files (no model is loaded), so a report can be rebuilt anywhere:
+    `iceaudit report runs/audit-1 --format html,pdf --policy examples/policies/fairness.toml`.
+    """
+    from iceaudit.report import build_report
+
+    formats = [f.strip().lower() for f in format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("html", "pdf")]
+    if bad or not formats:
+        raise UserError(f"--format: expected html and/or pdf, got {format!r}")
+    with console.status("Building the report (charts, HTML" + (", PDF" if "pdf" in formats else "") + ")…"):
+        written = build_report(audit_dir, formats=formats, policy=policy, out_dir=out_dir)
+    for path in written:
+        out.print(str(path), soft_wrap=True, highlight=False)
+
+
+@app.command()
+def gate(
+    audit_dir: str = typer.Argument(..., help="Audit directory or its summary.json."),
+    policy: str = typer.Option(..., "--policy", help="Policy TOML (see examples/policies/)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="The previous release's summary.json (or audit directory)."),
+    junit: Optional[str] = typer.Option(None, "--junit", help="Also write JUnit XML here (one testcase per rule and subspace)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+) -> None:
+    """Check an audit against a policy: exit 0 when every rule holds, 1 when one fails, 2 on bad input.
+
+    Reads only summary.json files, so it runs in any CI job:
+    `iceaudit gate runs/audit-1 --policy examples/policies/fairness.toml --junit gate.xml`.
+    """
+    from iceaudit.gate import render_table, run_gate, write_json, write_junit
+
+    result = run_gate(audit_dir, policy, baseline)
+    render_table(result, out)
+    if junit:
+        write_junit(result, junit)
+    if json_out:
+        write_json(result, json_out)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+DEMO_CLASSIFIERS = ("smiling_skin_shortcut", "smiling", "eyeglasses_background_shortcut", "random_init")
+
+
+@app.command()
+def demo(
+    classifier: str = typer.Option("smiling_skin_shortcut", "--classifier", "-c",
+                                   help="Shipped FaceLab classifier: " + ", ".join(DEMO_CLASSIFIERS) + "."),
+    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Audit directory to write (default: demo-out/CLASSIFIER); the reports go inside it."),
+    n: int = typer.Option(32, "--n", min=4, help="Number of faces."),
+    seed: int = typer.Option(0, "--seed", help="First face seed."),
+    format: str = typer.Option("html,pdf", "--format", "-f", help="Report formats: html, pdf."),
+    policy: str = typer.Option("examples/policies/fairness.toml", "--policy", help="Policy the fairness section is checked against."),
+) -> None:
+    """Run the whole job offline on FaceLab: audit a shipped classifier, then write its report.
+
+    Uses the shipped demo generator (`load_generator("demo")`), the demo subspace bank
+    (subspace_bank/demo) and a planted classifier from examples/facelab/, whose true
+    dependencies are known (docs/facelab.md). The default, `smiling_skin_shortcut`, was
+    trained on data where skin tone predicted the smile label: the report should say so.
+    """
+    import shlex
+    from pathlib import Path
+
+    import iceaudit
+    from iceaudit.audit.classifier import load_card, load_classifier
+    from iceaudit.audit.runner import AuditSettings, check_out, run_audit
+    from iceaudit.bank.format import load_bank
+    from iceaudit.report import build_report
+    from iceaudit.stylegan2.loaders import load_generator
+
+    if classifier not in DEMO_CLASSIFIERS:
+        raise UserError(f"unknown demo classifier {classifier!r}; choose one of: {', '.join(DEMO_CLASSIFIERS)}",
+                        hint="To audit your own model use `iceaudit audit --classifier PATH --card CARD`.")
+    root = Path(iceaudit.__file__).resolve().parent.parent
+    model, card = root / "examples" / "facelab" / f"{classifier}.pt", root / "examples" / "facelab" / f"{classifier}.toml"
+    policy_path = Path(policy) if Path(policy).is_file() else root / policy
+    audit_dir = Path(out_dir or f"demo-out/{classifier}")
+    check_out(audit_dir, resume=False)
+    bank_dir = _default_bank("demo")
+    clf = load_classifier(model, load_card(card), device="cpu")
+    G = load_generator("demo", device="cpu")
+    settings = AuditSettings(
+        n=n, seed=seed, device="cpu", out=str(audit_dir), generator_name="demo", bank_path=bank_dir, card_path=str(card),
+        command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
+    )
+    result = run_audit(clf, G, load_bank(bank_dir), settings)
+    _print_drivers(result)
+    formats = [f.strip().lower() for f in format.split(",") if f.strip()]
+    with console.status("Building the report…"):
+        written = build_report(audit_dir, formats=formats, policy=policy_path if policy_path.is_file() else None)
+    for path in written:
+        out.print(f"report: {path}", soft_wrap=True, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps `UserError` to exit code 2."""
     args = sys.argv[1:] if argv is None else argv
+    _state["argv"] = list(args)  # the command line, for provenance records
     debug = "--debug" in args
     try:
         app(args=args, prog_name="iceaudit", standalone_mode=True)
     except UserError as err:
         if debug:
             console.print_exception()
-        console.print(f"[bold red]error:[/] {err.message}", highlight=False)
+        from rich.markup import escape
+
+        # Messages may hold brackets ("[[rule]] #2", "[baseline]"): never read them as markup.
+        console.print(f"[bold red]error:[/] {escape(err.message)}", highlight=False)
         if err.hint:
-            console.print(err.hint, highlight=False)
+            console.print(escape(err.hint), highlight=False)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

@@ -1,20 +1,84 @@
 """The audit's summary.json: the one record that the report and the gate read.
 
 Written by `iceaudit.audit`, read by `iceaudit.report` and `iceaudit.gate`
-without any model. Top-level keys (schema version 1):
+without any model. Paths inside it are relative to the audit directory.
+Top-level keys (schema version 1); keys marked (report) are what the report
+reads, (gate) what the gate reads; everything not marked "required" may be
+absent, and the report then says what is missing instead of failing.
 
-- ``schema_version``: int
-- ``classifier``: {name, path, sha256, positive_class, threshold}
-- ``generator``: {name, fingerprint, resolution}
-- ``bank``: {name, path, subspaces: [{id, name, tags, unit, step_range}]}
-- ``settings``: {n_samples, seed, psi, alphas, n_null, device, ...}
-- ``verdict``: one plain-language paragraph
-- ``drivers``: ranked list of `Driver` records (strongest first)
-- ``counterfactuals``: {per_subspace: {id: {success_rate, median_step}}, best: [...]}
-- ``fairness``: {protected: [ids], findings: [...]}
-- ``validity``: {null_floor: ..., own_criterion: ..., leakage: ...}
-- ``baselines``: Captum and latent-attribution results (may be {})
-- ``provenance``: {iceaudit_version, torch, python, platform, command, seeds, hashes, created}
+- ``schema_version``: int (required)
+- ``classifier``: {name, path, sha256, positive_class, threshold} (report:
+  name, positive_class, threshold — the decision threshold on the score)
+- ``generator``: {name, fingerprint, resolution} (report)
+- ``bank``: {name, path, subspaces: [{id, name, tags, unit, step_range,
+  description}]} (report, gate: ids and tags are what policy rules may name;
+  the tag ``protected`` marks protected attributes)
+- ``settings``: {n_samples, seed, psi, alphas, n_null, device, ...} (report:
+  n_samples, alphas, n_null)
+- ``verdict``: one plain-language paragraph (report: shown first; when empty
+  the report writes one with `compose_verdict`)
+- ``drivers``: ranked list of `Driver` records, strongest first (required;
+  report and gate: subspace, name, tags, slope, ci_low, ci_high, flip_rate,
+  significant, null_abs_slope, p_adjusted, monotonicity, mean_abs_change)
+- ``counterfactuals`` (report):
+  ``per_subspace``: {id: {success_rate, median_step}} — share of faces that
+  some step within range flips, and the median |step| (units) that does it
+  (null when none flips);
+  ``best``: [{sample, subspace, step, score_before, score_after, original,
+  counterfactual, diff?}] — one entry per shown face: the smallest flipping
+  edit over all subspaces; ``original``/``counterfactual``/``diff`` are image
+  paths.
+- ``walk_strips`` (report): {id: [{sample, image, alphas, scores?}]} — one
+  image per (subspace, face): the frames at ``alphas`` side by side, equal
+  widths, left to right. The report prints each frame's score from
+  results.parquet (row sample, subspace, alpha) or, failing that, ``scores``.
+- ``fairness`` (report): {protected: [ids], findings: [{subspace,
+  statement}]} — ``protected`` defaults to the bank's ``protected`` tags.
+- ``validity`` (report):
+  ``null_floor``: {n_directions, quantile, abs_slope} — pooled |slope| of
+  random directions (same space, layers and norm as each subspace);
+  ``own_criterion``: {id: {criterion, effect_per_unit, expected, ok}} — how
+  much one unit of the walk moves the subspace's own criterion (calibrated to
+  ``expected``, normally 1.0);
+  ``leakage``: {id: {other_id: effect_per_unit}} — how much the walk moves
+  the other subspaces' criteria, in their units;
+  ``sanity``: {randomised_classifier: {n_significant, max_abs_slope, passed,
+  note}} — the audit rerun on a classifier with re-initialised weights.
+- ``baselines``: Captum and latent-attribution results (may be {}), written by
+  `iceaudit.audit.baselines.run_baselines`; paths are relative to the audit dir:
+
+  - ``schema`` (1), ``methods`` [names run], ``threshold``, ``options`` {...},
+    ``n_faces``, ``resolution``, ``labels`` [parser part names]
+  - ``pixel``: {method: {``status``: "ok", ``seconds``, ``seconds_per_face``,
+    ``regions``: {part: {mass_share, area_share, ratio}} (feature_ablation:
+    {importance, abs_importance, share, area_share}), ``region_ranking``
+    [parts, strongest first], ``map`` "figures/baseline_<method>.png",
+    ``quality``: {infidelity, sensitivity_max, sensitivity_max_relative}}
+    | {``status``: "skipped", ``reason``}}; ``maps_npz`` (mean maps, [R, R] each)
+  - ``latent``: {baseline, n_steps, n_faces, completeness_gap, seconds,
+    ``subspaces``: {id: {attribution, abs_attribution, share,
+    covariant_attribution, slope_estimate, abs_slope_estimate, dims_in_s}},
+    ``ranking`` [ids], ``ranking_by_slope_estimate`` [ids]}
+  - ``attfind``: {n_faces, n_channels, n_evaluated, threshold, seconds, renders,
+    ``classes``: {"positive"|"negative": {n_faces_to_flip, ``top``: [{channel
+    "b8.conv1:2", layer, index, direction "min"|"max", mean_effect,
+    estimated_flip_share}], sufficiency_curve [top-1..k], sufficiency}},
+    ``channels``: [{channel, layer, index, direction, mean_effect, best_match
+    {subspace, latent_overlap, image_cosine} | null, explained_by_bank, region
+    | null, region_votes {part: share}}], ``unnamed_drivers``: [same records
+    + ``walk_strip`` "figures/unnamed_<layer>_<c>.png"]}
+  - ``agreement``: {pixel_method, subspace_regions {id: part | null},
+    walk_vs_latent / walk_vs_latent_slope / walk_vs_region / latent_vs_region:
+    {rho | null, p_value | null, n, note?}, walk_vs_region_by_method {method: {...}}, ``statement``
+    (plain language)}
+- ``provenance`` (required; report): {iceaudit_version, torch, python,
+  platform, command, seeds, hashes: {input: sha256}, created,
+  synthetic_fixture?} — ``synthetic_fixture: true`` marks made-up test data
+  (the report then says so on its first page).
+
+results.parquet (report): long table with columns sample (int), subspace
+(str), alpha (float, semantic units), score (float). Null walks use subspace
+``null:<id>:<k>`` (k-th random direction matched to subspace ``id``).
 """
 from __future__ import annotations
 
@@ -83,4 +147,77 @@ def load_summary(path: str | Path) -> dict[str, Any]:
             f"{path}: summary schema version {data['schema_version']!r} is not supported "
             f"(this iceaudit reads version {SCHEMA_VERSION})"
         )
+    _check_drivers(data, path)
     return data
+
+
+DRIVER_NUMBERS = ("slope", "ci_low", "ci_high", "flip_rate")
+
+
+def _check_drivers(data: dict[str, Any], path: Path) -> None:
+    """Every driver has the fields the report and the gate read (name and tags default)."""
+    if not isinstance(data["drivers"], list):
+        raise UserError(f"{path}: 'drivers' must be a list")
+    for i, d in enumerate(data["drivers"]):
+        if not isinstance(d, dict) or not isinstance(d.get("subspace"), str):
+            raise UserError(f"{path}: driver #{i + 1} has no subspace id")
+        for key in DRIVER_NUMBERS:
+            v = d.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise UserError(f"{path}: driver {d['subspace']!r}: {key} must be a number, not {v!r}")
+        if not isinstance(d.get("significant"), bool):
+            raise UserError(f"{path}: driver {d['subspace']!r}: significant must be true or false")
+        d.setdefault("name", d["subspace"])
+        d.setdefault("tags", [])
+
+
+def _fmt_list(names: list[str]) -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def compose_verdict(drivers: list[dict[str, Any]], protected: set[str] | None = None,
+                    units: dict[str, str] | None = None) -> str:
+    """One plain-language paragraph from ranked driver records.
+
+    ``protected`` holds subspace ids of protected attributes (default: drivers
+    tagged ``protected``); ``units`` maps subspace ids to what one semantic unit
+    means (the bank's ``unit``), named for the top driver. Drivers are taken in
+    the given (ranked) order.
+    """
+    def is_protected(d: dict[str, Any]) -> bool:
+        return d["subspace"] in protected if protected is not None else "protected" in d.get("tags", [])
+
+    sig = [d for d in drivers if d.get("significant")]
+    prot_sig = [d for d in sig if is_protected(d)]
+    prot_quiet = [d for d in drivers if is_protected(d) and not d.get("significant")]
+    if not sig:
+        text = (
+            f"None of the {len(drivers)} tested subspaces moves the classifier's decision "
+            "more than random directions do: no semantic driver was found."
+        )
+    else:
+        top = sig[0]
+        second = sig[1] if len(sig) > 1 else None
+        how = "mostly" if second is None or abs(top["slope"]) >= 2 * abs(second["slope"]) else "most strongly"
+        label = top["name"] + (", a protected attribute" if is_protected(top) else "")
+        unit = (units or {}).get(top["subspace"])
+        text = (
+            f"The classifier's decision is driven {how} by {label}: one unit of change"
+            + (f" ({unit})" if unit else "")
+            + f" moves the score by {top['slope']:+.3f} and flips the decision for "
+            f"{100 * top['flip_rate']:.0f}% of faces."
+        )
+        also = [d["name"] for d in sig[1:] if not is_protected(d)]
+        prot_also = [d["name"] for d in prot_sig if d is not top]
+        parts = []
+        if prot_also:
+            parts.append(f"{_fmt_list(prot_also)}, " + ("a protected attribute" if len(prot_also) == 1 else "protected attributes"))
+        if also:
+            parts.append(_fmt_list(also))
+        if parts:
+            text += " It is also significantly sensitive to " + ", and to ".join(parts) + "."
+    if prot_quiet:
+        text += f" No significant effect of {_fmt_list([d['name'] for d in prot_quiet])} (protected)."
+    return text

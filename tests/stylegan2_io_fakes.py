@@ -156,12 +156,13 @@ def official_init_kwargs(G, *, stylegan3_era: bool = False) -> Any:
 def training_snapshot(G, *, stylegan3_era: bool = False, extra: dict | None = None) -> dict:
     """A network-snapshot dict: G, D, G_ema, augment_pipe, training_set_kwargs."""
     g_ema = generator_tree(G.state_dict(), official_init_kwargs(G, stylegan3_era=stylegan3_era))
+    g_train = generator_tree(G.state_dict(), official_init_kwargs(G, stylegan3_era=stylegan3_era))
     disc = Persistent("Discriminator", init_kwargs=EasyDict(c_dim=0, img_resolution=G.img_resolution))
     disc.modules["b4"] = Persistent("DiscriminatorEpilogue")
     disc.modules["b4"].parameters["weight"] = torch.randn(4, 3)
     aug = Persistent("AugmentPipe", init_kwargs=EasyDict(xflip=1, rotate90=1))
     aug.buffers["p"] = torch.zeros([])
-    top = dict(G=g_ema, D=disc, G_ema=g_ema, augment_pipe=aug,
+    top = dict(G=g_train, D=disc, G_ema=g_ema, augment_pipe=aug,
                training_set_kwargs=EasyDict(path="~/datasets/faces.zip", resolution=np.int64(G.img_resolution),
                                             use_labels=False, xflip=np.bool_(False), max_size=np.int32(70000)))
     top.update(extra or {})

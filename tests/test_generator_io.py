@@ -75,6 +75,13 @@ def test_rosinality_matches_rosinality_forward_pass():
         assert_close_rel(styles[official], ref[f"style/{rosi_name}"], f"style {official}")
 
 
+def test_rosinality_legacy_torch_format(tmp_path):
+    """Checkpoints saved by torch < 1.6 (non-zip serialisation) load the same."""
+    torch.save(torch.load(ROSI, weights_only=True), tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    assert not (tmp_path / "old.pt").read_bytes().startswith(b"PK")
+    assert load_generator(tmp_path / "old.pt").fingerprint() == load_generator(ROSI).fingerprint()
+
+
 def test_rosinality_training_checkpoint_without_latent_avg(tmp_path):
     state = torch.load(ROSI, weights_only=True)["g_ema"]
     ckpt = {"g": state, "d": {"convs.0.0.weight": torch.randn(4, 3, 1, 1)}, "g_ema": state,

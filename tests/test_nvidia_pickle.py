@@ -181,3 +181,47 @@ def test_stylegan3_alias_free_generator_is_refused_by_name(tmp_path):
     tree.modules["synthesis"].modules["input"] = Persistent("SynthesisInput")
     with pytest.raises(UserError, match="StyleGAN3"):
         load_nvidia_pickle(write_pickle({"G_ema": tree}, tmp_path / "sg3.pkl"))
+
+
+class _Odd(Persistent):
+    """A persistent object whose reduce is malformed in a given way."""
+
+    def __init__(self, how):
+        super().__init__("Generator")
+        self.how = how
+
+    def __reduce__(self):
+        fn, (meta,) = super().__reduce__()
+        if self.how == "meta":
+            return (fn, ("not a dict",))
+        if self.how == "build":
+            return (fn, (meta,), {"parameters": "oops"})
+        meta["state"]["_parameters"]["w"] = "not a tensor"
+        return (fn, (meta,))
+
+
+@pytest.mark.parametrize("how,message", [("meta", "no class_name"), ("build", "malformed network pickle"),
+                                         ("param", "is not a tensor")])
+def test_malformed_structures_are_user_errors(tmp_path, how, message):
+    path = write_pickle({"G_ema": _Odd(how)}, tmp_path / "odd.pkl")
+    with pytest.raises(UserError, match=message):
+        load_nvidia_pickle(path)
+
+
+def test_tensorflow_pickle_gets_a_conversion_hint(tmp_path):
+    path = tmp_path / "stylegan2-ffhq-config-f.pkl"
+    path.write_bytes(b"\x80\x02cdnnlib.tflib.network\nNetwork\nq\x00)\x81q\x01}b.")
+    with pytest.raises(UserError, match="dnnlib.tflib.network.Network") as err:
+        load_nvidia_pickle(path)
+    assert "TensorFlow" in err.value.hint
+
+
+def test_positional_init_args_are_understood(tmp_path):
+    G = tiny_generator()
+    kw = G.init_kwargs
+    tree = generator_tree(G.state_dict(), {"mapping_kwargs": kw["mapping_kwargs"],
+                                           "synthesis_kwargs": kw["synthesis_kwargs"]})
+    tree.init_args = (kw["z_dim"], kw["c_dim"], kw["w_dim"], kw["img_resolution"], kw["img_channels"])
+    G2 = load_nvidia_pickle(write_pickle({"G_ema": tree}, tmp_path / "g.pkl"))
+    assert G2.init_kwargs == G.init_kwargs
+    assert torch.equal(images(G2), images(G))

@@ -336,3 +336,31 @@ def test_fingerprint_sees_every_weight_and_the_clamp(G):
     G3 = Generator(**kwargs)
     G3.load_state_dict(G.state_dict())
     assert G3.fingerprint() != fp
+
+
+def test_gradients_flow_to_edited_styles_through_suffix(G):
+    ws = sample_ws(G, n=2)
+    styles = {k: v.detach().requires_grad_(True) for k, v in G.styles(ws).items()}
+    state = G.synthesis_prefix(styles, "b16.conv0")
+    G.synthesis_suffix(state, styles).square().mean().backward()
+    assert styles["b16.conv0"].grad.abs().sum() > 0 and styles["b32.torgb"].grad.abs().sum() > 0
+    assert styles["b8.conv1"].grad is not None  # prefix keeps its graph too
+
+
+def test_module_forward_uses_official_signature(G):
+    """Blocks and layers keep the official call signatures (ws per block, w per layer)."""
+    ws = sample_ws(G, n=2)
+    with torch.no_grad():
+        x, img = G.synthesis.b4(None, None, ws[:, 0:2])
+        x, img = G.synthesis.b8(x, img, ws[:, 1:4])
+        styles = G.styles(ws)
+        state = G.synthesis_prefix(styles, "b16.conv0")
+    assert torch.allclose(x, state.x, atol=1e-6) and torch.allclose(img, state.img, atol=1e-6)
+
+
+def test_official_synthesis_keywords_accepted_typos_refused(G):
+    ws = sample_ws(G, n=1)
+    with torch.no_grad():
+        assert torch.equal(G.synthesis(ws, noise_mode="const", force_fp32=True), G.synthesis(ws))
+        with pytest.raises(TypeError):
+            G.synthesis(ws, noise_mod="none")

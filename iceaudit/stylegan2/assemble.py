@@ -25,7 +25,7 @@ def construct_generator(init_kwargs: Mapping[str, Any], source: str = "") -> Gen
         raise UserError(f"{source}: generator config is not a mapping")
     try:
         return Generator(**dict(init_kwargs))
-    except (TypeError, ValueError, AssertionError, KeyError) as exc:
+    except (TypeError, ValueError, AssertionError, KeyError, RuntimeError, OverflowError) as exc:
         raise UserError(f"{source}: cannot build a StyleGAN2 generator from its config ({exc})") from exc
 
 
@@ -39,6 +39,9 @@ def build_generator(init_kwargs: Mapping[str, Any], state_dict: Mapping[str, tor
     G = construct_generator(init_kwargs, source)
     expected = G.state_dict()
     given = dict(state_dict)
+    for key, value in given.items():
+        if not isinstance(value, torch.Tensor):
+            raise UserError(f"{source}: {key} is a {type(value).__name__}, not a tensor")
     missing = [k for k in expected if k not in given and not k.endswith("resample_filter")]
     unexpected = [k for k in given if k not in expected]
     misshaped = [f"{k} {tuple(given[k].shape)} (expected {tuple(expected[k].shape)})"

@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 
 from iceaudit.atomic import atomic_path
 from iceaudit.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from iceaudit.stylegan2.networks import Generator
 
 MAX_SEED = 2 ** 32 - 1  # RandomState's seed range
 MAX_SEEDS = 10_000
@@ -53,15 +56,28 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate_images(G, seeds: Sequence[int], psi: float = 1.0, noise_mode: str = "const",
-                    batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
-    """uint8 images [N, H, W, C] for `seeds`, generated in batches."""
+def generate_images(G: Generator, seeds: Sequence[int], psi: float = 1.0, noise_mode: str = "const",
+                    batch_size: int = 8, class_idx: int | None = None,
+                    on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+    """uint8 images [N, H, W, C] for `seeds`, generated in batches.
+    Conditional generators need `class_idx` (a one-hot label, as officially)."""
     device = next(G.parameters()).device
     z = z_from_seeds(seeds, G.z_dim)
+    c = None
+    if G.c_dim:
+        if class_idx is None:
+            raise UserError(f"this generator is conditional ({G.c_dim} classes): pass --class-idx")
+        if not 0 <= class_idx < G.c_dim:
+            raise UserError(f"--class-idx must be in 0..{G.c_dim - 1}, got {class_idx}")
+        c = torch.zeros(1, G.c_dim, device=device)
+        c[0, class_idx] = 1
+    elif class_idx is not None:
+        raise UserError("--class-idx given, but this generator is unconditional")
     out = []
     for start in range(0, len(seeds), batch_size):
         batch = z[start:start + batch_size].to(device)
-        out.append(to_uint8(G(batch, None, psi=psi, noise_mode=noise_mode)))
+        labels = None if c is None else c.expand(len(batch), -1)
+        out.append(to_uint8(G(batch, labels, psi=psi, noise_mode=noise_mode)))
         if on_batch is not None:
             on_batch(len(batch))
     return torch.cat(out)

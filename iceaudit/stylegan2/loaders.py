@@ -14,11 +14,14 @@ Every loaded generator is in eval mode, gradients off, on `device`, with a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from iceaudit.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from iceaudit.stylegan2.networks import Generator
 
 DEMO_NAME = "demo"
 DEMO_PATH = Path(__file__).resolve().parent.parent / "facelab" / "assets" / "demo_generator.safetensors"
@@ -93,7 +96,7 @@ def _demo_path() -> Path:
     return DEMO_PATH
 
 
-def load_generator(path_or_name: str | Path, device: Any = "cpu"):
+def load_generator(path_or_name: str | Path, device: Any = "cpu") -> Generator:
     """Load a StyleGAN2 generator from a file, or the shipped `"demo"`."""
     dev = resolve_device(device)
     path = Path(path_or_name).expanduser()
@@ -121,7 +124,7 @@ def load_generator(path_or_name: str | Path, device: Any = "cpu"):
     return G
 
 
-def save_native(G, path: str | Path, metadata: dict | None = None) -> tuple[Path, Path]:
+def save_native(G: Generator, path: str | Path, metadata: dict | None = None) -> tuple[Path, Path]:
     """Write G as `<path>.safetensors` + `<path>.json` (see native.py)."""
     from iceaudit.stylegan2.native import save_native as _save
 
@@ -129,7 +132,7 @@ def save_native(G, path: str | Path, metadata: dict | None = None) -> tuple[Path
     return _save(G, path, meta)
 
 
-def save_rosinality(G, path: str | Path) -> Path:
+def save_rosinality(G: Generator, path: str | Path) -> Path:
     """Write G as a rosinality checkpoint (`{'g_ema', 'latent_avg'}`, plain tensors)."""
     from iceaudit.atomic import atomic_path
     from iceaudit.stylegan2.rosinality import official_to_rosinality

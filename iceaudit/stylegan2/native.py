@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
 from iceaudit.atomic import atomic_path
 from iceaudit.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from iceaudit.stylegan2.networks import Generator
 
 FORMAT = "iceaudit-generator"
 FORMAT_VERSION = 1
@@ -33,7 +36,7 @@ def native_paths(path: str | Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
-def save_native(G, path: str | Path, metadata: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+def save_native(G: Generator, path: str | Path, metadata: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
     """Write G as `<path>.safetensors` + `<path>.json`, each atomically."""
     from safetensors.torch import save_file
 
@@ -88,7 +91,7 @@ def _read_config(config_path: Path, weights: Path) -> dict[str, Any]:
     return config
 
 
-def load_native(path: str | Path, device: Any = "cpu"):
+def load_native(path: str | Path, device: Any = "cpu") -> Generator:
     """The generator stored at `path` (`x`, `x.safetensors` or `x.json`)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -97,7 +100,8 @@ def load_native(path: str | Path, device: Any = "cpu"):
 
     weights, config_path = native_paths(path)
     if not weights.is_file():
-        raise UserError(f"no such file: {weights}")
+        beside = f" (the weights that {config_path.name} describes)" if Path(path).suffix == ".json" else ""
+        raise UserError(f"no such file: {weights}{beside}")
     try:
         config = _read_config(config_path, weights)
         state = load_file(str(weights), device="cpu")

@@ -27,12 +27,15 @@ import io
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
 from iceaudit.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from iceaudit.stylegan2.networks import Generator
 
 # --- records --------------------------------------------------------------------
 
@@ -59,6 +62,9 @@ class PersistentRecord:
             if isinstance(child, PersistentRecord):
                 out.update(child.state_dict(prefix + name + "."))
         return out
+
+    def __setstate__(self, state: Any) -> None:  # a BUILD opcode aimed at a record
+        raise UserError("malformed network pickle (state applied to a persistent object)")
 
     def find(self, dotted: str) -> "PersistentRecord | None":
         node: Any = self
@@ -108,8 +114,7 @@ class _EasyDict(dict):
     NEWOBJ/BUILD opcodes a pickled dict subclass uses."""
 
     def __setstate__(self, state: Any) -> None:
-        if isinstance(state, dict):
-            self.update(state)
+        pass  # instance attributes of an EasyDict are never data; items come via SETITEMS
 
 
 def _load_storage(data: Any) -> Any:
@@ -185,10 +190,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 class ForbiddenGlobal(UserError):
     def __init__(self, qualname: str) -> None:
+        hint = "Only official stylegan2-ada-pytorch / stylegan3 network pickles are accepted."
+        if qualname.startswith("dnnlib.tflib"):
+            hint = ("This looks like a TensorFlow StyleGAN/StyleGAN2 pickle. Convert it to PyTorch in an "
+                    "environment you trust (stylegan2-ada-pytorch's legacy.py), then load the result.")
         super().__init__(
             f"refused to load: the pickle references `{qualname}`, which an NVIDIA network "
             "pickle never needs; nothing from the file was executed",
-            hint="Only official stylegan2-ada-pytorch / stylegan3 network pickles are accepted.",
+            hint=hint,
         )
         self.qualname = qualname
 
@@ -279,7 +288,7 @@ def generator_kwargs(record: PersistentRecord) -> dict[str, Any]:
     return _plain(out)
 
 
-def load_nvidia_pickle(path: str | Path, device: Any = "cpu"):
+def load_nvidia_pickle(path: str | Path, device: Any = "cpu") -> Generator:
     """iceaudit's `Generator` with the weights of an official pickle's `G_ema`."""
     from iceaudit.stylegan2.assemble import build_generator
 

@@ -281,12 +281,16 @@ def modulated_conv2d(
 
     w = None
     dcoefs = None
-    if demodulate or fused_modconv:
+    if fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)  # [N, O, I, k, k]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
-    if demodulate and fused_modconv:
-        w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
+        if demodulate:
+            dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
+            w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
+    elif demodulate:
+        # sum_{i,k} (s_i W_oik)^2 = sum_i s_i^2 sum_k W_oik^2: the same
+        # coefficients without materialising per-sample weights [N, O, I, k, k]
+        # (differs from the official order of summation only by rounding).
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)

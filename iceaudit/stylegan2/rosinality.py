@@ -30,14 +30,18 @@ code adds it to sum((w*s)^2): the same number to float32 precision.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
 from iceaudit.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from iceaudit.stylegan2.networks import Generator
 
 ROSINALITY_LR_MLP = 0.01  # rosinality's Generator(lr_mlp=0.01); not stored in checkpoints
 
@@ -49,7 +53,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"no such file: {path}")
     try:
         # Training checkpoints store their argparse options; a Namespace is inert.
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # (torch < 2.5 has no safe_globals: such checkpoints are refused there.)
+        allow = getattr(torch.serialization, "safe_globals", None)
+        with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -156,7 +162,7 @@ def rosinality_to_official(state: Mapping[str, torch.Tensor], latent_avg: torch.
     return kwargs, out
 
 
-def official_to_rosinality(G) -> dict[str, Any]:
+def official_to_rosinality(G: Generator) -> dict[str, Any]:
     """A rosinality checkpoint dict ({'g_ema', 'latent_avg'}) for generator G.
 
     Refuses configs rosinality's Generator cannot express. Note that
@@ -209,7 +215,7 @@ def official_to_rosinality(G) -> dict[str, Any]:
     return {"g_ema": {k: v.contiguous() for k, v in state.items()}, "latent_avg": official["mapping.w_avg"].clone()}
 
 
-def estimate_w_avg(G, n: int = 10_000, seed: int = 0) -> torch.Tensor:
+def estimate_w_avg(G: Generator, n: int = 10_000, seed: int = 0) -> torch.Tensor:
     """Mean of mapping(z) over `n` fixed-seed samples: what rosinality's
     `mean_latent` computes, for checkpoints saved without `latent_avg`."""
     z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
@@ -217,7 +223,7 @@ def estimate_w_avg(G, n: int = 10_000, seed: int = 0) -> torch.Tensor:
         return G.mapping(z.to(G.mapping.w_avg.device), None, psi=1.0)[:, 0].mean(0)
 
 
-def load_rosinality(path: str | Path, device: Any = "cpu", ckpt: dict | None = None):
+def load_rosinality(path: str | Path, device: Any = "cpu", ckpt: dict | None = None) -> Generator:
     """iceaudit's Generator with the weights of a rosinality checkpoint's `g_ema`."""
     from iceaudit.stylegan2.assemble import build_generator
 

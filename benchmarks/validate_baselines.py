@@ -1,0 +1,145 @@
+"""Baselines against the FaceLab oracle: the docs/validation.md table.
+
+For each planted classifier, given its `run_baselines` result and the oracle's
+effect of every true factor (intervene on one factor in the renderer, measure
+the score), the row says:
+
+- region:  the top region of the pixel method (feature_ablation) vs the
+           region of the oracle's top factor, and Spearman between region
+           scores and oracle effects (each factor read through its region);
+- latent:  the top subspace of latent attribution vs the subspace that names
+           the oracle's top factor, and Spearman over factors that have one;
+- AttFind: the top channel's best bank match and region vs the oracle's top
+           factor, and its sufficiency.
+
+    PYTHONPATH=. python benchmarks/validate_baselines.py   # needs the FaceLab demo world
+
+`oracle_rows` and `markdown_table` are pure functions (tested in
+tests/test_baselines.py on a constructed world); `load_demo_world` is where
+the FaceLab world plugs in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from iceaudit.audit.agreement import spearman
+
+
+@dataclass
+class PlantedClassifier:
+    name: str
+    score_fn: Callable
+    threshold: float
+    oracle: dict[str, float]  # factor -> |score change| under the oracle's intervention
+
+
+@dataclass
+class DemoWorld:
+    generator: Any
+    bank: Any
+    parser: Any  # callable images -> [N, R, R] label ids, with .labels
+    classifiers: list[PlantedClassifier]
+    factor_subspace: dict[str, str]  # true factor -> bank subspace id that names it
+    factor_region: dict[str, str]  # true factor -> parser region it acts on most
+
+
+def _top(scores: Mapping[str, float]) -> str | None:
+    return max(scores, key=lambda k: scores[k]) if scores else None
+
+
+def oracle_row(name: str, result: Mapping[str, Any], oracle: Mapping[str, float],
+               factor_subspace: Mapping[str, str], factor_region: Mapping[str, str],
+               pixel_method: str = "feature_ablation") -> dict[str, Any]:
+    """One table row: how the baselines of one classifier compare with its oracle."""
+    top_factor = _top(oracle)
+    row: dict[str, Any] = {"classifier": name, "oracle_top_factor": top_factor}
+
+    regions = result.get("pixel", {}).get(pixel_method, {}).get("regions", {})
+    key = "abs_importance" if pixel_method == "feature_ablation" else "ratio"
+    region_scores = {r: v[key] for r, v in regions.items()}
+    row["region_top"] = _top(region_scores)
+    row["region_match"] = top_factor is not None and row["region_top"] == factor_region.get(top_factor)
+    by_factor = {f: region_scores[factor_region[f]] for f in oracle if factor_region.get(f) in region_scores}
+    row["region_rho"] = spearman(by_factor, oracle)["rho"]
+
+    latent = result.get("latent", {}).get("subspaces", {})
+    lat_scores = {sid: v["abs_attribution"] for sid, v in latent.items()}
+    row["latent_top"] = _top(lat_scores)
+    row["latent_match"] = top_factor is not None and row["latent_top"] == factor_subspace.get(top_factor)
+    by_factor = {f: lat_scores[factor_subspace[f]] for f in oracle if factor_subspace.get(f) in lat_scores}
+    row["latent_rho"] = spearman(by_factor, oracle)["rho"]
+
+    att = result.get("attfind", {})
+    channels = att.get("channels", [])
+    classes = att.get("classes", {})
+    firsts = [c["top"][0] for c in classes.values() if c.get("top")]
+    strongest = max(firsts, key=lambda p: p["mean_effect"])["channel"] if firsts else None
+    entry = next((c for c in channels if c["channel"] == strongest), None)
+    row["attfind_top_channel"] = strongest
+    row["attfind_top_match"] = entry["best_match"]["subspace"] if entry and entry.get("explained_by_bank") else None
+    row["attfind_top_region"] = entry.get("region") if entry else None
+    row["attfind_match"] = bool(entry) and top_factor is not None and (
+        row["attfind_top_match"] == factor_subspace.get(top_factor) or row["attfind_top_region"] == factor_region.get(top_factor)
+    )
+    row["attfind_sufficiency"] = max((c.get("sufficiency", 0.0) for c in classes.values()), default=0.0)
+    return row
+
+
+def oracle_rows(results: Mapping[str, Mapping[str, Any]], oracles: Mapping[str, Mapping[str, float]],
+                factor_subspace: Mapping[str, str], factor_region: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [oracle_row(n, results[n], oracles[n], factor_subspace, factor_region) for n in results]
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    def f(x: Any) -> str:
+        if x is None:
+            return "–"
+        if isinstance(x, bool):
+            return "yes" if x else "no"
+        if isinstance(x, float):
+            return f"{x:.2f}"
+        return str(x)
+
+    cols = [
+        ("classifier", "classifier"), ("oracle_top_factor", "oracle top factor"),
+        ("region_top", "top region (FA)"), ("region_match", "= oracle"), ("region_rho", "ρ region vs oracle"),
+        ("latent_top", "top subspace (latent IG)"), ("latent_match", "= oracle"), ("latent_rho", "ρ latent vs oracle"),
+        ("attfind_top_channel", "AttFind top channel"), ("attfind_top_match", "matched subspace"),
+        ("attfind_top_region", "region"), ("attfind_match", "= oracle"), ("attfind_sufficiency", "sufficiency"),
+    ]
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(f(r.get(k)) for k, _ in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def load_demo_world() -> DemoWorld:
+    """The FaceLab demo world: demo generator, its bank, the demo parser, the
+    planted classifiers with their oracle effects, and factor -> subspace /
+    region maps. To be wired when FaceLab's generator, parser, planted
+    classifiers and oracle have landed on main."""
+    raise SystemExit(
+        "the FaceLab demo world is not available yet: load_demo_world() in "
+        "benchmarks/validate_baselines.py must be wired to the demo generator, bank, parser, "
+        "planted classifiers and oracle"
+    )
+
+
+def main() -> None:
+    import torch
+
+    from iceaudit.audit.baselines import run_baselines
+
+    world = load_demo_world()
+    G = world.generator
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(0)))
+    results, oracles = {}, {}
+    for pc in world.classifiers:
+        results[pc.name] = run_baselines(pc.score_fn, G, ws, world.bank, world.parser, "all", None, threshold=pc.threshold)
+        oracles[pc.name] = pc.oracle
+    print(markdown_table(oracle_rows(results, oracles, world.factor_subspace, world.factor_region)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""Baselines beside the walks: Captum pixel methods by face region, latent
+attribution, AttFind's unnamed drivers, and how they agree with the walks.
+
+The audit calls one function on the faces it already sampled::
+
+    from iceaudit.audit.baselines import parse_methods, run_baselines
+    methods = parse_methods(cli_value)          # "--baselines" value
+    summary["baselines"] = run_baselines(
+        score_fn, G, faces, bank, parser, methods, audit_dir,
+        drivers=summary["drivers"], threshold=card_threshold)
+
+The result is a JSON-serialisable dict whose shape is documented in
+`iceaudit.summary`; heatmaps and walk strips are written to
+``audit_dir/figures/``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from iceaudit.audit.pixel_attribution import (
+    PIXEL_METHODS,
+    MethodSkipped,
+    attribute_pixels,
+    classifier_parts,
+    quality_metrics,
+    rank_regions,
+)
+from iceaudit.errors import UserError
+
+LATENT_METHODS = ("latent", "attfind")
+ALL_METHODS = PIXEL_METHODS + LATENT_METHODS
+# The default set (BENCHMARKS.md ## Baselines): the methods that need at most
+# n_steps classifier passes per face, plus latent IG and AttFind with gradient
+# screening. Occlusion (225 passes per face at 64 px), SmoothGrad and IG from
+# the mean image are opt-in.
+DEFAULT_METHODS = ("saliency", "input_x_gradient", "ig_blur", "feature_ablation", "gradcam", "latent", "attfind")
+SCHEMA = 1
+BASELINES_HELP = (
+    "Baselines beside the walks: `none`, `default`, `all`, or a comma-separated list of "
+    + ", ".join(ALL_METHODS)
+    + ". Default: " + ",".join(DEFAULT_METHODS) + " (occlusion, smoothgrad and ig_mean cost more; see BENCHMARKS.md)."
+)
+
+
+@dataclass
+class BaselineOptions:
+    """Knobs of `run_baselines` (defaults chosen from the benchmark)."""
+
+    n_steps: int = 16  # IntegratedGradients steps (pixel)
+    internal_batch_size: int = 64  # IG rows per forward pass
+    nt_samples: int = 8  # SmoothGrad samples
+    stdevs: float = 0.2  # SmoothGrad noise SD (images in [-1, 1])
+    occlusion_window: int | None = None  # default R / 8
+    occlusion_stride: int | None = None  # default window / 2
+    perturbations_per_eval: int = 16
+    batch_faces: int = 16  # faces per Captum call
+    max_faces: int | None = None  # pixel baselines on the first max_faces faces only
+    quality: bool = True  # Captum infidelity / sensitivity_max
+    quality_faces: int = 8
+    latent_n_steps: int = 8  # Gauss-Legendre; completeness_gap in the result says if more are needed
+    latent_max_faces: int | None = 32  # latent IG on the first faces only (None: all)
+    attfind_k: int = 5
+    attfind_screen: int | None = 64  # channels evaluated exactly after gradient screening (None: all)
+    attfind_max_faces: int | None = 32  # AttFind on the first faces only (None: all)
+    attfind_batch: int = 128
+
+
+def parse_methods(value: str | Sequence[str] | None) -> list[str]:
+    """``--baselines`` value -> method names. Accepts ``none``, ``default``,
+    ``all``, or names separated by commas (``saliency,feature_ablation``)."""
+    if value is None:
+        return list(DEFAULT_METHODS)
+    items = value.split(",") if isinstance(value, str) else list(value)
+    items = [i.strip().lower().replace("-", "_") for i in items if i.strip()]
+    if items in (["none"], []):
+        return []
+    out: list[str] = []
+    for item in items:
+        expand = {"default": DEFAULT_METHODS, "all": ALL_METHODS}.get(item, (item,))
+        for name in expand:
+            if name not in ALL_METHODS:
+                raise UserError(
+                    f"unknown baseline {item!r} in --baselines",
+                    hint=f"use `none`, `default`, `all` or a comma-separated list of: {', '.join(ALL_METHODS)}",
+                )
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def parser_labels(parser: Any) -> list[str]:
+    labels = getattr(parser, "labels", None) or getattr(parser, "label_names", None)
+    if labels is None:
+        raise UserError("the face parser does not say its label names (expected a `labels` attribute)")
+    return list(labels)
+
+
+@torch.no_grad()
+def render_faces(G, ws: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    return torch.cat([G.synthesis(ws[i : i + batch]).clamp(-1, 1) for i in range(0, ws.shape[0], batch)])
+
+
+@torch.no_grad()
+def parse_faces(parser: Any, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    """Label maps [N, R, R] (long) at the images' resolution (nearest resize if the parser's differs)."""
+    maps = torch.cat([torch.as_tensor(parser(images[i : i + batch])) for i in range(0, images.shape[0], batch)]).long()
+    if maps.ndim != 3 or maps.shape[0] != images.shape[0]:
+        raise UserError(f"the face parser returned shape {tuple(maps.shape)}; expected label maps [N, H, W]")
+    r = images.shape[-1]
+    if maps.shape[-2:] != (r, r):
+        maps = torch.nn.functional.interpolate(maps[:, None].float(), size=(r, r), mode="nearest")[:, 0].long()
+    return maps
+
+
+def save_heatmap(heat: torch.Tensor, face: torch.Tensor, path: Path, title: str) -> None:
+    """Mean attribution map over the mean face (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(2.4, 2.6), dpi=100)
+    ax.imshow(((face.permute(1, 2, 0) + 1) / 2).clamp(0, 1).cpu().numpy())
+    ax.imshow(heat.cpu().numpy(), cmap="inferno", alpha=0.6, vmin=0, vmax=1)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+@dataclass
+class PixelRun:
+    """What one pixel method leaves after streaming over the faces."""
+
+    seconds: float
+    mean_mass: torch.Tensor  # [R, R] mean over faces of |sum over RGB| (not normalised)
+    regions: Any  # RegionTable or None (no parser)
+    first: torch.Tensor  # attributions of the first `keep` faces (for the quality metrics)
+
+
+def _pixel_method(score_fn, images, label_map, labels, method, opts: BaselineOptions, keep: int = 8) -> PixelRun:
+    """Run ``method`` batch by batch; keep only per-face region tables, the summed
+    mass map and the first ``keep`` attributions (memory stays flat in N and R)."""
+    from iceaudit.audit.pixel_attribution import RegionTable, pixel_mass
+
+    kwargs = dict(
+        n_steps=opts.n_steps, internal_batch_size=opts.internal_batch_size, nt_samples=opts.nt_samples,
+        stdevs=opts.stdevs, window=opts.occlusion_window, stride=opts.occlusion_stride,
+        perturbations_per_eval=opts.perturbations_per_eval,
+    )
+    t0 = time.perf_counter()
+    mass_sum, tables, first = None, [], []
+    for i in range(0, images.shape[0], opts.batch_faces):
+        sl = slice(i, i + opts.batch_faces)
+        lm = label_map[sl] if label_map is not None else None
+        attr = attribute_pixels(score_fn, images[sl], method, label_map=lm, reference=images, **kwargs)
+        m = pixel_mass(attr).sum(0)
+        mass_sum = m if mass_sum is None else mass_sum + m
+        if lm is not None:
+            tables.append(RegionTable.of(attr, lm, len(labels)))
+        if sum(len(a) for a in first) < keep:
+            first.append(attr[: keep - sum(len(a) for a in first)])
+    return PixelRun(
+        seconds=time.perf_counter() - t0,
+        mean_mass=mass_sum / images.shape[0],
+        regions=RegionTable.cat(tables) if tables else None,
+        first=torch.cat(first),
+    )
+
+
+def run_baselines(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    generator: Any,
+    faces: Any,
+    bank: Any,
+    parser: Any,
+    methods: Sequence[str] | None,
+    out_dir: str | Path | None,
+    *,
+    drivers: Sequence[Any] | None = None,
+    threshold: float = 0.0,
+    options: BaselineOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the chosen baselines on the audit's sampled faces.
+
+    ``faces``: ws ``[N, num_ws, w_dim]`` or an object with ``.ws`` (the
+    audit's `Faces`).
+    ``parser`` maps images to label maps [N, R, R] and has ``labels`` (None:
+    no region results, feature_ablation skipped). ``drivers`` are the walks'
+    `Driver` records (for the agreement). Figures go to ``out_dir/figures``.
+    """
+    opts = options or BaselineOptions()
+    methods = parse_methods(methods) if methods is None or isinstance(methods, str) else list(methods)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    G = generator
+    ws = faces.ws if hasattr(faces, "ws") else faces
+    differentiable = classifier_parts(score_fn)[1]
+    result: dict[str, Any] = {"schema": SCHEMA, "methods": list(methods), "threshold": threshold, "options": asdict(opts)}
+    if not methods:
+        return result
+    say = progress or (lambda _msg: None)
+
+    pixel = [m for m in methods if m in PIXEL_METHODS]
+    pix_ws = ws if opts.max_faces is None else ws[: opts.max_faces]
+    images = render_faces(G, pix_ws)
+    labels = parser_labels(parser) if parser is not None else None
+    label_map = parse_faces(parser, images) if parser is not None else None
+    n = images.shape[0]
+    result.update({"n_faces": n, "resolution": int(images.shape[-1]), "labels": labels})
+
+    pixel_out: dict[str, Any] = {}
+    regions_by_method: dict[str, dict] = {}
+    maps: dict[str, Any] = {}
+    mean_face = images.mean(0)
+    for method in pixel:
+        say(f"baseline {method}")
+        if method == "feature_ablation" and label_map is None:
+            pixel_out[method] = {"status": "skipped", "reason": "no face parser: feature_ablation needs part masks"}
+            continue
+        try:
+            run = _pixel_method(score_fn, images, label_map, labels, method, opts, keep=opts.quality_faces)
+        except MethodSkipped as why:
+            pixel_out[method] = {"status": "skipped", "reason": str(why)}
+            continue
+        entry: dict[str, Any] = {"status": "ok", "seconds": run.seconds, "seconds_per_face": run.seconds / n}
+        if run.regions is not None:
+            regs = run.regions.importance(labels) if method == "feature_ablation" else run.regions.shares(labels)
+            entry["regions"] = regs
+            entry["region_ranking"] = rank_regions(regs)
+            regions_by_method[method] = regs
+        heat = run.mean_mass / run.mean_mass.max().clamp_min(1e-12)
+        maps[method] = heat.cpu().numpy()
+        if out_dir is not None:
+            rel = Path("figures") / f"baseline_{method}.png"
+            save_heatmap(heat, mean_face, out_dir / rel, method)
+            entry["map"] = rel.as_posix()
+        if opts.quality:
+            q = run.first.shape[0]
+            entry["quality"] = quality_metrics(score_fn, images[:q], run.first, method, n_steps=opts.n_steps, nt_samples=opts.nt_samples)
+        pixel_out[method] = entry
+    if pixel:
+        result["pixel"] = pixel_out
+    if out_dir is not None and maps:
+        import numpy as np
+
+        (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out_dir / "figures" / "baseline_maps.npz", **maps)
+        result["maps_npz"] = "figures/baseline_maps.npz"
+
+    latent_scores = latent_slope = None
+    if "latent" in methods and not differentiable:
+        result["latent"] = {"status": "skipped", "reason": "latent attribution needs gradients; this classifier is not differentiable (ONNX)"}
+    elif "latent" in methods and bank is not None:
+        from iceaudit.audit.latent_attribution import latent_attribution
+
+        say("baseline latent attribution")
+        t0 = time.perf_counter()
+        lat_ws = ws if opts.latent_max_faces is None else ws[: opts.latent_max_faces]
+        lat = latent_attribution(score_fn, G, lat_ws, bank, n_steps=opts.latent_n_steps, internal_batch_size=opts.internal_batch_size)
+        lat["status"] = "ok"
+        lat["seconds"] = time.perf_counter() - t0
+        lat["seconds_per_face"] = lat["seconds"] / lat_ws.shape[0]
+        result["latent"] = lat
+        latent_scores = {k: v["abs_attribution"] for k, v in lat["subspaces"].items()}
+        latent_slope = {k: v["abs_slope_estimate"] for k, v in lat["subspaces"].items()}
+    elif "latent" in methods:
+        result["latent"] = {"status": "skipped", "reason": "no subspace bank"}
+
+    if "attfind" in methods:
+        from iceaudit.audit.attfind import run_attfind
+
+        say("baseline AttFind")
+        att_ws = ws if opts.attfind_max_faces is None else ws[: opts.attfind_max_faces]
+        att_labels = None
+        if parser is not None:
+            att_labels = parse_faces(parser, render_faces(G, att_ws))
+        t0 = time.perf_counter()
+        att = run_attfind(
+            score_fn, G, att_ws, threshold=threshold, k=opts.attfind_k, bank=bank, label_map=att_labels, labels=labels,
+            screen=opts.attfind_screen if differentiable else None, batch_size=opts.attfind_batch, out_dir=out_dir,
+        )
+        if not differentiable:
+            att["note"] = "no gradient screening (the classifier is not differentiable): every channel evaluated"
+        att["status"] = "ok"
+        att["seconds"] = time.perf_counter() - t0
+        att["seconds_per_face"] = att["seconds"] / att_ws.shape[0]
+        result["attfind"] = att
+
+    if bank is not None and (drivers or latent_scores or regions_by_method):
+        from iceaudit.audit.agreement import compare, walk_scores
+
+        walk = walk_scores(drivers) if drivers else None
+        result["agreement"] = compare(bank, walk, latent_scores, regions_by_method, labels, latent_slope=latent_slope)
+    return result

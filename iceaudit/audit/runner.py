@@ -1,0 +1,614 @@
+"""Run an audit: sample faces, walk every subspace (and its null directions),
+find counterfactuals, compute statistics, write the audit directory.
+
+Audit directory::
+
+    summary.json                       the record the report and gate read (iceaudit.summary)
+    results.parquet                    sample, seed, subspace, alpha, score (null walks: null:<id>:<k>)
+    counterfactuals.parquet            sample, seed, subspace, step, score_before, score_after
+    images/counterfactuals/sample_NNNN_{original,<id>,diff,pair}.png
+    images/walks/<id>/sample_NNNN.png  one face across the strip's steps, left to right
+    checkpoint/run.json                what the audit is of (checked by --resume)
+    checkpoint/NNN_<id>.walks.parquet  one shard per subspace (its walk + its nulls)
+    checkpoint/NNN_<id>.cf.parquet     that subspace's counterfactuals
+
+Shards are written atomically (temporary file, then rename) as each subspace
+finishes; ``resume=True`` reuses the shards of a run with identical inputs and
+settings, so an interrupted audit finishes with the same numbers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import sys
+import zlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from iceaudit import __version__
+from iceaudit.audit.classifier import Classifier
+from iceaudit.audit.counterfactuals import smallest_flips
+from iceaudit.audit.sample import Faces, default_n, resolve_device, sample_faces
+from iceaudit.audit.stats import end_slope, holm, null_floor_tests, walk_stats, zero_index
+from iceaudit.audit.walks import Walker, alpha_grid, null_directions
+from iceaudit.bank.edit import check_compatible
+from iceaudit.bank.format import Bank, Subspace
+from iceaudit.errors import UserError
+from iceaudit.summary import Driver, compose_verdict, write_summary
+
+CHECKPOINT = "checkpoint"
+RUN_FILE = "run.json"
+
+
+@dataclass
+class AuditSettings:
+    n: int | None = None  # faces; None: 256 on CUDA, 64 on CPU
+    seed: int = 0  # faces use seeds seed..seed+n-1; nulls and bootstrap derive from it
+    psi: float = 1.0  # truncation (1 = no truncation: the generator's full distribution)
+    n_steps: int = 9  # walk grid points over each step_range (0 is added if missing)
+    n_null: int = 8  # random directions per subspace (walked to the two ends of its range)
+    device: str = "auto"
+    batch_images: int | None = None  # images per generator+classifier batch; None: by device and resolution
+    partial: bool = True  # partial synthesis (False: full re-synthesis, for benchmarks)
+    bisect_steps: int = 8  # bisection renders per counterfactual crossing
+    n_bootstrap: int = 2000
+    level: float = 0.05  # family-wise error rate for `significant` (Holm)
+    subspaces: list[str] | None = None  # audit only these ids (default: the whole bank)
+    strip_faces: int = 4  # faces per walk strip image
+    strip_subspaces: int = 6  # walk strips for the top drivers (plus every protected subspace)
+    n_counterfactual_images: int = 8
+    out: str | Path | None = None  # audit directory; None: compute only
+    resume: bool = False
+    progress: bool = True
+    command: str | None = None  # recorded in provenance
+    generator_name: str | None = None
+    bank_path: str | None = None
+    card_path: str | None = None
+    sanity: bool = False  # also audit a copy of the classifier with re-initialised weights (doubles the time)
+
+
+@dataclass
+class AuditResult:
+    summary: dict[str, Any]  # exactly what summary.json holds
+    drivers: list[Driver]  # ranked, strongest first
+    results: pd.DataFrame  # long table: sample, seed, subspace, alpha, score
+    counterfactuals: pd.DataFrame  # sample, seed, subspace, step, score_before, score_after
+    per_face: pd.DataFrame  # sample, seed, score, positive, flipped_by (list of ids), best_subspace, best_step
+    faces: Faces
+    out: Path | None = None
+
+
+def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
+              settings: AuditSettings | None = None) -> AuditResult:
+    """Audit ``classifier`` with faces from ``generator`` walked along ``bank``."""
+    from iceaudit.bank.format import load_bank
+
+    from dataclasses import replace
+
+    settings = settings or AuditSettings()
+    if isinstance(bank, (str, Path)):
+        settings = replace(settings, bank_path=settings.bank_path or str(bank))
+        bank = load_bank(bank)
+    device = resolve_device(settings.device)
+    G = generator.to(device).eval()
+    for p in G.parameters():
+        p.requires_grad_(False)
+    fingerprint = G.fingerprint()
+    bank.check_generator(fingerprint)
+    subspaces = _select(bank, settings.subspaces)
+    for sub in subspaces:
+        check_compatible(G, sub)
+    if classifier.device != device and classifier.kind != "onnx":
+        classifier.model.to(device)
+        classifier.device = device
+    classifier.validate(G.img_resolution)
+    n = settings.n or default_n(device)
+    batch = settings.batch_images or _auto_batch(device, G.img_resolution)
+    if settings.n_steps < 2:
+        raise UserError("n_steps must be at least 2 (a walk needs steps on both sides of 0)")
+    if settings.n_null < 2:
+        raise UserError("n_null must be at least 2 (the null floor needs a spread)")
+
+    run_key = {
+        "classifier_sha256": classifier.sha256, "card": classifier.card.to_dict(), "generator": fingerprint,
+        "bank": bank_hash(bank), "subspaces": [s.id for s in subspaces], "n": n, "seed": settings.seed,
+        "psi": settings.psi, "n_steps": settings.n_steps, "n_null": settings.n_null,
+        "partial": settings.partial, "bisect_steps": settings.bisect_steps, "device": device.type,
+        "batch_images": batch,
+    }
+    out = Path(settings.out) if settings.out is not None else None
+    if out is not None:
+        prepare_out(out, settings.resume, run_key)
+
+    faces = sample_faces(G, n, seed=settings.seed, psi=settings.psi, device=device, batch_size=batch)
+    grids = {s.id: alpha_grid(s.step_range, settings.n_steps) for s in subspaces}
+    score_fn = classifier.decision_score
+    threshold = classifier.threshold
+
+    walks: dict[str, pd.DataFrame] = {}
+    cfs: dict[str, pd.DataFrame] = {}
+    total = sum(len(grids[s.id]) + 2 * settings.n_null for s in subspaces) * n
+    with _progress(settings.progress) as progress:
+        task = progress.add_task("walking subspaces", total=total)
+        for i, sub in enumerate(subspaces):
+            shard = None if out is None else out / CHECKPOINT / f"{i:03d}_{_safe(sub.id)}"
+            if shard is not None and settings.resume and _shard_done(shard):
+                walks[sub.id] = pd.read_parquet(f"{shard}.walks.parquet")
+                cfs[sub.id] = pd.read_parquet(f"{shard}.cf.parquet")
+                progress.advance(task, (len(grids[sub.id]) + 2 * settings.n_null) * n)
+                continue
+            progress.update(task, description=f"walking {sub.name}")
+            w, c, batch = _walk_subspace(G, faces, sub, grids[sub.id], score_fn, threshold, settings, batch,
+                                         lambda k, a: progress.advance(task, k * a))
+            walks[sub.id], cfs[sub.id] = w, c
+            if shard is not None:
+                _write_parquet(c, Path(f"{shard}.cf.parquet"))
+                _write_parquet(w, Path(f"{shard}.walks.parquet"))  # written last: marks the shard done
+
+    results = pd.concat([walks[s.id] for s in subspaces], ignore_index=True)
+    counterfactuals = pd.concat([cfs[s.id] for s in subspaces], ignore_index=True)
+    drivers, null_info = _statistics(results, subspaces, grids, threshold, settings)
+    per_face = _per_face(results, counterfactuals, subspaces, faces, threshold)
+
+    images: dict[str, Any] = {"walk_strips": {}, "best": []}
+    if out is not None:
+        images = _write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, results,
+                               grids, score_fn, batch, settings)
+    summary = _summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids, drivers,
+                       null_info, counterfactuals, per_face, images)
+    if settings.sanity:
+        summary["validity"]["sanity"] = {"randomised_classifier": _sanity(classifier, G, bank, settings)}
+    if out is not None:
+        _write_parquet(results, out / "results.parquet")
+        _write_parquet(counterfactuals, out / "counterfactuals.parquet")
+        write_summary(summary, out / "summary.json")
+    return AuditResult(summary=summary, drivers=drivers, results=results, counterfactuals=counterfactuals,
+                       per_face=per_face, faces=faces, out=out)
+
+
+# -- walking ---------------------------------------------------------------------------------------
+
+
+def _walk_subspace(G, faces: Faces, sub: Subspace, alphas: np.ndarray, score_fn, threshold: float,
+                   settings: AuditSettings, batch: int, advance) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Walk one subspace and its null directions; refine its counterfactuals.
+    On CUDA out-of-memory the batch is halved and the subspace redone."""
+    while True:
+        try:
+            return (*_walk_subspace_once(G, faces, sub, alphas, score_fn, threshold, settings, batch, advance), batch)
+        except torch.cuda.OutOfMemoryError:
+            if batch <= 1:
+                raise UserError("out of GPU memory even with one image per batch: use --device cpu") from None
+            batch //= 2
+            torch.cuda.empty_cache()
+
+
+def _walk_subspace_once(G, faces, sub, alphas, score_fn, threshold, settings, batch, advance):
+    advance_ends = lambda k: advance(k, 2)
+    device = faces.ws.device
+    frames = []
+    walker = Walker(G, faces, _on(sub, device), score_fn, batch_images=batch, partial=settings.partial)
+    scores = walker.grid(alphas, on_batch=lambda k: advance(k, len(alphas)))
+    frames.append(_long(scores, sub.id, alphas, faces.seeds))
+    ends = alphas[[0, -1]]  # nulls are walked to the two ends only (the test uses end-to-end slopes)
+    for null in null_directions(sub, settings.n_null, seed=_null_seed(settings.seed, sub.id)):
+        nw = Walker(G, faces, _on(null, device), score_fn, batch_images=batch, partial=settings.partial)
+        frames.append(_long(nw.grid(ends, on_batch=advance_ends), null.id, ends, faces.seeds))
+    step, after = smallest_flips(walker, alphas, scores, threshold, settings.bisect_steps)
+    before = scores[:, zero_index(alphas)]
+    ok = ~np.isnan(step)
+    cf = pd.DataFrame({"sample": np.flatnonzero(ok).astype(np.int64), "seed": faces.seeds[ok],
+                       "subspace": sub.id, "step": step[ok], "score_before": before[ok], "score_after": after[ok]})
+    return pd.concat(frames, ignore_index=True), cf
+
+
+def _on(sub: Subspace, device: torch.device) -> Subspace:
+    from dataclasses import replace
+
+    return replace(sub, basis=sub.basis.to(device))
+
+
+def _long(scores: np.ndarray, sid: str, alphas: np.ndarray, seeds: np.ndarray) -> pd.DataFrame:
+    n, a = scores.shape
+    return pd.DataFrame({
+        "sample": np.repeat(np.arange(n, dtype=np.int64), a), "seed": np.repeat(seeds, a),
+        "subspace": sid, "alpha": np.tile(alphas, n), "score": scores.reshape(-1),
+    })
+
+
+def _null_seed(seed: int, sid: str) -> int:
+    return (int(seed) * 1_000_003 + zlib.crc32(sid.encode())) % (2**63)
+
+
+def _auto_batch(device: torch.device, resolution: int) -> int:
+    base = 4096 if device.type == "cuda" else 256
+    return int(max(1, min(512, base * 64 * 64 // (resolution * resolution) if resolution > 64 else base)))
+
+
+# -- statistics ------------------------------------------------------------------------------------
+
+
+def _scores(results: pd.DataFrame, sid: str, n_alpha: int) -> np.ndarray:
+    rows = results[results["subspace"] == sid].sort_values(["sample", "alpha"], kind="stable")
+    return rows["score"].to_numpy().reshape(-1, n_alpha)
+
+
+def _statistics(results, subspaces, grids, threshold, settings):
+    stats, tests_in, null_slopes, groups = {}, {}, {}, {}
+    for i, sub in enumerate(subspaces):
+        alphas = grids[sub.id]
+        scores = _scores(results, sub.id, len(alphas))
+        stats[sub.id] = walk_stats(alphas, scores, threshold, seed=settings.seed * 7919 + i,
+                                   n_resamples=settings.n_bootstrap)
+        tests_in[sub.id] = end_slope(alphas, scores)
+        ends = alphas[[0, -1]]
+        null_slopes[sub.id] = [end_slope(ends, _scores(results, f"null:{sub.id}:{k}", 2)) for k in range(settings.n_null)]
+        groups[sub.id] = (sub.space, json.dumps(list(sub.layers)), float(sub.unit_norm), tuple(sub.step_range))
+    tests = null_floor_tests(tests_in, null_slopes, groups, level=settings.level)
+    p_adj = holm([tests[s.id].p_value for s in subspaces], settings.level)
+    records = []
+    for sub, pa in zip(subspaces, p_adj):
+        s, t = stats[sub.id], tests[sub.id]
+        records.append(Driver(
+            subspace=sub.id, name=sub.name, tags=list(sub.tags), slope=s.slope, ci_low=s.ci_low, ci_high=s.ci_high,
+            mean_abs_change=s.mean_abs_change, flip_rate=s.flip_rate, monotonicity=s.monotonicity,
+            heterogeneity=s.heterogeneity, null_abs_slope=_finite(t.floor), p_value=_finite(t.p_value, 1.0),
+            p_adjusted=_finite(pa, 1.0), significant=bool(np.isfinite(pa) and pa < settings.level),
+            extra={"end_slope": t.statistic, "null_sigma": _finite(t.sigma), "null_df": t.df,
+                   "null_slopes": t.null_slopes, "mean_abs_slope": s.mean_abs_slope,
+                   "ci_excludes_zero": bool(s.ci_low > 0 or s.ci_high < 0), "unit": sub.unit,
+                   "step_range": list(sub.step_range), "space": sub.space},
+        ))
+    # Significant drivers first, then by |slope| (score per semantic unit).
+    records.sort(key=lambda d: (not d.significant, -abs(d.slope), d.subspace))
+    for rank, d in enumerate(records, start=1):
+        d.rank = rank
+    all_null = np.concatenate([np.abs(null_slopes[s.id]) for s in subspaces])
+    null_info = {
+        "test": "two-sided t-test of each subspace's end-to-end slope (mean over faces of the score change "
+                "between the ends of its step range, per unit) against random directions with the same "
+                "space, layers, unit norm and step range (sigma from their mean square, pooled per layer "
+                "group); Holm over subspaces",
+        "n_directions": settings.n_null * len(subspaces), "n_per_subspace": settings.n_null,
+        "quantile": 1 - settings.level / 2,
+        "abs_slope": _finite(float(np.quantile(all_null, 1 - settings.level))),
+        "per_subspace": {sid: {"floor": _finite(t.floor), "sigma": _finite(t.sigma), "df": t.df,
+                               "null_slopes": t.null_slopes, "end_slope": t.statistic}
+                         for sid, t in tests.items()},
+    }
+    return records, null_info
+
+
+def _finite(x, default=None):
+    x = float(x)
+    return x if np.isfinite(x) else default
+
+
+def _per_face(results, counterfactuals, subspaces, faces, threshold) -> pd.DataFrame:
+    first = subspaces[0].id
+    base = results[(results["subspace"] == first) & (results["alpha"] == 0.0)].sort_values("sample")
+    score = base["score"].to_numpy()
+    rows = []
+    by_face = {k: g for k, g in counterfactuals.groupby("sample")}
+    for i in range(len(faces)):
+        g = by_face.get(i)
+        if g is None or g.empty:
+            rows.append((i, int(faces.seeds[i]), float(score[i]), bool(score[i] > threshold), [], None, None))
+            continue
+        g = g.assign(abs_step=g["step"].abs()).sort_values(["abs_step", "subspace"], kind="stable")
+        rows.append((i, int(faces.seeds[i]), float(score[i]), bool(score[i] > threshold),
+                     sorted(g["subspace"].tolist()), g["subspace"].iloc[0], float(g["step"].iloc[0])))
+    return pd.DataFrame(rows, columns=["sample", "seed", "score", "positive", "flipped_by", "best_subspace", "best_step"])
+
+
+def _sanity(classifier: Classifier, G, bank: Bank, settings: AuditSettings) -> dict[str, Any]:
+    """Re-audit a copy of the classifier whose weights are redrawn at random
+    (same per-tensor mean and SD): an audit that still finds drivers there is
+    measuring the generator, not the classifier (Adebayo et al. 2018)."""
+    import copy
+    from dataclasses import replace
+
+    if classifier.kind == "onnx":
+        return {"passed": None, "note": "skipped: ONNX weights cannot be re-initialised here"}
+    model = copy.deepcopy(classifier.model)
+    gen = torch.Generator().manual_seed(settings.seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.numel() > 1:
+                noise = torch.randn(p.shape, generator=gen, dtype=torch.float32).to(p.device, p.dtype)
+                p.copy_(noise * p.float().std().clamp_min(1e-3).to(p.dtype) + p.mean())
+    clone = replace(classifier, model=model)
+    sub = replace(settings, out=None, resume=False, sanity=False)
+    res = run_audit(clone, G, bank, sub)
+    sig = [d.subspace for d in res.drivers if d.significant]
+    return {"n_significant": len(sig), "significant": sig,
+            "max_abs_slope": max(abs(d.slope) for d in res.drivers), "passed": not sig,
+            "note": "classifier weights re-drawn at random (same per-tensor mean and SD); "
+                    + ("no subspace significant" if not sig else "significant: " + ", ".join(sig))}
+
+
+# -- images ----------------------------------------------------------------------------------------
+
+
+def _to_pil(img: torch.Tensor):
+    from PIL import Image
+
+    arr = ((img.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def _hstack(images):
+    from PIL import Image
+
+    w, h = images[0].size
+    strip = Image.new("RGB", (w * len(images), h))
+    for k, im in enumerate(images):
+        strip.paste(im, (k * w, 0))
+    return strip
+
+
+def _save(im, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    im.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _strip_alphas(alphas: np.ndarray, k: int = 5) -> np.ndarray:
+    idx = set(np.linspace(0, len(alphas) - 1, min(k, len(alphas))).round().astype(int).tolist())
+    idx.add(zero_index(alphas))
+    return alphas[sorted(idx)]
+
+
+def _write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, results, grids, score_fn, batch,
+                  settings) -> dict[str, Any]:
+    by_id = {s.id: s for s in subspaces}
+    device = faces.ws.device
+    strips: dict[str, list[dict[str, Any]]] = {}
+    shown = [d.subspace for d in drivers[: settings.strip_subspaces]]
+    shown += [s.id for s in subspaces if "protected" in s.tags and s.id not in shown]
+    samples = np.arange(min(settings.strip_faces, len(faces)))
+    for sid in shown:
+        alphas = _strip_alphas(grids[sid])
+        walker = Walker(G, faces, _on(by_id[sid], device), score_fn, batch_images=batch, partial=settings.partial)
+        imgs = walker.images(np.repeat(samples, len(alphas)), np.tile(alphas, len(samples)))
+        entries = []
+        for j, s in enumerate(samples):
+            rel = f"images/walks/{_safe(sid)}/sample_{s:04d}.png"
+            _save(_hstack([_to_pil(im) for im in imgs[j * len(alphas):(j + 1) * len(alphas)]]), out / rel)
+            sc = results[(results["subspace"] == sid) & (results["sample"] == s)].set_index("alpha")["score"]
+            entries.append({"sample": int(s), "image": rel, "alphas": [float(a) for a in alphas],
+                            "scores": [float(sc.get(a, np.nan)) for a in alphas]})
+        strips[sid] = entries
+    best = []
+    shown_faces = per_face[per_face["best_subspace"].notna()].head(settings.n_counterfactual_images)
+    for row in shown_faces.itertuples():
+        sid, step = row.best_subspace, float(row.best_step)
+        walker = Walker(G, faces, _on(by_id[sid], device), score_fn, batch_images=batch, partial=settings.partial)
+        orig, cf = walker.images(np.array([row.sample, row.sample]), np.array([0.0, step]))
+        stem = f"images/counterfactuals/sample_{row.sample:04d}"
+        o, c = _to_pil(orig), _to_pil(cf)
+        diff = (cf - orig).abs().mean(0)
+        diff = (diff / diff.max().clamp_min(1e-8) * 2 - 1).expand(3, -1, -1)
+        paths = {"original": f"{stem}_original.png", "counterfactual": f"{stem}_{_safe(sid)}.png",
+                 "diff": f"{stem}_diff.png", "pair": f"{stem}_pair.png"}
+        _save(o, out / paths["original"])
+        _save(c, out / paths["counterfactual"])
+        _save(_to_pil(diff), out / paths["diff"])
+        _save(_hstack([o, c]), out / paths["pair"])
+        rec = counterfactuals[(counterfactuals["sample"] == row.sample) & (counterfactuals["subspace"] == sid)].iloc[0]
+        best.append({"sample": int(row.sample), "seed": int(row.seed), "subspace": sid, "step": step,
+                     "score_before": float(rec["score_before"]), "score_after": float(rec["score_after"]), **paths})
+    return {"walk_strips": strips, "best": best}
+
+
+# -- summary ---------------------------------------------------------------------------------------
+
+
+def _summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids, drivers, null_info,
+             counterfactuals, per_face, images) -> dict[str, Any]:
+    grid_lists = {sid: [float(a) for a in g] for sid, g in grids.items()}
+    same_grid = len({tuple(v) for v in grid_lists.values()}) == 1
+    per_subspace = {}
+    for sub in subspaces:
+        c = counterfactuals[counterfactuals["subspace"] == sub.id]
+        per_subspace[sub.id] = {"success_rate": len(c) / n,
+                                "median_step": float(c["step"].abs().median()) if len(c) else None,
+                                "n_flipped": int(len(c))}
+    protected = [s.id for s in subspaces if "protected" in s.tags]
+    dmap = {d.subspace: d for d in drivers}
+    findings = []
+    for sid in protected:
+        d = dmap[sid]
+        statement = (f"{d.name}: one unit moves the score by {d.slope:+.3g} (95% CI {d.ci_low:+.3g} to {d.ci_high:+.3g}) "
+                     f"and flips {100 * d.flip_rate:.0f}% of decisions within the tested range; "
+                     + ("significant against random directions." if d.significant else
+                        "not distinguishable from random directions."))
+        findings.append({"subspace": sid, "name": d.name, "slope": d.slope, "ci_low": d.ci_low, "ci_high": d.ci_high,
+                         "flip_rate": d.flip_rate, "significant": d.significant, "p_adjusted": d.p_adjusted,
+                         "statement": statement})
+    n_pos = int(per_face["positive"].sum())
+    command = settings.command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    return {
+        "classifier": {"name": classifier.name, "path": classifier.path, "sha256": classifier.sha256,
+                       "kind": classifier.kind, "differentiable": classifier.differentiable,
+                       "positive_class": classifier.card.positive_class, "threshold": classifier.threshold,
+                       "head": classifier.card.head, "card": classifier.card.to_dict()},
+        "generator": {"name": settings.generator_name or type(G).__name__, "fingerprint": fingerprint,
+                      "resolution": int(G.img_resolution)},
+        "bank": {"name": bank.name, "path": settings.bank_path, "hash": bank_hash(bank),
+                 "subspaces": [{"id": s.id, "name": s.name, "tags": list(s.tags), "unit": s.unit,
+                                "step_range": list(s.step_range), "description": s.description, "space": s.space,
+                                "layers": list(s.layers), "method": s.method, "alphas": grid_lists[s.id]}
+                               for s in subspaces]},
+        "settings": {"n_samples": n, "seed": settings.seed, "psi": settings.psi,
+                     "alphas": next(iter(grid_lists.values())) if same_grid else grid_lists,
+                     "n_steps": settings.n_steps, "n_null": settings.n_null, "device": str(device),
+                     "batch_images": batch, "partial_synthesis": settings.partial,
+                     "bisect_steps": settings.bisect_steps, "n_bootstrap": settings.n_bootstrap,
+                     "level": settings.level},
+        "verdict": compose_verdict([asdict(d) for d in drivers]),
+        "drivers": drivers,
+        "walk_strips": images["walk_strips"],
+        "counterfactuals": {
+            "method": f"grid + {settings.bisect_steps} bisection renders through the generator per crossing; "
+                      "step = smallest |alpha| (semantic units) whose decision differs from alpha = 0",
+            "per_subspace": per_subspace,
+            "best": images["best"],
+            "per_face": [{"sample": int(r.sample), "seed": int(r.seed), "score": float(r.score),
+                          "positive": bool(r.positive), "flipped_by": list(r.flipped_by),
+                          "best_subspace": r.best_subspace if isinstance(r.best_subspace, str) else None,
+                          "best_step": None if r.best_step is None or pd.isna(r.best_step) else float(r.best_step)}
+                         for r in per_face.itertuples()],
+        },
+        "fairness": {"protected": protected, "findings": findings},
+        "validity": {"null_floor": null_info,
+                     "base_rate": {"positive": n_pos / n, "n_positive": n_pos, "n": n,
+                                   "note": "share of sampled faces the classifier calls positive at alpha = 0"}},
+        "baselines": {},
+        "provenance": {
+            "iceaudit_version": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "platform": platform.platform(), "command": command,
+            "seeds": {"faces": [settings.seed, settings.seed + n - 1], "null_directions": settings.seed,
+                      "bootstrap": settings.seed, "z_convention": "np.random.RandomState(seed).randn(z_dim)"},
+            "hashes": {"classifier": classifier.sha256, "card": card_hash(classifier),
+                       "generator": fingerprint, "bank": bank_hash(bank),
+                       "bank_manifest": _manifest_sha(settings.bank_path)},
+            "card_path": settings.card_path,
+            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    }
+
+
+def bank_hash(bank: Bank) -> str:
+    """sha256 of a bank's content (manifest entries + bases), independent of where it lies."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"name": bank.name, "fingerprint": bank.generator_fingerprint}, sort_keys=True).encode())
+    for s in bank.subspaces:
+        h.update(json.dumps(s.manifest_entry(), sort_keys=True, default=str).encode())
+        h.update(s.basis.detach().to(torch.float32).cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def card_hash(classifier: Classifier) -> str:
+    return hashlib.sha256(json.dumps(classifier.card.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _manifest_sha(bank_path: str | None) -> str | None:
+    if not bank_path:
+        return None
+    p = Path(bank_path) / "manifest.json"
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+
+
+# -- audit directory -------------------------------------------------------------------------------
+
+
+def check_out(out: str | Path, resume: bool) -> Path:
+    """Cheap early check of the audit directory (before any model is loaded)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory; nothing was written")
+    if out.is_dir() and any(out.iterdir()):
+        if not resume:
+            raise UserError(
+                f"--out {out} is not empty; nothing was written",
+                hint="Pass --resume to continue an interrupted audit there, or choose a new directory.",
+            )
+        if not (out / CHECKPOINT / RUN_FILE).is_file():
+            raise UserError(f"--resume: {out} holds no interrupted audit ({CHECKPOINT}/{RUN_FILE} is missing); "
+                            "nothing was written")
+    parent = next((p for p in [out, *out.parents] if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UserError(f"--out {out}: cannot create it ({parent} is not a writable directory)")
+    return out
+
+
+def prepare_out(out: Path, resume: bool, run_key: dict[str, Any]) -> None:
+    """Create the audit directory, or check that ``resume`` continues the same audit.
+    Never deletes anything."""
+    check_out(out, resume)
+    run_file = out / CHECKPOINT / RUN_FILE
+    key = json.loads(json.dumps(run_key, default=str))
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            old = json.loads(run_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(f"--resume: {run_file} is damaged; start a new audit directory") from None
+        if old != key:
+            changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
+            raise UserError(
+                f"--resume: {out} holds an audit of different inputs or settings ({', '.join(changed)} differ); "
+                "nothing was changed",
+                hint="Resume with exactly the same classifier, card, generator, bank and options, or use a new --out.",
+            )
+        return
+    try:
+        (out / CHECKPOINT).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot create the directory ({err.strerror})") from None
+    _write_text(json.dumps(key, indent=2, sort_keys=True) + "\n", run_file)
+
+
+def _shard_done(shard: Path) -> bool:
+    return Path(f"{shard}.walks.parquet").is_file() and Path(f"{shard}.cf.parquet").is_file()
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _safe(sid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", sid)
+
+
+def _select(bank: Bank, ids: list[str] | None) -> list[Subspace]:
+    if not bank.subspaces:
+        raise UserError(f"bank {bank.name!r} has no subspaces")
+    if not ids:
+        return list(bank.subspaces)
+    return [bank[i] for i in ids]
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def advance(self, *a, **k):
+        pass
+
+    def update(self, *a, **k):
+        pass
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return _NoProgress()
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)

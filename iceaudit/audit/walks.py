@@ -1,0 +1,117 @@
+"""Walk each subspace over a grid of semantic steps and score every image.
+
+For one subspace and a batch of B faces with A steps, the layers before the
+first edited style layer run once per face (``synthesis_prefix``), the cached
+state is repeated A times (``state.repeat_interleave(A)``) and only the layers
+from the edited one onward run for the B*A edited images
+(``synthesis_suffix``). ``partial=False`` re-synthesises every image in full
+(same numbers up to float rounding; the benchmark compares the two).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from iceaudit.audit.sample import Faces
+from iceaudit.bank.edit import apply_edit, check_compatible, start_layer
+from iceaudit.bank.format import Subspace
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def alpha_grid(step_range: tuple[float, float], n_steps: int) -> np.ndarray:
+    """``n_steps`` evenly spaced steps over ``step_range``, with 0 added if missing."""
+    lo, hi = float(step_range[0]), float(step_range[1])
+    grid = np.linspace(lo, hi, n_steps) if hi > lo else np.array([lo])
+    if not np.any(np.isclose(grid, 0.0, atol=1e-12)):
+        grid = np.sort(np.append(grid, 0.0))
+    grid[np.isclose(grid, 0.0, atol=1e-12)] = 0.0
+    return grid
+
+
+class Walker:
+    """Renders and scores faces edited along one subspace's direction."""
+
+    def __init__(self, G, faces: Faces, subspace: Subspace, score_fn: ScoreFn,
+                 batch_images: int = 64, partial: bool = True) -> None:
+        self.G, self.faces, self.subspace, self.score_fn = G, faces, subspace, score_fn
+        self.batch_images = max(1, int(batch_images))
+        self.partial = partial
+        check_compatible(G, subspace)
+        self.start = start_layer(G, subspace)
+        self._cache = None  # (face indices, prefix state) of the last `at` batch
+
+    def _render(self, ws: torch.Tensor, alphas: torch.Tensor, repeats: int, state=None) -> torch.Tensor:
+        """ws [B, ...] faces; alphas [B*repeats] steps (face-major) -> images [B*repeats, 3, R, R]."""
+        G = self.G
+        edited = apply_edit(G, self.subspace, ws.repeat_interleave(repeats, dim=0), alphas)
+        if not self.partial:
+            return G.synthesis_from_styles(edited, noise_mode="const")
+        if state is None:
+            state = self._prefix(ws)
+        return G.synthesis_suffix(state.repeat_interleave(repeats) if repeats > 1 else state, edited)
+
+    def _prefix(self, ws: torch.Tensor):
+        return self.G.synthesis_prefix(self.G.styles(ws), start=self.start, noise_mode="const")
+
+    @torch.no_grad()
+    def grid(self, alphas: np.ndarray, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Scores [N, A] of every face at every step of ``alphas``."""
+        n, a = len(self.faces), len(alphas)
+        per = max(1, self.batch_images // a)
+        device = self.faces.ws.device
+        alpha_t = torch.as_tensor(alphas, dtype=torch.float32, device=device)
+        out = np.empty((n, a), dtype=np.float64)
+        for i in range(0, n, per):
+            ws = self.faces.ws[i:i + per]
+            imgs = self._render(ws, alpha_t.repeat(len(ws)), a)
+            out[i:i + len(ws)] = self.score_fn(imgs).double().cpu().numpy().reshape(len(ws), a)
+            if on_batch:
+                on_batch(len(ws))
+        return out
+
+    @torch.no_grad()
+    def at(self, face_idx: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+        """Scores of face ``face_idx[j]`` at step ``alphas[j]`` (one image each)."""
+        device = self.faces.ws.device
+        out = np.empty(len(face_idx), dtype=np.float64)
+        for i in range(0, len(face_idx), self.batch_images):
+            idx = torch.as_tensor(face_idx[i:i + self.batch_images], dtype=torch.long, device=device)
+            al = torch.as_tensor(alphas[i:i + self.batch_images], dtype=torch.float32, device=device)
+            ws = self.faces.ws[idx]
+            state = None
+            if self.partial and len(face_idx) <= self.batch_images:
+                # One batch of faces asked again and again (bisection): keep its prefix state.
+                key = tuple(face_idx.tolist())
+                if self._cache is None or self._cache[0] != key:
+                    self._cache = (key, self._prefix(ws))
+                state = self._cache[1]
+            out[i:i + len(idx)] = self.score_fn(self._render(ws, al, 1, state)).double().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def images(self, face_idx: np.ndarray, alphas: np.ndarray) -> torch.Tensor:
+        """Images [M, 3, R, R] of face ``face_idx[j]`` at step ``alphas[j]``."""
+        device = self.faces.ws.device
+        idx = torch.as_tensor(face_idx, dtype=torch.long, device=device)
+        al = torch.as_tensor(alphas, dtype=torch.float32, device=device)
+        return self._render(self.faces.ws[idx], al, 1)
+
+
+def null_directions(subspace: Subspace, k: int, seed: int) -> list[Subspace]:
+    """``k`` random unit directions with the space, layers, unit norm and step
+    range of ``subspace``: its null floor. Ids are ``null:<id>:<i>``."""
+    from dataclasses import replace
+
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    for i in range(k):
+        v = torch.randn(1, subspace.basis.shape[1], generator=gen, dtype=torch.float64)
+        out.append(replace(
+            subspace, id=f"null:{subspace.id}:{i}", name=f"random direction {i} for {subspace.name}",
+            description="random direction with the same space, layers and unit norm", tags=["null"],
+            basis=(v / v.norm()).to(torch.float32), method="null", eigenvalues=[], validation={},
+        ))
+    return out

@@ -1,0 +1,226 @@
+"""The report model: everything the report shows, read from an audit directory.
+
+Never loads a model: it reads summary.json, results.parquet and images/
+(fields documented in `iceaudit.summary`). Whatever is absent becomes a
+sentence in `ReportModel.missing` (and in its section) instead of an error;
+only a missing or invalid summary.json is bad input.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from iceaudit.errors import UserError
+from iceaudit.summary import compose_verdict, load_summary
+
+log = logging.getLogger(__name__)
+
+MAX_DETAILED = 8  # per-driver pages: significant and protected drivers, at least the top 3
+
+
+@dataclass
+class Curve:
+    """Score vs step for one subspace: mean and 10-90% band over faces, and its null walks."""
+
+    alphas: list[float]
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+    faces: list[list[float]]  # a few individual faces, for texture
+    null_alphas: list[float] | None = None  # null walks may use fewer steps (e.g. only the range's ends)
+    null_mean: list[float] | None = None
+    null_low: list[float] | None = None
+    null_high: list[float] | None = None
+
+
+@dataclass
+class Strip:
+    """One face walked along one subspace: a JPEG of the frames and each frame's score."""
+
+    sample: int
+    jpeg: bytes
+    alphas: list[float]
+    scores: list[float | None]
+
+
+@dataclass
+class Counterfactual:
+    sample: int
+    subspace: str
+    name: str
+    step: float
+    score_before: float
+    score_after: float
+    original: bytes | None
+    counterfactual: bytes | None
+    diff: bytes | None
+
+
+@dataclass
+class ReportModel:
+    audit_dir: Path
+    summary: dict[str, Any]
+    verdict: str
+    synthetic: bool
+    threshold: float | None
+    drivers: list[dict[str, Any]]  # summary drivers, ranked, plus "protected" and "unit"
+    detailed: list[str]  # subspace ids that get their own page
+    protected: list[str]
+    curves: dict[str, Curve] = field(default_factory=dict)
+    strips: dict[str, list[Strip]] = field(default_factory=dict)
+    counterfactuals: list[Counterfactual] = field(default_factory=list)
+    baseline_maps: dict[str, bytes] = field(default_factory=dict)  # method id -> JPEG
+    gate: Any = None  # iceaudit.gate.GateResult when a policy was given
+    missing: list[str] = field(default_factory=list)
+
+    def driver(self, sid: str) -> dict[str, Any]:
+        return next(d for d in self.drivers if d["subspace"] == sid)
+
+
+def to_jpeg(path: Path, quality: int = 90, min_height: int = 0) -> bytes:
+    """Re-encode an image as JPEG (weasyprint draws JPEG much faster than PNG)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if min_height and im.height < min_height:  # small faces: upsample once, crisp in print
+            scale = -(-min_height // im.height)
+            im = im.resize((im.width * scale, im.height * scale), Image.LANCZOS)
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=quality)
+        return buf.getvalue()
+
+
+def _image(audit_dir: Path, rel: str | None, missing: list[str], what: str, min_height: int = 0) -> bytes | None:
+    if not rel:
+        return None
+    path = (audit_dir / rel).resolve()
+    if audit_dir.resolve() not in path.parents:  # summary paths stay inside the audit directory
+        missing.append(f"{what}: image path {rel!r} points outside the audit directory; not shown")
+        return None
+    if not path.is_file():
+        missing.append(f"{what}: image {rel} is missing")
+        return None
+    try:
+        return to_jpeg(path, min_height=min_height)
+    except OSError as err:
+        missing.append(f"{what}: image {rel} cannot be read ({err})")
+        return None
+
+
+def _curves(results: Any, ids: list[str]) -> dict[str, Curve]:
+    import numpy as np
+
+    out: dict[str, Curve] = {}
+    is_null = results["subspace"].str.startswith("null:")
+    real = results[~is_null]
+    null = results[is_null].copy()
+    if len(null):
+        null["of"] = null["subspace"].str.split(":").str[1]
+    for sid, g in real.groupby("subspace", sort=False):
+        if sid not in ids:
+            continue
+        table = g.pivot_table(index="sample", columns="alpha", values="score")
+        alphas = [float(a) for a in table.columns]
+        v = table.to_numpy()
+        curve = Curve(alphas=alphas, mean=np.nanmean(v, 0).tolist(), low=np.nanquantile(v, 0.1, 0).tolist(),
+                      high=np.nanquantile(v, 0.9, 0).tolist(), faces=v[: min(8, len(v))].tolist())
+        if len(null):
+            ng = null[null["of"] == sid]
+            if len(ng):
+                # One curve per null direction (mean over faces), then the band across directions.
+                per_dir = ng.groupby(["subspace", "alpha"])["score"].mean().unstack("alpha")
+                nv = per_dir.to_numpy()
+                curve.null_alphas = [float(a) for a in per_dir.columns]
+                curve.null_mean = np.nanmean(nv, 0).tolist()
+                curve.null_low = np.nanmin(nv, 0).tolist()
+                curve.null_high = np.nanmax(nv, 0).tolist()
+        out[str(sid)] = curve
+    return out
+
+
+def load_report_model(audit_dir: str | Path, policy: str | Path | None = None) -> ReportModel:
+    """Read an audit directory (and optionally hold it to a policy) into a `ReportModel`."""
+    audit_dir = Path(audit_dir)
+    if not audit_dir.is_dir():
+        raise UserError(f"no audit directory at {audit_dir}")
+    summary = load_summary(audit_dir)
+    missing: list[str] = []
+
+    bank = {s["id"]: s for s in (summary.get("bank") or {}).get("subspaces", [])}
+    fairness = summary.get("fairness") or {}
+    drivers = []
+    for d in summary["drivers"]:
+        d = dict(d)
+        meta = bank.get(d["subspace"], {})
+        d["unit"] = meta.get("unit", "")
+        d["description"] = meta.get("description", "")
+        d["protected"] = "protected" in d.get("tags", []) or d["subspace"] in fairness.get("protected", [])
+        drivers.append(d)
+    protected = [d["subspace"] for d in drivers if d["protected"]]
+    verdict = (summary.get("verdict") or "").strip() or compose_verdict(
+        drivers, set(protected), units={d["subspace"]: d["unit"] for d in drivers if d["unit"]})
+
+    detailed = [d["subspace"] for i, d in enumerate(drivers) if d.get("significant") or d["protected"] or i < 3]
+    detailed = detailed[:MAX_DETAILED] + [s for s in protected if s not in detailed[:MAX_DETAILED]]
+    threshold = (summary.get("classifier") or {}).get("threshold")
+
+    model = ReportModel(audit_dir=audit_dir, summary=summary, verdict=verdict,
+                        synthetic=bool(summary["provenance"].get("synthetic_fixture")),
+                        threshold=None if threshold is None else float(threshold), drivers=drivers,
+                        detailed=detailed, protected=protected, missing=missing)
+
+    lookup: dict[tuple[int, str, float], float] = {}
+    parquet = audit_dir / "results.parquet"
+    if parquet.is_file():
+        import pandas as pd
+
+        try:
+            results = pd.read_parquet(parquet, columns=["sample", "subspace", "alpha", "score"])
+        except Exception as err:  # pyarrow raises many types for a damaged file
+            raise UserError(f"{parquet}: cannot read the results table ({err})") from None
+        model.curves = _curves(results, [d["subspace"] for d in drivers])
+        wanted = results[results["subspace"].isin(detailed)]
+        lookup = {(int(s), str(sub), round(float(a), 6)): float(v)
+                  for s, sub, a, v in wanted.itertuples(index=False, name=None)}
+    else:
+        missing.append("results.parquet is missing: score-vs-step curves and per-frame scores cannot be shown")
+
+    strips = summary.get("walk_strips") or {}
+    for sid in detailed:
+        entries = strips.get(sid) or []
+        if not entries:
+            missing.append(f"{model.driver(sid)['name']}: the audit saved no walk strips (images/walks/{sid}/)")
+        for e in entries:
+            jpeg = _image(audit_dir, e.get("image"), missing, f"walk strip {sid}", min_height=128)
+            if jpeg is None:
+                continue
+            alphas = [float(a) for a in e.get("alphas", [])]
+            given = e.get("scores") or [None] * len(alphas)
+            scores = [lookup.get((int(e["sample"]), sid, round(a, 6)), given[k] if k < len(given) else None)
+                      for k, a in enumerate(alphas)]
+            model.strips.setdefault(sid, []).append(Strip(sample=int(e["sample"]), jpeg=jpeg, alphas=alphas, scores=scores))
+
+    names = {d["subspace"]: d["name"] for d in drivers}
+    for e in (summary.get("counterfactuals") or {}).get("best", []):
+        what = f"counterfactual for face {e.get('sample')}"
+        model.counterfactuals.append(Counterfactual(
+            sample=int(e["sample"]), subspace=e["subspace"], name=names.get(e["subspace"], e["subspace"]),
+            step=float(e["step"]), score_before=float(e["score_before"]), score_after=float(e["score_after"]),
+            original=_image(audit_dir, e.get("original"), missing, what, 128),
+            counterfactual=_image(audit_dir, e.get("counterfactual"), missing, what, 128),
+            diff=_image(audit_dir, e.get("diff"), missing, what, 128)))
+
+    for m in (summary.get("baselines") or {}).get("methods", []):
+        jpeg = _image(audit_dir, m.get("mean_map"), missing, f"baseline {m.get('id')}", 128)
+        if jpeg is not None:
+            model.baseline_maps[m["id"]] = jpeg
+
+    if policy is not None:
+        from iceaudit.gate import evaluate, load_policy
+
+        model.gate = evaluate(load_policy(policy), summary, None, audit_label=str(audit_dir))
+    return model
