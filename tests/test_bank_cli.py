@@ -30,6 +30,7 @@ tags = ["protected", "skin-tone"]
 method = "ice"
 criterion = { kind = "region_colour", regions = ["skin"], size = 16 }
 suppress = ["self"]
+thresholds = { r = 1e-2, t = 1e-6 }  # random-weight parser: keep whatever survives
 
 [[subspace]]
 id = "chan"
@@ -121,14 +122,15 @@ def test_missing_weights_name_the_file_and_where_to_put_it(world, capsys, tmp_pa
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     code, _, err = run(capsys, "bank", "build", "--generator", str(world / "g1.safetensors"), "--recipe", "ffhq",
                        "--landmarks", "fan", "--parser", str(world / "parser.pth"), "--out", str(tmp_path / "b"))
-    assert code == 2 and "2DFAN4-11f355bf06.pth.tar" in err and str(tmp_path / "th" / "hub" / "checkpoints") in err
+    flat = "".join(err.split())  # rich wraps long paths
+    assert code == 2 and "2DFAN4-11f355bf06.pth.tar" in flat and str(tmp_path / "th" / "hub" / "checkpoints") in flat
     code, _, err = run(capsys, "bank", "build", "--generator", str(world / "g1.safetensors"), "--recipe", "ffhq",
                        "--landmarks", str(tmp_path / "nope.tar"), "--parser", str(world / "parser.pth"),
                        "--out", str(tmp_path / "b"))
-    assert code == 2 and "nope.tar" in err
+    assert code == 2 and "nope.tar" in "".join(err.split())
     code, _, err = run(capsys, "bank", "build", "--generator", str(world / "g1.safetensors"), "--recipe", "ffhq",
                        "--landmarks", "none", "--parser", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "b"))
-    assert code == 2 and "missing.pth" in err
+    assert code == 2 and "missing.pth" in "".join(err.split())
     code, _, err = run(capsys, "bank", "build", "--generator", str(world / "g1.safetensors"), "--recipe", "nosuch",
                        "--out", str(tmp_path / "b"))
     assert code == 2 and "recipe 'nosuch' not found" in err
