@@ -802,6 +802,60 @@ def gate(
         raise typer.Exit(1)
 
 
+DEMO_CLASSIFIERS = ("smiling_skin_shortcut", "smiling", "eyeglasses_background_shortcut", "random_init")
+
+
+@app.command()
+def demo(
+    classifier: str = typer.Option("smiling_skin_shortcut", "--classifier", "-c",
+                                   help="Shipped FaceLab classifier: " + ", ".join(DEMO_CLASSIFIERS) + "."),
+    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Audit directory to write (default: demo-out/CLASSIFIER); the reports go inside it."),
+    n: int = typer.Option(32, "--n", min=4, help="Number of faces."),
+    seed: int = typer.Option(0, "--seed", help="First face seed."),
+    format: str = typer.Option("html,pdf", "--format", "-f", help="Report formats: html, pdf."),
+    policy: str = typer.Option("examples/policies/fairness.toml", "--policy", help="Policy the fairness section is checked against."),
+) -> None:
+    """Run the whole job offline on FaceLab: audit a shipped classifier, then write its report.
+
+    Uses the shipped demo generator (`load_generator("demo")`), the demo subspace bank
+    (subspace_bank/demo) and a planted classifier from examples/facelab/, whose true
+    dependencies are known (docs/facelab.md). The default, `smiling_skin_shortcut`, was
+    trained on data where skin tone predicted the smile label: the report should say so.
+    """
+    import shlex
+    from pathlib import Path
+
+    import iceaudit
+    from iceaudit.audit.classifier import load_card, load_classifier
+    from iceaudit.audit.runner import AuditSettings, check_out, run_audit
+    from iceaudit.bank.format import load_bank
+    from iceaudit.report import build_report
+    from iceaudit.stylegan2.loaders import load_generator
+
+    if classifier not in DEMO_CLASSIFIERS:
+        raise UserError(f"unknown demo classifier {classifier!r}; choose one of: {', '.join(DEMO_CLASSIFIERS)}",
+                        hint="To audit your own model use `iceaudit audit --classifier PATH --card CARD`.")
+    root = Path(iceaudit.__file__).resolve().parent.parent
+    model, card = root / "examples" / "facelab" / f"{classifier}.pt", root / "examples" / "facelab" / f"{classifier}.toml"
+    policy_path = Path(policy) if Path(policy).is_file() else root / policy
+    audit_dir = Path(out_dir or f"demo-out/{classifier}")
+    check_out(audit_dir, resume=False)
+    bank_dir = _default_bank("demo")
+    clf = load_classifier(model, load_card(card), device="cpu")
+    G = load_generator("demo", device="cpu")
+    settings = AuditSettings(
+        n=n, seed=seed, device="cpu", out=str(audit_dir), generator_name="demo", bank_path=bank_dir, card_path=str(card),
+        command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
+    )
+    result = run_audit(clf, G, load_bank(bank_dir), settings)
+    _print_drivers(result)
+    formats = [f.strip().lower() for f in format.split(",") if f.strip()]
+    with console.status("Building the report…"):
+        written = build_report(audit_dir, formats=formats, policy=policy_path if policy_path.is_file() else None)
+    for path in written:
+        out.print(f"report: {path}", soft_wrap=True, highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps `UserError` to exit code 2."""
     args = sys.argv[1:] if argv is None else argv

@@ -22,7 +22,7 @@ TEMPLATES = Path(os.environ.get("ICEAUDIT_TEMPLATES", Path(__file__).resolve().p
 
 GLOSSARY = [
     ("Classifier score", "The number the audited model outputs for a face (here: how strongly it says "
-     "“{positive}”). At or above the decision threshold the face counts as “{positive}”."),
+     "“{positive}”). Above the decision threshold the face counts as “{positive}”."),
     ("Generator", "A neural network (StyleGAN2) that draws realistic faces from random numbers. It lets us make "
      "controlled edits of a face that no photo collection offers."),
     ("Subspace / walk", "A named direction of change in the generator (smile, skin tone, glasses…). A walk edits "

@@ -186,7 +186,7 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
         fs = _per_face_slopes(s, alphas)
         boot = rng.choice(fs, size=(2000, len(fs)), replace=True).mean(axis=1)
         lo, hi = np.percentile(boot, [2.5, 97.5])
-        decisions = s >= THRESHOLD
+        decisions = s > THRESHOLD
         flip = float(np.mean(decisions.any(axis=1) & ~decisions.all(axis=1)))
         zero = s[:, list(alphas).index(0.0)][:, None]
         floor = float(np.quantile(null_slopes[sid], 0.95))
@@ -231,10 +231,10 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
     flips: dict[int, tuple[float, str, float]] = {}
     for sid in ids:
         s = scores[sid]
-        d0 = s[:, list(alphas).index(0.0)] >= THRESHOLD
+        d0 = s[:, list(alphas).index(0.0)] > THRESHOLD
         steps = []
         for i in range(n_faces):
-            cand = [a for a in alphas if (s[i, list(alphas).index(a)] >= THRESHOLD) != d0[i]]
+            cand = [a for a in alphas if (s[i, list(alphas).index(a)] > THRESHOLD) != d0[i]]
             if cand:
                 a = min(cand, key=abs)
                 steps.append(abs(a))
