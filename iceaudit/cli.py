@@ -667,7 +667,7 @@ def audit_command(
     out_dir: str = typer.Option(..., "--out", "-o", help="Audit directory to write (new or empty; with --resume: the interrupted one)."),
     card: Optional[str] = typer.Option(None, "--card", help="Model card (TOML or YAML): preprocessing, output head, threshold. Flags below override it."),
     generator: str = typer.Option("demo", "--generator", "-g", help="Generator file, or `demo` for the shipped FaceLab generator."),
-    bank: Optional[str] = typer.Option(None, "--bank", "-b", help="Subspace bank directory (default for `demo`: subspace_bank/demo)."),
+    bank: Optional[str] = typer.Option(None, "--bank", "-b", help="Subspace bank directory, or the name of one under subspace_bank/ (default for `demo`: subspace_bank/demo)."),
     n: Optional[int] = typer.Option(None, "--n", help="Number of faces (default: 256 on CUDA, 64 on CPU)."),
     seed: int = typer.Option(0, "--seed", help="First face seed; faces use seeds SEED..SEED+N-1 (z = RandomState(seed).randn)."),
     psi: float = typer.Option(1.0, "--psi", help="Truncation psi (1 = the generator's full distribution)."),
@@ -724,7 +724,7 @@ def audit_command(
     if not clf.differentiable:
         console.print("[yellow]note:[/] ONNX classifier: no gradients, so gradient-based baselines will be skipped.")
     G = load_generator(generator, device=dev)
-    bank_dir = bank or _default_bank(generator)
+    bank_dir = str(_bank_dir(bank)) if bank else _default_bank(generator)
     settings = AuditSettings(
         n=n, seed=seed, psi=psi, n_steps=steps, n_null=null, device=str(dev), batch_images=batch,
         subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
