@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--attfind-faces", type=int, default=0, help="faces for the exhaustive AttFind timing (0: skip it)")
+    ap.add_argument("--parts", default="pixel,latent,attfind,layers", help="which tables to measure")
     ap.add_argument("--channels-per-layer", type=int, default=16, help="channels per layer for the per-layer AttFind timing")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -109,20 +110,23 @@ def main() -> None:
     _pixel_method(f, images[:2], lm[:2], LABELS9, "saliency", opts)  # warm-up (captum import, first-call overhead)
     print("| method | classifier passes / face | CPU s / face | quality metrics CPU s / face (on 8 faces) |")
     print("|---|---|---|---|")
-    for m in PIXEL_METHODS:
+    parts = set(args.parts.split(","))
+    for m in PIXEL_METHODS if "pixel" in parts else ():
         run, sec = timed(lambda: _pixel_method(f, images, lm, LABELS9, m, opts))
         attr = run.first
         q = min(n, opts.quality_faces)
         _, qsec = timed(lambda: quality_metrics(f, images[:q], attr[:q], m, n_steps=opts.n_steps, nt_samples=opts.nt_samples))
         print(f"| {m} | {PASSES[m]} | {sec / n:.4f} | {qsec / q:.4f} |", flush=True)
     bank = bank_for(G)
-    for steps in (8, 16, 32):
+    for steps in (8, 16, 32) if "latent" in parts else ():
         lat, sec = timed(lambda: latent_attribution(f, G, ws, bank, n_steps=steps, internal_batch_size=opts.internal_batch_size))
         print(f"| latent (IG in S, {steps} steps, 12 subspaces; completeness gap {lat['completeness_gap']:.3f}) "
               f"| {steps + 2} G+C fwd/bwd | {sec / n:.3f} | - |", flush=True)
-    for screen in (32, 128):
+    for screen in (32, 128) if "attfind" in parts else ():
         e, sec = timed(lambda: style_effects(f, G, ws, batch_size=opts.attfind_batch, screen=screen))
         print(f"| attfind screen={screen} (partial synthesis) | {e.renders // n} renders + 1 G+C bwd | {sec / n:.3f} | - |", flush=True)
+    if "layers" not in parts:
+        return
     per = args.channels_per_layer
     print(f"\nAttFind per style layer: {per} channels x 2 directions, 1 face, CPU s per edit:\n")
     print("| layer | channels in layer | partial synthesis | full re-synthesis | speed-up |")

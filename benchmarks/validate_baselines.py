@@ -15,13 +15,15 @@ the score), the row says:
     PYTHONPATH=. python benchmarks/validate_baselines.py   # needs the FaceLab demo world
 
 `oracle_rows` and `markdown_table` are pure functions (tested in
-tests/test_baselines.py on a constructed world); `load_demo_world` is where
-the FaceLab world plugs in.
+tests/test_baselines.py on a constructed world); `load_demo_world` loads the
+FaceLab world (demo generator, subspace_bank/demo, parser, planted
+classifiers, oracle) and exits with a message naming whatever is missing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 from iceaudit.audit.agreement import spearman
 
@@ -113,16 +115,65 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def load_demo_world() -> DemoWorld:
-    """The FaceLab demo world: demo generator, its bank, the demo parser, the
-    planted classifiers with their oracle effects, and factor -> subspace /
-    region maps. To be wired when FaceLab's generator, parser, planted
-    classifiers and oracle have landed on main."""
-    raise SystemExit(
-        "the FaceLab demo world is not available yet: load_demo_world() in "
-        "benchmarks/validate_baselines.py must be wired to the demo generator, bank, parser, "
-        "planted classifiers and oracle"
-    )
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Parser:
+    """The FaceLab parser under the parser contract: images -> label ids [N, R, R], `labels`."""
+
+    def __init__(self, net: Any, labels: Sequence[str]) -> None:
+        self.net, self.labels = net, list(labels)
+
+    def __call__(self, images):
+        return self.net.labels(images).long()
+
+
+def _differentiable_score(clf: Any) -> Callable:
+    """The planted classifier's decision score with gradients (its `score` runs under no_grad)."""
+    from iceaudit.facelab.classifiers import decision_score, preprocess
+
+    head, index = clf.card["output"]["head"], int(clf.card["output"]["positive_index"])
+
+    def score(images):
+        return decision_score(clf.module(preprocess(images, clf.pre)), head, index)
+
+    return score
+
+
+def load_demo_world(n_oracle: int = 128, names: Sequence[str] | None = None) -> DemoWorld:
+    """The FaceLab demo world: demo generator, its bank (subspace_bank/demo), the demo
+    parser, the planted classifiers with their oracle (mean |score change| per true
+    factor), factor -> subspace (the facelab recipe's `truth_factor`) and factor ->
+    region (the factor's first part). Exits with a message naming what is missing."""
+    import tomllib
+
+    from iceaudit import load_generator
+    from iceaudit.bank.format import load_bank
+    from iceaudit.errors import UserError
+    from iceaudit.facelab import factors as fl
+    from iceaudit.facelab.analysis import load_parser
+    from iceaudit.facelab.classifiers import SPECS, load_planted
+    from iceaudit.facelab.oracle import oracle_many
+    from iceaudit.facelab.render import LABEL_NAMES
+
+    recipe = ROOT / "iceaudit" / "bank" / "recipes" / "facelab.toml"
+    try:
+        G = load_generator("demo")
+        bank = load_bank(ROOT / "subspace_bank" / "demo")
+        parser = _Parser(load_parser(), LABEL_NAMES)
+        planted = {name: load_planted(name) for name in (names or list(SPECS))}
+        truth = tomllib.loads(recipe.read_text())["subspace"]
+    except (UserError, FileNotFoundError, OSError) as err:
+        raise SystemExit(f"the FaceLab demo world is incomplete: {err}") from None
+    oracle = oracle_many({n: c.score for n, c in planted.items()}, n=n_oracle)
+    classifiers = [
+        PlantedClassifier(n, _differentiable_score(c), float(c.card["output"]["threshold"]),
+                          {row.factor: row.mean_abs_delta for row in oracle[n]})
+        for n, c in planted.items()
+    ]
+    factor_subspace = {t["truth_factor"]: t["id"] for t in truth if t.get("truth_factor") and t["id"] in bank.ids}
+    factor_region = {f.name: f.parts[0] for f in fl.FACTORS if f.parts}
+    return DemoWorld(G, bank, parser, classifiers, factor_subspace, factor_region)
 
 
 def main() -> None:
@@ -130,13 +181,23 @@ def main() -> None:
 
     from iceaudit.audit.baselines import run_baselines
 
-    world = load_demo_world()
-    G = world.generator
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Baselines vs the FaceLab oracle (docs/validation.md).")
+    ap.add_argument("--faces", type=int, default=32)
+    ap.add_argument("--oracle-faces", type=int, default=128)
+    ap.add_argument("--methods", default="feature_ablation,latent,attfind")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    world = load_demo_world(args.oracle_faces)
+    G = world.generator.eval().requires_grad_(False)
     with torch.no_grad():
-        ws = G.mapping(torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(0)))
+        ws = G.mapping(torch.randn(args.faces, G.z_dim, generator=torch.Generator().manual_seed(0)))
     results, oracles = {}, {}
     for pc in world.classifiers:
-        results[pc.name] = run_baselines(pc.score_fn, G, ws, world.bank, world.parser, "all", None, threshold=pc.threshold)
+        results[pc.name] = run_baselines(pc.score_fn, G, ws, world.bank, world.parser, args.methods, None,
+                                         threshold=pc.threshold)
         oracles[pc.name] = pc.oracle
     print(markdown_table(oracle_rows(results, oracles, world.factor_subspace, world.factor_region)))
 

@@ -55,11 +55,11 @@ absent, and the report then says what is missing instead of failing.
     [parts, strongest first], ``map`` "figures/baseline_<method>.png",
     ``quality``: {infidelity, sensitivity_max, sensitivity_max_relative}}
     | {``status``: "skipped", ``reason``}}; ``maps_npz`` (mean maps, [R, R] each)
-  - ``latent``: {baseline, n_steps, n_faces, completeness_gap, seconds,
+  - ``latent``: {``status`` "ok", baseline, n_steps, n_faces, completeness_gap, seconds,
     ``subspaces``: {id: {attribution, abs_attribution, share,
     covariant_attribution, slope_estimate, abs_slope_estimate, dims_in_s}},
-    ``ranking`` [ids], ``ranking_by_slope_estimate`` [ids]}
-  - ``attfind``: {n_faces, n_channels, n_evaluated, threshold, seconds, renders,
+    ``ranking`` [ids], ``ranking_by_slope_estimate`` [ids]} | {``status``: "skipped", ``reason``}
+  - ``attfind``: {``status`` "ok", n_faces, n_channels, n_evaluated, threshold, seconds, renders, note?,
     ``classes``: {"positive"|"negative": {n_faces_to_flip, ``top``: [{channel
     "b8.conv1:2", layer, index, direction "min"|"max", mean_effect,
     estimated_flip_share}], sufficiency_curve [top-1..k], sufficiency}},
