@@ -58,6 +58,10 @@ class TrainConfig:
     threads: int = 2
     checkpoint_every: int = 100
     max_minutes: float | None = None  # safety stop; the result then depends on speed
+    # Start the mapping's first layer with phi's projection A in its first rows, so the
+    # factor coordinates A z^ are features from step 0 and the mapping only has to learn
+    # phi's squashing and gates (the first run without it never learned the gates).
+    init_mapping_from_phi: bool = True
     generator_kwargs: dict = field(default_factory=lambda: json.loads(json.dumps(DEMO_GENERATOR_KWARGS)))
 
 
@@ -131,6 +135,18 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+@torch.no_grad()
+def init_mapping_from_projection(G: Generator) -> None:
+    """Rows 0..18 of mapping.fc0 compute A z^ (phi's factor coordinates), bias 0."""
+    from iceaudit.facelab.latent import projection
+
+    fc0 = G.mapping.fc0
+    a = projection()  # [19, z_dim], orthonormal rows
+    assert fc0.weight.shape[1] == a.shape[1] and fc0.weight.shape[0] >= a.shape[0], fc0.weight.shape
+    fc0.weight[: a.shape[0]] = a / fc0.weight_gain
+    fc0.bias[: a.shape[0]] = 0
+
+
 def train_generator(
     cfg: TrainConfig,
     workdir: str | Path,
@@ -142,6 +158,8 @@ def train_generator(
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     G = Generator(**cfg.generator_kwargs)
+    if cfg.init_mapping_from_phi:
+        init_mapping_from_projection(G)
     G.train()
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     step = 0

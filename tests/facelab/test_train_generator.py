@@ -56,3 +56,17 @@ def test_training_reduces_the_loss(tmp_path):
     train_generator(_cfg(12), tmp_path, log=lambda s: None)
     losses = [float(line.split("\t")[1]) for line in (tmp_path / "loss.tsv").read_text().splitlines()]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+
+def test_mapping_init_exposes_the_factor_coordinates():
+    from iceaudit.facelab.latent import projection, sample_z
+    from iceaudit.facelab.train_generator import init_mapping_from_projection
+    from iceaudit.stylegan2.networks import Generator
+
+    G = Generator(**TINY)
+    init_mapping_from_projection(G)
+    z = sample_z(8, 3)
+    z_hat = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True))
+    fc0 = G.mapping.fc0
+    pre = z_hat @ (fc0.weight * fc0.weight_gain).T + fc0.bias * fc0.bias_gain
+    assert torch.allclose(pre[:, :19], z_hat @ projection().T, atol=1e-4)
