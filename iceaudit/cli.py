@@ -678,6 +678,9 @@ def audit_command(
     batch: Optional[int] = typer.Option(None, "--batch", help="Images per batch (default: by device and resolution)."),
     subspaces: Optional[str] = typer.Option(None, "--subspaces", help="Comma-separated subspace ids to audit (default: all)."),
     sanity: bool = typer.Option(False, "--sanity", help="Also audit the classifier with re-initialised weights: it should show no driver (doubles the time)."),
+    baselines: str = typer.Option("default", "--baselines", help="Captum pixel attributions, latent attribution and AttFind beside the walks: `none`, `default`, `all` or a comma-separated list (see docs/baselines.md)."),
+    parser: Optional[str] = typer.Option(None, "--parser", help="Face parser for region-level baselines: a BiSeNet checkpoint, or `facelab` (default with the demo generator)."),
+    parser_labels: str = typer.Option("bisenet", "--parser-labels", help="Label order of a BiSeNet checkpoint: bisenet (zllrunning/facexlib), parsenet (facexlib) or facer."),
     factory: Optional[str] = typer.Option(None, "--factory", help="package.module:function building the network for a state dict."),
     name: Optional[str] = typer.Option(None, "--name", help="Card: classifier name shown in the report."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Card: model input size, N or HxW (default: generator resolution)."),
@@ -702,13 +705,16 @@ def audit_command(
     """
     import shlex
 
+    from iceaudit.audit.baselines import parse_methods
     from iceaudit.audit.classifier import load_card, load_classifier
     from iceaudit.audit.runner import AuditSettings, check_out, run_audit
     from iceaudit.audit.sample import resolve_device
     from iceaudit.bank.format import load_bank
+    from iceaudit.criteria.eyes import load_parser
     from iceaudit.stylegan2.loaders import load_generator
 
     check_out(out_dir, resume)
+    methods = parse_methods(baselines)
     size = None
     if input_size is not None:
         try:
@@ -729,7 +735,9 @@ def audit_command(
         n=n, seed=seed, psi=psi, n_steps=steps, n_null=null, device=str(dev), batch_images=batch,
         subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
         out=out_dir, resume=resume, command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
-        generator_name=generator, bank_path=bank_dir, card_path=card, sanity=sanity,
+        generator_name=generator, bank_path=bank_dir, card_path=card, sanity=sanity, baselines=methods,
+        parser=load_parser(parser or ("facelab" if generator == "demo" else None), label_order=parser_labels)
+        if methods else None,
     )
     result = run_audit(clf, G, load_bank(bank_dir), settings)
     _print_drivers(result)
@@ -826,9 +834,11 @@ def demo(
     from pathlib import Path
 
     import iceaudit
+    from iceaudit.audit.baselines import DEFAULT_METHODS
     from iceaudit.audit.classifier import load_card, load_classifier
     from iceaudit.audit.runner import AuditSettings, check_out, run_audit
     from iceaudit.bank.format import load_bank
+    from iceaudit.criteria.eyes import load_parser
     from iceaudit.report import build_report
     from iceaudit.stylegan2.loaders import load_generator
 
@@ -845,6 +855,7 @@ def demo(
     G = load_generator("demo", device="cpu")
     settings = AuditSettings(
         n=n, seed=seed, device="cpu", out=str(audit_dir), generator_name="demo", bank_path=bank_dir, card_path=str(card),
+        baselines=list(DEFAULT_METHODS), parser=load_parser("facelab"),
         command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
     )
     result = run_audit(clf, G, load_bank(bank_dir), settings)

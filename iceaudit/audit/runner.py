@@ -74,6 +74,8 @@ class AuditSettings:
     bank_path: str | None = None
     card_path: str | None = None
     sanity: bool = False  # also audit a copy of the classifier with re-initialised weights (doubles the time)
+    baselines: list[str] = field(default_factory=list)  # Captum / latent / AttFind methods (parse_methods); [] = none
+    parser: Any = None  # face parser (criteria convention: logits + `labels`) for region-level baselines
 
 
 @dataclass
@@ -167,12 +169,29 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
                        null_info, counterfactuals, per_face, images)
     if settings.sanity:
         summary["validity"]["sanity"] = {"randomised_classifier": _sanity(classifier, G, bank, settings)}
+    if settings.baselines:
+        from iceaudit.audit.baselines import run_baselines
+
+        parser = _LabelMaps(settings.parser) if settings.parser is not None else None
+        summary["baselines"] = run_baselines(score_fn, G, faces, bank, parser, settings.baselines, out,
+                                             drivers=drivers, threshold=threshold)
     if out is not None:
         _write_parquet(results, out / "results.parquet")
         _write_parquet(counterfactuals, out / "counterfactuals.parquet")
         write_summary(summary, out / "summary.json")
     return AuditResult(summary=summary, drivers=drivers, results=results, counterfactuals=counterfactuals,
                        per_face=per_face, faces=faces, out=out)
+
+
+class _LabelMaps:
+    """A criteria-style parser (logits [N, L, H, W] + `labels`) as label maps for the baselines."""
+
+    def __init__(self, parser: Any) -> None:
+        self.parser, self.labels = parser, list(parser.labels)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.parser(images).argmax(dim=1)
 
 
 # -- walking ---------------------------------------------------------------------------------------
@@ -327,7 +346,7 @@ def _sanity(classifier: Classifier, G, bank: Bank, settings: AuditSettings) -> d
                 noise = torch.randn(p.shape, generator=gen, dtype=torch.float32).to(p.device, p.dtype)
                 p.copy_(noise * p.float().std().clamp_min(1e-3).to(p.dtype) + p.mean())
     clone = replace(classifier, model=model)
-    sub = replace(settings, out=None, resume=False, sanity=False)
+    sub = replace(settings, out=None, resume=False, sanity=False, baselines=[])
     res = run_audit(clone, G, bank, sub)
     sig = [d.subspace for d in res.drivers if d.significant]
     return {"n_significant": len(sig), "significant": sig,

@@ -230,9 +230,12 @@ def test_cli_audit_writes_the_directory(world, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["audit", "--classifier", str(world["classifier"]), "--card", str(world["card"]), "--generator",
           str(world["generator"]), "--bank", str(world["bank"]), "--n", "6", "--steps", "3", "--null", "2",
-              "--seed", "3", "--out", str(out)])
+              "--seed", "3", "--baselines", "saliency,feature_ablation", "--out", str(out)])
     assert exc.value.code == 0
     summary = json.loads((out / "summary.json").read_text())
+    pixel = summary["baselines"]["pixel"]
+    assert pixel["saliency"]["status"] == "ok"
+    assert pixel["feature_ablation"]["status"] == "skipped" and "parser" in pixel["feature_ablation"]["reason"]
     assert summary["settings"]["n_samples"] == 6 and summary["settings"]["seed"] == 3
     assert "--seed 3" in summary["provenance"]["command"]
     assert summary["provenance"]["card_path"] == str(world["card"])
@@ -260,3 +263,24 @@ def test_faces_follow_the_official_seed_convention(G):
     assert torch.allclose(faces.ws[1:2], G.mapping(z, None, psi=0.7), atol=1e-6)
     with pytest.raises(UserError, match="at least 2"):
         sample_faces(G, 1)
+
+
+class _HalvesParser:
+    """Criteria-style parser: logits over two parts, the image's top and bottom halves."""
+
+    labels = ["top", "bottom"]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = images.shape
+        bottom = (torch.arange(h) >= h // 2).float().view(1, 1, h, 1).expand(n, 1, h, w)
+        return torch.cat([1 - bottom, bottom], dim=1)
+
+
+def test_baselines_run_inside_the_audit_with_a_parser(G, bank, tmp_path):
+    clf = redness_classifier(G, tmp_path, N)
+    result = run_audit(clf, G, bank, settings(n=4, n_null=2, subspaces=["s_random"], out=tmp_path / "a",
+                                              baselines=["feature_ablation"], parser=_HalvesParser()))
+    entry = result.summary["baselines"]["pixel"]["feature_ablation"]
+    assert entry["status"] == "ok"
+    assert sorted(entry["region_ranking"]) == ["bottom", "top"]
+    assert load_summary(tmp_path / "a")["baselines"]["pixel"]["feature_ablation"] == entry
