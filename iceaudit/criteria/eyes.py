@@ -14,46 +14,25 @@ from iceaudit.errors import UserError
 FACELAB_NAMES = ("facelab", "demo")
 
 
-class FaceLabLandmarks:
-    """FaceLab's landmark net in the criteria convention: (x, y) in [0, 1], named groups."""
-
-    def __init__(self, net, groups, names) -> None:
-        self.net, self.groups, self.names = net, {k: list(v) for k, v in groups.items()}, list(names)
-        self.num_points = len(self.names)
-
-    def __call__(self, images):
-        return self.net(images) / images.shape[-1]
-
-
 def _facelab(what: str):
     try:
-        from iceaudit.facelab import analysis, render
+        from iceaudit.facelab import eyes as facelab_eyes
     except ImportError:
         raise UserError(
-            f"the FaceLab {what} is not available in this build (iceaudit.facelab.analysis is missing)",
+            f"the FaceLab {what} is not available in this build (iceaudit.facelab.eyes is missing)",
             hint="Pass real weights instead (see `iceaudit bank build --help`).",
         ) from None
-    return analysis, render
+    return facelab_eyes
 
 
 def facelab_landmarks():
-    analysis, render = _facelab("landmark net")
-    return FaceLabLandmarks(analysis.load_landmarker(), render.LANDMARK_GROUPS, render.LANDMARK_NAMES)
+    """FaceLab's landmark net: (x, y) in [0, 1], ``groups`` jaw, brows, nose, eyes, mouth."""
+    return _facelab("landmark net").landmark_model()
 
 
 def facelab_parser():
-    """FaceLab's parser (logits over `render.LABEL_NAMES`, exposed as ``labels``)."""
-    analysis, render = _facelab("face parser")
-    net = analysis.load_parser()
-
-    class _Parser:
-        labels = list(render.LABEL_NAMES)
-        model = net
-
-        def __call__(self, images):
-            return net(images)
-
-    return _Parser()
+    """FaceLab's parser: logits with ``labels`` = FaceLab's label names."""
+    return _facelab("face parser").face_parser()
 
 
 def load_landmarks(spec: str | None, *, box=(0.5, 0.55, 0.75)):
