@@ -25,14 +25,6 @@ from iceaudit.stylegan2.networks import Generator  # noqa: E402
 ROSI = Path(__file__).parent / "data" / "rosinality" / "tiny16.pt"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run(capsys, *args):
     """(exit code, stdout, stderr with whitespace collapsed)."""
     try:

@@ -30,14 +30,6 @@ PARITY_CASES = ["skip32_map2", "skip64_map8_clamp256", "resnet32_cond_clamp", "o
 REL_TOL = 1e-4  # measured: <= 3e-7 relative
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def assert_close_rel(ours, ref, what):
     err = (ours - ref).abs().max().item()
     scale = ref.abs().max().item()

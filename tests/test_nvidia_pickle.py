@@ -24,14 +24,6 @@ from iceaudit.stylegan2.nvidia_pickle import (  # noqa: E402
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_generator(seed: int = 0, num_layers: int = 2) -> Generator:
     torch.manual_seed(seed)
     G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
