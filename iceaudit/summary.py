@@ -44,8 +44,9 @@ absent, and the report then says what is missing instead of failing.
   the other subspaces' criteria, in their units;
   ``sanity``: {randomised_classifier: {n_significant, max_abs_slope, passed,
   note}} — the audit rerun on a classifier with re-initialised weights.
-- ``baselines``: Captum and latent-attribution results (may be {}), written by
-  `iceaudit.audit.baselines.run_baselines`; paths are relative to the audit dir:
+- ``baselines`` (report): Captum and latent-attribution results (may be {}),
+  written by `iceaudit.audit.baselines.run_baselines`; paths are relative to
+  the audit dir; tests/data/report_baselines/summary.json is a real example:
 
   - ``schema`` (1), ``methods`` [names run], ``threshold``, ``options`` {...},
     ``n_faces``, ``resolution``, ``labels`` [parser part names]
@@ -53,24 +54,29 @@ absent, and the report then says what is missing instead of failing.
     ``regions``: {part: {mass_share, area_share, ratio}} (feature_ablation:
     {importance, abs_importance, share, area_share}), ``region_ranking``
     [parts, strongest first], ``map`` "figures/baseline_<method>.png",
-    ``quality``: {infidelity, sensitivity_max, sensitivity_max_relative}}
-    | {``status``: "skipped", ``reason``}}; ``maps_npz`` (mean maps, [R, R] each)
-  - ``latent``: {``status`` "ok", baseline, n_steps, n_faces, completeness_gap, seconds,
-    ``subspaces``: {id: {attribution, abs_attribution, share,
-    covariant_attribution, slope_estimate, abs_slope_estimate, dims_in_s}},
-    ``ranking`` [ids], ``ranking_by_slope_estimate`` [ids]} | {``status``: "skipped", ``reason``}
-  - ``attfind``: {``status`` "ok", n_faces, n_channels, n_evaluated, threshold, seconds, renders, note?,
-    ``classes``: {"positive"|"negative": {n_faces_to_flip, ``top``: [{channel
-    "b8.conv1:2", layer, index, direction "min"|"max", mean_effect,
-    estimated_flip_share}], sufficiency_curve [top-1..k], sufficiency}},
-    ``channels``: [{channel, layer, index, direction, mean_effect, best_match
-    {subspace, latent_overlap, image_cosine} | null, explained_by_bank, region
-    | null, region_votes {part: share}}], ``unnamed_drivers``: [same records
-    + ``walk_strip`` "figures/unnamed_<layer>_<c>.png"]}
+    ``quality``: {infidelity, sensitivity_max | null, sensitivity_max_relative
+    | null, sensitivity_note?}} | {``status``: "skipped", ``reason``}};
+    ``maps_npz`` (mean maps, [R, R] each)
+  - ``latent``: {status "ok", baseline, n_steps, n_faces, completeness_gap,
+    seconds, seconds_per_face, ``subspaces``: {id: {attribution,
+    abs_attribution, share, covariant_attribution, slope_estimate,
+    abs_slope_estimate, dims_in_s}}, ``ranking`` [ids],
+    ``ranking_by_slope_estimate`` [ids]} | {status "skipped", reason}
+  - ``attfind``: {status, n_faces, n_channels, n_evaluated, threshold, seconds,
+    seconds_per_face, renders, note?, ``classes``: {"positive"|"negative":
+    {n_faces_to_flip, ``top``: [{channel "b8.conv1:2", layer, index, position,
+    direction "min"|"max", mean_effect, estimated_flip_share}],
+    sufficiency_curve [top-1..k], sufficiency}}, ``channels``: [{channel,
+    layer, index, direction, mean_effect, best_match {subspace,
+    latent_overlap, image_cosine} | null, explained_by_bank, region | null,
+    region_votes {part: share}, walk_strip?}], ``unnamed_drivers``: [the
+    channels records not explained by the bank, each with ``walk_strip``
+    "figures/unnamed_<layer>_<c>.png" (rows: faces; columns: the channel from
+    its min to its max)]}
   - ``agreement``: {pixel_method, subspace_regions {id: part | null},
     walk_vs_latent / walk_vs_latent_slope / walk_vs_region / latent_vs_region:
-    {rho | null, p_value | null, n, note?}, walk_vs_region_by_method {method: {...}}, ``statement``
-    (plain language)}
+    {rho | null, p_value | null, n, note?}, walk_vs_region_by_method {method:
+    {...}}, ``statement`` (plain language)}
 - ``provenance`` (required; report): {iceaudit_version, torch, python,
   platform, command, seeds, hashes: {input: sha256}, created,
   synthetic_fixture?} — ``synthetic_fixture: true`` marks made-up test data

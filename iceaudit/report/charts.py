@@ -7,6 +7,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
@@ -116,27 +117,30 @@ def leakage(model: ReportModel) -> bytes | None:
 
 
 def regions(model: ReportModel) -> bytes | None:
-    """Share of attribution per face region, per method, against each region's share of area."""
+    """Per face region: each method's share of attribution beside the region's share of the image."""
     import numpy as np
 
-    reg = (model.summary.get("baselines") or {}).get("regions") or {}
-    names = reg.get("names") or []
-    shares = reg.get("attribution_share") or {}
-    if not names or not shares:
+    view = model.baselines
+    if view is None or not view.regions or not any(p.entry.get("regions") for p in view.pixel):
         return None
-    methods = {m["id"]: m.get("name", m["id"]) for m in model.summary["baselines"].get("methods", [])}
-    x = np.arange(len(names))
-    k = len(shares) + 1
-    w = 0.8 / k
-    fig, ax = plt.subplots(figsize=(7.2, 2.8))
-    area = reg.get("area_share") or {}
-    ax.bar(x - 0.4 + w / 2, [area.get(n, 0) for n in names], w, color="#d5d9de", label="share of face area")
-    palette = ["#1f5fa8", "#e67e22", "#27ae60", "#8e44ad", "#c0392b"]
-    for i, (mid, share) in enumerate(shares.items()):
-        ax.bar(x - 0.4 + w * (i + 1.5), [share.get(n, 0) for n in names], w, color=palette[i % len(palette)],
-               label=methods.get(mid, mid))
-    ax.set_xticks(x, names)
-    ax.set_ylabel("share of attribution")
-    ax.legend(frameon=False, fontsize=7, ncol=2)
-    _margins(fig, left=0.6, bottom=0.35)
+    methods = [p for p in view.pixel if p.entry.get("regions")]
+    parts = view.regions
+    k = len(methods) + 1
+    h = 0.8 / k
+    y = np.arange(len(parts))
+    fig, ax = plt.subplots(figsize=(7.2, 0.075 * k * len(parts) + 1.0))
+    ax.barh(y - 0.4 + h / 2, [view.area[x] for x in parts], h, color="#cfd4da", label="share of the image (area)")
+    palette = ["#1f5fa8", "#e67e22", "#27ae60", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d35400"]
+    for i, p in enumerate(methods):
+        regs = p.entry["regions"]
+        ax.barh(y - 0.4 + h * (i + 1.5), [regs[x][p.share_key] if x in regs else 0.0 for x in parts], h,
+                color=palette[i % len(palette)], label=p.name)
+    ax.set_yticks(y, parts)
+    ax.set_ylim(len(parts) - 0.5, -0.5)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    ax.set_xlabel("share of the attribution (coloured) and of the image area (grey)")
+    ax.grid(axis="x", color="#eeeeee", lw=0.6)
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    longest = max(len(x) for x in parts)
+    _margins(fig, left=0.3 + 0.07 * longest, bottom=0.5)
     return _png(fig)

@@ -59,6 +59,62 @@ class Counterfactual:
     diff: bytes | None
 
 
+# Human names of the baselines' method ids (iceaudit.audit.baselines)
+METHOD_NAMES = {
+    "saliency": "Saliency (gradient)",
+    "input_x_gradient": "Input × gradient",
+    "ig_blur": "Integrated Gradients (from a blurred face)",
+    "ig_mean": "Integrated Gradients (from the mean face)",
+    "smoothgrad": "SmoothGrad (averaged noisy gradients)",
+    "occlusion": "Occlusion (covering patches)",
+    "feature_ablation": "Face-part ablation",
+    "gradcam": "Grad-CAM",
+    "latent": "Latent attribution",
+    "attfind": "AttFind (unnamed drivers)",
+}
+
+
+SHORT_NAMES = {"input_x_gradient": "Input × gradient", "ig_blur": "IG (blurred face)", "ig_mean": "IG (mean face)",
+               "smoothgrad": "SmoothGrad", "occlusion": "Occlusion", "feature_ablation": "Part ablation",
+               "saliency": "Saliency", "gradcam": "Grad-CAM"}
+
+
+def method_name(method: str | None) -> str:
+    return METHOD_NAMES.get(method or "", method or "?")
+
+
+@dataclass
+class PixelMethod:
+    """One pixel baseline that ran: its summary entry, its share of attribution per region and its map."""
+
+    id: str
+    name: str
+    short: str  # for narrow table headers
+    entry: dict[str, Any]  # summary["baselines"]["pixel"][id]
+    share_key: str  # "mass_share" (attribution maps) or "share" (face-part ablation: share of score drop)
+    map: bytes | None
+
+
+@dataclass
+class UnnamedDriver:
+    index: int  # position in summary["baselines"]["attfind"]["unnamed_drivers"]
+    entry: dict[str, Any]
+    strip: bytes | None
+    target: str | None  # the AttFind class ("positive" / "negative") whose top channels hold it
+
+
+@dataclass
+class BaselinesView:
+    """summary["baselines"] (written by iceaudit.audit.baselines.run_baselines) as the report shows it."""
+
+    pixel: list[PixelMethod]
+    skipped: list[tuple[str, str]]  # (method name, reason)
+    regions: list[str]  # face parts with any area, in the parser's label order
+    area: dict[str, float]  # part -> share of the image area
+    area_from: dict[str, str]  # part -> the method whose entry the area share is read from (all agree)
+    unnamed: list[UnnamedDriver]
+
+
 @dataclass
 class ReportModel:
     audit_dir: Path
@@ -72,7 +128,7 @@ class ReportModel:
     curves: dict[str, Curve] = field(default_factory=dict)
     strips: dict[str, list[Strip]] = field(default_factory=dict)
     counterfactuals: list[Counterfactual] = field(default_factory=list)
-    baseline_maps: dict[str, bytes] = field(default_factory=dict)  # method id -> JPEG
+    baselines: BaselinesView | None = None  # None: the audit ran no baselines
     gate: Any = None  # iceaudit.gate.GateResult when a policy was given
     missing: list[str] = field(default_factory=list)
 
@@ -140,6 +196,53 @@ def _curves(results: Any, ids: list[str]) -> dict[str, Curve]:
                 curve.null_high = np.nanmax(nv, 0).tolist()
         out[str(sid)] = curve
     return out
+
+
+def _baselines(audit_dir: Path, base: dict[str, Any], missing: list[str]) -> BaselinesView | None:
+    """Images and names for the baselines section; the numbers stay in the summary dict."""
+    if not base.get("methods"):
+        return None
+    pixel, skipped = [], []
+    for mid, entry in (base.get("pixel") or {}).items():
+        if entry.get("status") != "ok":
+            skipped.append((method_name(mid), entry.get("reason") or "no reason given"))
+            continue
+        share_key = "share" if mid == "feature_ablation" else "mass_share"
+        jpeg = _image(audit_dir, entry.get("map"), missing, f"{method_name(mid)} attribution map", 240)
+        pixel.append(PixelMethod(mid, method_name(mid), SHORT_NAMES.get(mid, mid), entry, share_key, jpeg))
+    for mid in ("latent", "attfind"):
+        entry = base.get(mid) or {}
+        if entry.get("status") == "skipped":
+            skipped.append((method_name(mid), entry.get("reason") or "no reason given"))
+    labels = base.get("labels") or []
+    area: dict[str, float] = {}
+    area_from: dict[str, str] = {}
+    for p in pixel:
+        for part, r in (p.entry.get("regions") or {}).items():
+            if part not in area:
+                area[part], area_from[part] = r["area_share"], p.id
+    regions = [x for x in labels if x in area] + [x for x in area if x not in labels]
+    unnamed = []
+    att = base.get("attfind") or {}
+    for i, u in enumerate(att.get("unnamed_drivers") or []):
+        strip = _image(audit_dir, u.get("walk_strip"), missing, f"unnamed driver {u.get('channel')}", 192)
+        target = next((cls for cls, c in (att.get("classes") or {}).items()
+                       if any(t.get("channel") == u.get("channel") for t in c.get("top", []))), None)
+        unnamed.append(UnnamedDriver(i, u, strip, target))
+    return BaselinesView(pixel=pixel, skipped=skipped, regions=regions, area=area, area_from=area_from, unnamed=unnamed)
+
+
+def agreement_word(rho: float | None) -> str:
+    """Plain reading of a rank correlation (the thresholds of iceaudit.audit.agreement)."""
+    if rho is None:
+        return "cannot be compared"
+    if rho >= 0.7:
+        return "agree"
+    if rho >= 0.3:
+        return "partly agree"
+    if rho > -0.3:
+        return "do not agree"
+    return "opposite order"
 
 
 def load_report_model(audit_dir: str | Path, policy: str | Path | None = None) -> ReportModel:
@@ -214,10 +317,7 @@ def load_report_model(audit_dir: str | Path, policy: str | Path | None = None) -
             counterfactual=_image(audit_dir, e.get("counterfactual"), missing, what, 128),
             diff=_image(audit_dir, e.get("diff"), missing, what, 128)))
 
-    for m in (summary.get("baselines") or {}).get("methods", []):
-        jpeg = _image(audit_dir, m.get("mean_map"), missing, f"baseline {m.get('id')}", 128)
-        if jpeg is not None:
-            model.baseline_maps[m["id"]] = jpeg
+    model.baselines = _baselines(audit_dir, summary.get("baselines") or {}, missing)
 
     if policy is not None:
         from iceaudit.gate import evaluate, load_policy

@@ -1,6 +1,8 @@
 """Render a `ReportModel` into one self-contained HTML file and a PDF.
 
-Templates and CSS live in report_templates/ (report.html.j2, report.css).
+Templates and CSS live in report_templates/ (report.html.j2, report.css): at
+the top of a source tree, and installed as the data package
+``iceaudit/report_templates/`` (setup.py); `templates_dir` finds either.
 Every image is embedded as a data URI; the PDF is drawn by weasyprint from
 the same HTML with a fetcher that admits data URIs only, so a report never
 reads files or the network while rendering.
@@ -16,9 +18,25 @@ from pathlib import Path
 from typing import Any
 
 from iceaudit import __version__
-from iceaudit.report.model import ReportModel
+from iceaudit.report.model import ReportModel, agreement_word, method_name
 
-TEMPLATES = Path(os.environ.get("ICEAUDIT_TEMPLATES", Path(__file__).resolve().parents[2] / "report_templates"))
+TEMPLATE_FILES = ("report.html.j2", "report.css")
+
+
+def templates_dir(module_file: str | Path = __file__) -> Path:
+    """Where the report templates are: $ICEAUDIT_TEMPLATES if set, else the source
+    tree's report_templates/ (next to the package: a checkout or an editable
+    install), else the installed package's iceaudit/report_templates/."""
+    from iceaudit.errors import UserError
+
+    env = os.environ.get("ICEAUDIT_TEMPLATES")
+    here = Path(module_file).resolve().parent  # .../iceaudit/report
+    candidates = [Path(env)] if env else [here.parents[1] / "report_templates", here.parent / "report_templates"]
+    for folder in candidates:
+        if all((folder / name).is_file() for name in TEMPLATE_FILES):
+            return folder
+    raise UserError(f"report templates ({', '.join(TEMPLATE_FILES)}) not found in {' or '.join(map(str, candidates))}",
+                    hint="Reinstall iceaudit (pip install .), or point ICEAUDIT_TEMPLATES at a report_templates folder.")
 
 GLOSSARY = [
     ("Classifier score", "The number the audited model outputs for a face (here: how strongly it says "
@@ -47,6 +65,14 @@ GLOSSARY = [
      "effect may belong partly to another attribute."),
     ("Attribution map (Captum)", "A per-pixel estimate of which parts of one image the classifier relied on. "
      "It shows where, not what: a colour shortcut spreads over the whole skin."),
+    ("Latent attribution", "The same kind of estimate made in the generator's internal code instead of on pixels, "
+     "then read along each named attribute: a second opinion on the walks from gradients."),
+    ("Rank correlation", "Spearman's rho: +1 when two methods order the attributes identically, 0 when their orders "
+     "are unrelated, −1 when reversed."),
+    ("Unnamed driver", "One of the generator's style channels (its elementary knobs) that moves the decision but "
+     "that no named attribute explains; found by AttFind. Worth naming and testing in a later audit."),
+    ("Infidelity, sensitivity", "Captum's checks of an attribution map: how well it predicts the effect of small "
+     "changes of the face, and how much it changes itself under imperceptible changes. Lower is better."),
 ]
 
 
@@ -73,15 +99,10 @@ def pval(value: Any) -> str:
     return "< 0.001" if v < 0.001 else f"{v:.3f}"
 
 
-def _env() -> Any:
+def _env(folder: Path) -> Any:
     import jinja2
 
-    if not (TEMPLATES / "report.html.j2").is_file():
-        from iceaudit.errors import UserError
-
-        raise UserError(f"report templates not found in {TEMPLATES}",
-                        hint="Install iceaudit from its source tree (pip install -e .) or set ICEAUDIT_TEMPLATES.")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["j2", "html"]),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=jinja2.select_autoescape(["j2", "html"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(datauri=datauri, num=num, pct=pct, pval=pval)
     return env
@@ -95,10 +116,12 @@ def render_html(model: ReportModel) -> str:
     figures["curves"] = {sid: charts.curve(model, sid) for sid in model.detailed if sid in model.curves}
     s = model.summary
     positive = (s.get("classifier") or {}).get("positive_class") or "positive"
-    css = (TEMPLATES / "report.css").read_text()
-    return _env().get_template("report.html.j2").render(
+    folder = templates_dir()
+    css = (folder / "report.css").read_text()
+    return _env(folder).get_template("report.html.j2").render(
         m=model, s=s, fig=figures, css=css, positive=positive,
         glossary=[(t, d.format(positive=positive)) for t, d in GLOSSARY],
+        word=agreement_word, method_name=method_name, names={d["subspace"]: d["name"] for d in model.drivers},
         built=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__,
     )
 

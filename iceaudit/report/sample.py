@@ -285,7 +285,7 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
             "sanity": {"randomised_classifier": {"n_significant": 0, "max_abs_slope": 0.004, "passed": True,
                                                  "note": "classifier weights re-initialised; no subspace significant"}},
         },
-        "baselines": _sample_baselines(out, drivers, rng_v) if baselines and images else {},
+        "baselines": _sample_baselines(out, drivers, rng_v, n_faces) if baselines and images else {},
         "provenance": {
             "iceaudit_version": "0.1.0", "torch": "n/a (fixture)", "python": platform.python_version(),
             "platform": platform.platform(), "command": f"python -m iceaudit.report.sample {out}",
@@ -306,38 +306,173 @@ def _long(s: np.ndarray, sid: str, alphas: np.ndarray) -> "pd.DataFrame":
                          "alpha": np.tile(alphas, n), "score": s.reshape(-1)})
 
 
-def _sample_baselines(out: Path, drivers: list[Driver], rng: np.random.Generator) -> dict[str, Any]:
+# The face parser's part names (iceaudit.audit.baselines: ``labels``) and each part's share of the image.
+LABELS = ["background", "skin", "hair", "brows", "eyes", "nose", "mouth", "glasses", "beard"]
+AREA = [0.35, 0.30, 0.18, 0.02, 0.03, 0.03, 0.03, 0.02, 0.04]
+SUBSPACE_REGION = {"smile": "mouth", "skin_tone": "skin", "mouth_open": "mouth", "glasses": "glasses", "eye_size": "eyes",
+                   "eye_colour": "eyes", "brow_shape": "brows", "hair_colour": "hair", "hair_length": "hair",
+                   "face_width": "skin", "beard": "beard", "lip_colour": "mouth", "background": "background",
+                   "age": "skin"}
+
+
+def _heatmap(face: np.ndarray, heat: np.ndarray, path: Path, title: str) -> None:
+    """Mean map over the mean face, drawn as iceaudit.audit.baselines.save_heatmap draws it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(2.4, 2.6), dpi=100)
+    ax.imshow(face)
+    ax.imshow(heat, cmap="inferno", alpha=0.6, vmin=0, vmax=1)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _rho(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]:
+    from scipy.stats import spearmanr
+
+    keys = sorted(set(a) & set(b))
+    res = spearmanr([a[k] for k in keys], [b[k] for k in keys])
+    return {"n": len(keys), "rho": float(res.statistic), "p_value": float(res.pvalue)}
+
+
+def _sample_baselines(out: Path, drivers: list[Driver], rng: np.random.Generator, n_faces: int) -> dict[str, Any]:
+    """``summary["baselines"]`` in the shape `iceaudit.audit.baselines.run_baselines` writes (made-up numbers).
+
+    tests/report/test_report_baselines.py checks that the keys match the real
+    function's output recorded under tests/data/report_baselines/.
+    """
     from PIL import Image
 
-    regions = ["skin", "eyes", "brows", "mouth", "nose", "hair", "glasses", "beard", "background"]
-    area = np.array([0.30, 0.03, 0.02, 0.03, 0.03, 0.18, 0.02, 0.04, 0.35])
-    (out / "images" / "baselines").mkdir(parents=True, exist_ok=True)
+    area = dict(zip(LABELS, AREA))
     yy, xx = np.mgrid[0:RES, 0:RES] / RES
-    methods, shares = [], {}
-    for mid, name, sharp in [("integrated_gradients", "Integrated Gradients", 1.0), ("saliency", "Saliency", 0.6),
-                             ("feature_ablation", "Feature ablation (face parts)", 1.4)]:
+    mean_face = np.asarray(_draw_face({k[0]: 0.0 for k in SUBSPACES} | {"glasses": -1.0}), np.float32) / 255
+    pixel: dict[str, Any] = {}
+    heats: dict[str, np.ndarray] = {}
+    # method, mass share per part (mouth and skin, as a smile detector with a skin-tone shortcut would give), sharpness
+    looks = {"saliency": ([0.22, 0.28, 0.08, 0.03, 0.06, 0.04, 0.25, 0.02, 0.02], 0.6),
+             "input_x_gradient": ([0.15, 0.36, 0.07, 0.02, 0.04, 0.04, 0.28, 0.02, 0.02], 0.8),
+             "ig_blur": ([0.10, 0.38, 0.05, 0.02, 0.04, 0.04, 0.33, 0.02, 0.02], 1.0)}
+    for mid, (mass, sharp) in looks.items():
+        mass = np.asarray(mass) * (1 + 0.1 * rng.random(len(LABELS)))
+        mass = mass / mass.sum()
+        regions = {part: {"mass_share": float(m), "area_share": area[part], "ratio": float(m / area[part])}
+                   for part, m in zip(LABELS, mass)}
         mouth = np.exp(-((xx - 0.5) ** 2 / 0.02 + (yy - 0.78) ** 2 / 0.004) * sharp)
-        skin = 0.35 * np.exp(-((xx - 0.5) ** 2 / 0.06 + (yy - 0.55) ** 2 / 0.08))
-        m = mouth + skin + 0.05 * rng.random((RES, RES))
-        rel = f"images/baselines/{mid}_mean.png"
-        Image.fromarray((255 * m / m.max()).astype(np.uint8)).convert("L").save(out / rel)
-        w = np.array([0.30, 0.04, 0.02, 0.50, 0.03, 0.03, 0.02, 0.03, 0.03]) * (1 + 0.2 * rng.random(len(regions)))
-        shares[mid] = dict(zip(regions, (w / w.sum()).round(4).tolist()))
-        methods.append({"id": mid, "name": name, "mean_map": rel, "infidelity": float(rng.uniform(0.01, 0.1)),
-                        "sensitivity_max": float(rng.uniform(0.05, 0.3)), "seconds_per_face": float(rng.uniform(0.05, 2))})
-    latent = {d.subspace: float(d.slope * (1 + 0.2 * rng.standard_normal())) for d in drivers}
-    return {
-        "methods": methods,
-        "regions": {"names": regions, "area_share": dict(zip(regions, area.tolist())), "attribution_share": shares},
-        "latent_attribution": latent,
-        "agreement": {"pairs": [{"a": "walks", "b": "latent attribution", "spearman": 0.91, "n": len(drivers)},
-                                {"a": "walks", "b": "region attribution", "spearman": 0.48, "n": 9}],
-                      "statement": "Walks and latent attribution agree on smile first and skin tone second. Pixel "
-                                   "attribution points at the mouth but spreads the skin-tone effect thinly over the "
-                                   "whole face, so it cannot name skin tone as a driver."},
-        "unnamed_drivers": [{"channel": "b16.conv0:37", "region": "mouth", "effect": 0.12, "flip_rate": 0.08}],
-        "skipped": [{"method": "LayerGradCam", "reason": "TorchScript classifier exposes no module hooks"}],
+        skin = 0.45 * np.exp(-((xx - 0.5) ** 2 / 0.06 + (yy - 0.55) ** 2 / 0.08))
+        heat = mouth + skin + 0.08 * rng.random((RES, RES))
+        rel = f"figures/baseline_{mid}.png"
+        heats[mid] = heat / heat.max()
+        _heatmap(mean_face, heats[mid], out / rel, mid)
+        seconds = float(rng.uniform(0.02, 0.4)) * n_faces
+        cheap = mid != "ig_blur"
+        pixel[mid] = {"status": "ok", "seconds": seconds, "seconds_per_face": seconds / n_faces, "regions": regions,
+                      "region_ranking": sorted(regions, key=lambda k: -regions[k]["ratio"]), "map": rel,
+                      "quality": {"infidelity": float(rng.uniform(0.01, 0.1)),
+                                  "sensitivity_max": float(rng.uniform(0.05, 0.3)) if cheap else None,
+                                  "sensitivity_max_relative": float(rng.uniform(0.02, 0.2)) if cheap else None}}
+        if not cheap:
+            pixel[mid]["quality"]["sensitivity_note"] = f"not computed for {mid}: it re-runs the method 8 times"
+    drop = np.asarray([0.01, 0.09, 0.01, 0.005, 0.01, 0.005, 0.16, 0.003, 0.004]) * (1 + 0.1 * rng.random(len(LABELS)))
+    fa = {part: {"importance": float(d), "abs_importance": float(d), "share": float(d / drop.sum()), "area_share": area[part]}
+          for part, d in zip(LABELS, drop)}
+    heat = (drop[6] * np.exp(-((xx - 0.5) ** 2 / 0.03 + (yy - 0.78) ** 2 / 0.006))
+            + drop[1] * np.exp(-((xx - 0.5) ** 2 / 0.06 + (yy - 0.55) ** 2 / 0.08)))
+    heats["feature_ablation"] = heat / heat.max()
+    _heatmap(mean_face, heats["feature_ablation"], out / "figures/baseline_feature_ablation.png", "feature_ablation")
+    pixel["feature_ablation"] = {"status": "ok", "seconds": 0.05 * n_faces, "seconds_per_face": 0.05, "regions": fa,
+                                 "region_ranking": sorted(fa, key=lambda k: -fa[k]["abs_importance"]),
+                                 "map": "figures/baseline_feature_ablation.png",
+                                 "quality": {"infidelity": float(rng.uniform(0.01, 0.1)), "sensitivity_max": None,
+                                             "sensitivity_max_relative": None,
+                                             "sensitivity_note": "not computed for feature_ablation: it re-runs the method 8 times"}}
+    np.savez_compressed(out / "figures" / "baseline_maps.npz", **heats)  # mean maps [R, R], scaled to max 1
+    pixel["gradcam"] = {"status": "skipped", "reason": "the classifier is a TorchScript module: layer methods need "
+                                                       "forward hooks, which TorchScript does not offer"}
+
+    walk = {d.subspace: abs(d.slope) for d in drivers}
+    subs = {}
+    for d in drivers:
+        a = abs(d.slope) * (0.25 + 0.05 * rng.standard_normal())
+        subs[d.subspace] = {"attribution": a * np.sign(d.slope), "abs_attribution": abs(a), "share": 0.0,
+                            "covariant_attribution": abs(a) * 1.1, "slope_estimate": d.slope * (1 + 0.15 * rng.standard_normal()),
+                            "abs_slope_estimate": 0.0, "dims_in_s": int(rng.integers(1, 12))}
+    total = sum(v["abs_attribution"] for v in subs.values())
+    for v in subs.values():
+        v["attribution"] = float(v["attribution"])
+        v["share"] = v["abs_attribution"] / total
+        v["abs_slope_estimate"] = abs(v["slope_estimate"])
+    latent = {"baseline": "mean styles of the sampled faces", "n_steps": 8, "n_faces": n_faces, "completeness_gap": 0.03,
+              "subspaces": subs, "ranking": sorted(subs, key=lambda k: -subs[k]["abs_attribution"]),
+              "ranking_by_slope_estimate": sorted(subs, key=lambda k: -subs[k]["abs_slope_estimate"]),
+              "status": "ok", "seconds": 0.2 * n_faces, "seconds_per_face": 0.2}
+
+    def pick(channel: str, direction: str, effect: float, share: float) -> dict[str, Any]:
+        layer, index = channel.split(":")
+        return {"channel": channel, "layer": layer, "index": int(index), "position": int(index) + 64,
+                "direction": direction, "mean_effect": effect, "estimated_flip_share": share}
+
+    top_pos = [pick("b16.conv1:41", "max", 0.31, 0.45), pick("b8.conv1:7", "min", 0.12, 0.6), pick("b32.conv0:12", "max", 0.09, 0.7)]
+    top_neg = [pick("b16.conv1:41", "min", 0.28, 0.5), pick("b8.conv1:7", "max", 0.10, 0.65)]
+    matched = {"b16.conv1:41": ("smile", 0.83, 0.71, "mouth"), "b8.conv1:7": ("skin_tone", 0.12, 0.64, "skin"),
+               "b32.conv0:12": ("eye_size", 0.04, 0.18, "eyes")}
+    channels, unnamed = [], []
+    for p in top_pos:
+        sid, overlap, cosine, region = matched[p["channel"]]
+        explained = max(overlap, cosine) >= 0.5
+        entry = {k: p[k] for k in ("channel", "layer", "index", "direction", "mean_effect")}
+        entry.update(best_match={"subspace": sid, "latent_overlap": overlap, "image_cosine": cosine},
+                     explained_by_bank=explained, region=region, region_votes={region: 0.8, "skin": 0.2} if region != "skin" else {"skin": 1.0})
+        channels.append(entry)
+        if not explained:
+            rel = f"figures/unnamed_{p['layer']}_{p['index']}.png"
+            faces = [{k[0]: float(0.5 * rng.standard_normal()) for k in SUBSPACES} | {"glasses": -1.0} for _ in range(3)]
+            rows = [_strip([_draw_face(f | {"eye_size": a}) for a in (-2.5, -1.25, 0.0, 1.25, 2.5)]) for f in faces]
+            grid = Image.new("RGB", (rows[0].width, RES * len(rows)))
+            for i, r in enumerate(rows):
+                grid.paste(r, (0, RES * i))
+            grid.save(out / rel)
+            entry["walk_strip"] = rel  # as run_attfind: the channels list holds the same record
+            unnamed.append(entry)
+    n_pos = n_faces // 2
+    attfind = {"n_faces": n_faces, "n_channels": 2048, "n_evaluated": 64, "threshold": THRESHOLD, "seconds": 1.5 * n_faces,
+               "renders": 64 * 2 * n_faces,
+               "classes": {"positive": {"n_faces_to_flip": n_faces - n_pos, "top": top_pos, "sufficiency_curve": [0.42, 0.63, 0.71],
+                                        "sufficiency": 0.71},
+                           "negative": {"n_faces_to_flip": n_pos, "top": top_neg, "sufficiency_curve": [0.5, 0.62],
+                                        "sufficiency": 0.62}},
+               "channels": channels, "unnamed_drivers": unnamed, "status": "ok", "seconds_per_face": 1.5}
+
+    region_score = {sid: fa[part]["abs_importance"] for sid, part in SUBSPACE_REGION.items() if part in fa}
+    latent_abs = {k: v["abs_attribution"] for k, v in subs.items()}
+    latent_slope = {k: v["abs_slope_estimate"] for k, v in subs.items()}
+    agreement = {
+        "pixel_method": "feature_ablation", "subspace_regions": dict(SUBSPACE_REGION),
+        "walk_vs_latent": _rho(walk, latent_abs), "walk_vs_latent_slope": _rho(walk, latent_slope),
+        "walk_vs_region": _rho(walk, region_score), "latent_vs_region": _rho(latent_abs, region_score),
+        "walk_vs_region_by_method": {m: _rho(walk, {sid: pixel[m]["regions"][part]["ratio"]
+                                                    for sid, part in SUBSPACE_REGION.items()}) for m in looks}
+                                    | {"feature_ablation": _rho(walk, region_score)},
+        "statement": "Walks and latent attribution agree on the ranking of subspaces. Both walks and latent attribution "
+                     "put smile first. Pixel attribution also points most at the mouth, the region smile acts on. "
+                     "skin tone changes colour, not shape: pixel methods can only spread its attribution over the whole "
+                     "skin (about 30% of the image); they show where the classifier looks, not that tone is what it reads.",
     }
+    return {"schema": 1, "methods": [*pixel, "latent", "attfind"], "threshold": THRESHOLD,
+            "options": dict(BASELINE_OPTIONS), "n_faces": n_faces, "resolution": RES, "labels": LABELS,
+            "pixel": pixel, "maps_npz": "figures/baseline_maps.npz", "latent": latent, "attfind": attfind, "agreement": agreement}
+
+
+# iceaudit.audit.baselines.BaselineOptions defaults, as run_baselines records them under "options"
+BASELINE_OPTIONS = {"n_steps": 16, "internal_batch_size": 64, "nt_samples": 8, "stdevs": 0.2, "occlusion_window": None,
+                    "occlusion_stride": None, "perturbations_per_eval": 16, "batch_faces": 16, "max_faces": None,
+                    "quality": True, "quality_faces": 8, "latent_n_steps": 8, "latent_max_faces": 32, "attfind_k": 5,
+                    "attfind_screen": 64, "attfind_max_faces": 32, "attfind_batch": 128}
 
 
 def main(argv: list[str] | None = None) -> None:

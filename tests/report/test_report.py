@@ -18,7 +18,7 @@ from iceaudit.summary import compose_verdict, load_summary
 
 
 class Cells(HTMLParser):
-    """Collects every element carrying data-value: (row subspace, data-field, data-value, text)."""
+    """Collects every element carrying data-value: (row subspace, data-field, data-path, data-value, text)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -34,7 +34,8 @@ class Cells(HTMLParser):
         if tag == "tr":
             self.row = a.get("data-subspace")
         if "data-value" in a:
-            self.open.append({"row": self.row, "field": a.get("data-field"), "value": a["data-value"], "text": "", "tag": tag})
+            self.open.append({"row": self.row, "field": a.get("data-field"), "path": a.get("data-path"),
+                              "value": a["data-value"], "text": "", "tag": tag})
 
     def handle_endtag(self, tag):
         if self.open and self.open[-1]["tag"] == tag:

@@ -79,3 +79,34 @@ def test_pdf_pages_text_and_page_numbers(tools, built_report, shortcut_audit, tm
         page = next(t for t in texts if f"One unit = {unit}" in t)
         assert "Faces along the walk" in page and f"Moving {name} by one unit" in page
         assert f"{d['slope']:+.3g}".replace("-", "−") in page
+
+
+def test_pdf_baselines_pages_show_maps_agreement_and_unnamed_drivers(tools, built_report, shortcut_audit, tmp_path):
+    _, pdf, _ = built_report
+    base = load_summary(shortcut_audit)["baselines"]
+    n = browser.pdf_page_count(pdf)
+    texts = [words(browser.pdf_text(pdf, page=k)) for k in range(1, n + 1)]
+    first = next(k for k, t in enumerate(texts) if "Beside the walks: standard attribution methods" in t)
+    last = next(k for k, t in enumerate(texts) if "Can these results be trusted?" in t)
+    section = " ".join(texts[first:last])
+    assert words(base["agreement"]["statement"]) in section
+    for heading in ("Where the classifier looks", "Attribution by face region", "Do the methods rank the attributes",
+                    "Walks beside latent attribution", "Drivers the bank does not name", "How trustworthy", "Methods not run"):
+        assert heading in section, heading
+    assert "Grad-CAM" in section and words(base["pixel"]["gradcam"]["reason"]) in section
+    for u in base["attfind"]["unnamed_drivers"]:
+        assert f"Channel {u['channel']}" in section and f"{u['mean_effect']:+.3g}".replace("-", "−") in section
+    rho = base["agreement"]["walk_vs_latent"]["rho"]
+    assert f"{rho:+.3g}".replace("-", "−") in section
+    pages = browser.pdf_pages_to_png(pdf, tmp_path, dpi=30, first=first + 1, last=last)
+    assert len(pages) == last - first and all(not_blank(p) > 5 for p in pages)
+
+
+def test_chromium_shows_every_attribution_map_and_walk_strip(tools, built_report, shortcut_audit):
+    dom = browser.dump_dom(built_report[0])
+    base = load_summary(shortcut_audit)["baselines"]
+    section = dom[dom.index('id="baselines"'):dom.index('id="validity"')]
+    ok = [m for m, e in base["pixel"].items() if e["status"] == "ok"]
+    assert section.count('class="map-img"') == len(ok)
+    assert section.count('class="unnamed-strip"') == len(base["attfind"]["unnamed_drivers"])
+    assert "image missing" not in section
