@@ -121,6 +121,19 @@ class Driver:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def agreement_word(rho: float | None) -> str:
+    """Plain reading of a rank correlation between two rankings of subspaces."""
+    if rho is None:
+        return "cannot be compared"
+    if rho >= 0.7:
+        return "agree"
+    if rho >= 0.3:
+        return "partly agree"
+    if rho > -0.3:
+        return "do not agree"
+    return "rank them in opposite order"
+
+
 def write_summary(summary: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     payload = dict(summary)

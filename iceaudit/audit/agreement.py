@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
+from iceaudit.summary import agreement_word
+
 # keyword in a subspace's tags / criterion / name -> parser region
 REGION_KEYWORDS: tuple[tuple[str, str], ...] = (
     ("glasses", "glasses"),
@@ -133,16 +135,6 @@ def region_scores_for_subspaces(bank: Any, regions: Mapping[str, Mapping[str, fl
     return out
 
 
-def _word(rho: float | None) -> str:
-    if rho is None:
-        return "cannot be compared"
-    if rho >= 0.7:
-        return "agree"
-    if rho >= 0.3:
-        return "partly agree"
-    if rho > -0.3:
-        return "do not agree"
-    return "rank them in opposite order"
 
 
 def compare(
@@ -188,11 +180,11 @@ def statement(bank: Any, walk: Mapping[str, float], latent: Mapping[str, float],
     parts: list[str] = []
     wl, wr = result["walk_vs_latent"], result["walk_vs_region"]
     if wl["rho"] is not None:
-        parts.append(f"Walks and latent attribution {_word(wl['rho'])} on the ranking of subspaces (Spearman {wl['rho']:.2f}, {wl['n']} subspaces).")
+        parts.append(f"Walks and latent attribution {agreement_word(wl['rho'])} on the ranking of subspaces (Spearman {wl['rho']:.2f}, {wl['n']} subspaces).")
     if wr["rho"] is not None:
         parts.append(
             f"Walks and {result['pixel_method']} pixel attribution, read through each subspace's face region, "
-            f"{_word(wr['rho'])} (Spearman {wr['rho']:.2f}, {wr['n']} subspaces)."
+            f"{agreement_word(wr['rho'])} (Spearman {wr['rho']:.2f}, {wr['n']} subspaces)."
         )
     if walk:
         top = max(walk, key=lambda k: walk[k])

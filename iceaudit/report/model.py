@@ -232,17 +232,6 @@ def _baselines(audit_dir: Path, base: dict[str, Any], missing: list[str]) -> Bas
     return BaselinesView(pixel=pixel, skipped=skipped, regions=regions, area=area, area_from=area_from, unnamed=unnamed)
 
 
-def agreement_word(rho: float | None) -> str:
-    """Plain reading of a rank correlation (the thresholds of iceaudit.audit.agreement)."""
-    if rho is None:
-        return "cannot be compared"
-    if rho >= 0.7:
-        return "agree"
-    if rho >= 0.3:
-        return "partly agree"
-    if rho > -0.3:
-        return "do not agree"
-    return "opposite order"
 
 
 def load_report_model(audit_dir: str | Path, policy: str | Path | None = None) -> ReportModel:

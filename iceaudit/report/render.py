@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from iceaudit import __version__
-from iceaudit.report.model import ReportModel, agreement_word, method_name
+from iceaudit.report.model import ReportModel, method_name
+from iceaudit.summary import agreement_word
 
 TEMPLATE_FILES = ("report.html.j2", "report.css")
 
