@@ -254,6 +254,20 @@ def _train_progress(total: int, what: str):
     return progress, update
 
 
+def _train_analysis_net(kind: str, steps: int, batch: int, seed: int, run_dir: str, threads: int,
+                        n_train: int) -> None:
+    from pathlib import Path
+
+    from iceaudit.facelab import analysis
+
+    train = {"landmarks": analysis.train_landmarks, "parser": analysis.train_parser}[kind]
+    progress, update = _train_progress(steps, kind)
+    with progress:
+        meta = train(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir), progress=update,
+                     threads=threads, n_train=n_train)
+    out.print(meta["held_out_renders"])
+
+
 @facelab_app.command("train-landmarks")
 def facelab_train_landmarks(
     steps: int = typer.Option(1000, "--steps", min=1),
@@ -264,15 +278,7 @@ def facelab_train_landmarks(
     n_train: int = typer.Option(6000, "--n-train", min=64, help="Training renders (drawn once, cached in memory)."),
 ) -> None:
     """Train the FaceLab landmark regressor on renders; writes facelab/assets/landmarks.*"""
-    from pathlib import Path
-
-    from iceaudit.facelab.analysis import train_landmarks
-
-    progress, update = _train_progress(steps, "landmarks")
-    with progress:
-        meta = train_landmarks(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir), progress=update,
-                               threads=threads, n_train=n_train)
-    out.print(meta["held_out_renders"])
+    _train_analysis_net("landmarks", steps, batch, seed, run_dir, threads, n_train)
 
 
 @facelab_app.command("train-parser")
@@ -285,15 +291,7 @@ def facelab_train_parser(
     n_train: int = typer.Option(6000, "--n-train", min=64, help="Training renders (drawn once, cached in memory)."),
 ) -> None:
     """Train the FaceLab face parser on renders; writes facelab/assets/parser.*"""
-    from pathlib import Path
-
-    from iceaudit.facelab.analysis import train_parser
-
-    progress, update = _train_progress(steps, "parser")
-    with progress:
-        meta = train_parser(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir), progress=update,
-                            threads=threads, n_train=n_train)
-    out.print(meta["held_out_renders"])
+    _train_analysis_net("parser", steps, batch, seed, run_dir, threads, n_train)
 
 
 

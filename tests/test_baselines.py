@@ -41,14 +41,6 @@ from iceaudit.errors import UserError
 PLANTED = ("b8.conv1", 2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def world():
     G = TinyStyleGenerator()

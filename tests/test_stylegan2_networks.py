@@ -16,15 +16,6 @@ from iceaudit.stylegan2.networks import Generator
 PARITY = Path(__file__).parent / "data" / "parity"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is faster than two on this shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def fixture_generator(name: str) -> Generator:
     """Official-format weights with non-zero noise strengths, biases and w_avg."""
     G = Generator(**json.loads((PARITY / f"{name}.json").read_text())).eval()

@@ -21,15 +21,6 @@ CONFIGS = sorted(p.name[: -len(".json")] for p in DATA.glob("*.json"))
 REL_TOL = 1e-3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is faster than two on this shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def load_case(name: str):
     kwargs = json.loads((DATA / f"{name}.json").read_text())
     G = Generator(**kwargs).eval()
