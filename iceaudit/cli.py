@@ -307,6 +307,7 @@ def facelab_train_generator(
     out_path: str = typer.Option("iceaudit/facelab/assets/demo_generator", "--out", help="Native generator to write (.safetensors + .json)."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch threads."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (with a checkpoint) after this long; run again to resume."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 autocast (about 1.6x faster on CPUs with AVX-512 BF16)."),
 ) -> None:
     """Train the FaceLab demo generator: a StyleGAN2 whose G(z) reproduces render(phi(z)).
 
@@ -317,7 +318,10 @@ def facelab_train_generator(
     """
     from iceaudit.facelab.train_generator import TrainConfig, train_and_export
 
-    cfg = TrainConfig(steps=steps, seed=seed, dataset_size=dataset_size, threads=threads, max_minutes=max_minutes)
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
+    cfg = TrainConfig(steps=steps, seed=seed, dataset_size=dataset_size, threads=threads, max_minutes=max_minutes,
+                      precision=precision)
     train_and_export(cfg, workdir, out_path, log=lambda msg: console.print(msg, highlight=False))
 
 

@@ -168,3 +168,16 @@ def test_facelab_eyes_are_resolved_by_name(monkeypatch):
     assert m(torch.zeros(1, 3, 16, 16)).shape == (1,)
     with pytest.raises(UserError, match="landmark group 'mouth'"):
         Measured({"kind": "landmarks", "group": "mouth"}, eyes)
+
+
+def test_arch_measure_is_signed_by_the_smile():
+    from iceaudit.criteria.spec import MEASURES
+    from iceaudit.facelab.render import LANDMARK, render_seed
+
+    idx = [LANDMARK["mouth_l"], LANDMARK["lip_top"], LANDMARK["mouth_r"]]
+    arch = {}
+    for smile in (-0.8, 0.0, 0.8):
+        lms = render_seed(2, 0, resolution=64, smile=smile).landmarks[:, idx]  # [2, 3, 2]
+        arch[smile] = MEASURES["arch"](None, lms.flatten(1), None)
+    # the corners rise against the top lip as the smile grows (about 2 px at 64 per 0.8)
+    assert (arch[0.8] > arch[0.0] + 1).all() and (arch[0.0] > arch[-0.8] + 1).all()

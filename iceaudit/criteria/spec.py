@@ -91,6 +91,11 @@ def _inside_mean(crit, act, ctx):
     return act.reshape(act.shape[0], 3, -1).sum(-1) / area[:, None]
 
 
+def _arch(p):
+    # y grows downward: grows as the first and last points rise against the others
+    return p[:, 1:-1, 1].mean(1) - 0.5 * (p[:, 0, 1] + p[:, -1, 1])
+
+
 MEASURES: dict[str, Callable] = {
     "luminance": lambda c, a, ctx: _inside_mean(c, a, ctx).mean(1),
     "red": lambda c, a, ctx: _inside_mean(c, a, ctx)[:, 0],
@@ -102,6 +107,8 @@ MEASURES: dict[str, Callable] = {
     "spread_y": lambda c, a, ctx: _spread(_pts(a), 1),
     "mean_x": lambda c, a, ctx: _pts(a)[..., 0].mean(1),
     "mean_y": lambda c, a, ctx: _pts(a)[..., 1].mean(1),
+    # for an ordered contour such as (mouth corner, lip centre, mouth corner): grows with a smile
+    "arch": lambda c, a, ctx: _arch(_pts(a)),
     "rms": lambda c, a, ctx: a.pow(2).mean(1).sqrt(),
     "mean": lambda c, a, ctx: a.mean(1),
 }

@@ -62,6 +62,12 @@ class TrainConfig:
     # factor coordinates A z^ are features from step 0 and the mapping only has to learn
     # phi's squashing and gates (the first run without it never learned the gates).
     init_mapping_from_phi: bool = True
+    # Before the synthesis trains, fit the mapping alone so that a fixed random projection
+    # of w reads out the factors (readout_features); the same readout stays in the loss.
+    # Without it the first runs never learned phi's gates (faint glasses on every face).
+    pretrain_mapping_steps: int = 6000
+    readout_weight: float = 1.0
+    precision: str = "fp32"  # "bf16": autocast the generator (1.6x faster on an AVX-512 BF16 CPU)
     generator_kwargs: dict = field(default_factory=lambda: json.loads(json.dumps(DEMO_GENERATOR_KWARGS)))
 
 
@@ -83,6 +89,71 @@ def regression_loss(fake: torch.Tensor, real: torch.Tensor, weights: torch.Tenso
         wg = weights.narrow(dim, 0, weights.shape[dim] - 1)
         loss = loss + 0.5 * ((gf - gr).abs() * wg).mean() / norm
     return loss
+
+
+def readout_features(factors: torch.Tensor) -> torch.Tensor:
+    """Factors [N, 19] -> features [N, 20] in [-1, 1]: each factor rescaled, the cyclic hue as cos/sin."""
+    from iceaudit.facelab.factors import FACTORS
+
+    cols = []
+    for k, f in enumerate(FACTORS):
+        x = (factors[:, k] - f.low) / f.span
+        if f.cyclic:
+            cols += [torch.cos(2 * math.pi * x), torch.sin(2 * math.pi * x)]
+        else:
+            cols.append(2 * x - 1)
+    return torch.stack(cols, dim=1)
+
+
+def readout_matrix(w_dim: int, n_features: int, seed: int) -> torch.Tensor:
+    """[n_features, w_dim] with orthonormal rows: where each factor feature lives in W.
+
+    A random rotation rather than the first coordinates, so that no single W axis
+    is a factor either.
+    """
+    gen = torch.Generator().manual_seed(seed * 7919 + 11)
+    q, _ = torch.linalg.qr(torch.randn(w_dim, n_features, generator=gen))
+    return q.T.contiguous()
+
+
+def readout_loss(w: torch.Tensor, z: torch.Tensor, readout: torch.Tensor) -> torch.Tensor:
+    from iceaudit.facelab.latent import phi
+
+    return F.mse_loss(w @ readout.T, readout_features(phi(z)))
+
+
+def pretrain_mapping(G: Generator, cfg: TrainConfig, readout: torch.Tensor,
+                     log: Callable[[str], None] = print) -> dict[str, float]:
+    """Fit the mapping alone to the factor readout on fresh z; returns the readout's R^2 per feature."""
+    from iceaudit.facelab.latent import sample_z
+
+    params = list(G.mapping.parameters())
+    opt = torch.optim.Adam(params, lr=3e-3, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.pretrain_mapping_steps, eta_min=1e-4)
+    for step in range(cfg.pretrain_mapping_steps):
+        z = sample_z(256, cfg.seed * 1_000_003 + 500_000 + step)
+        loss = readout_loss(G.mapping(z, None)[:, 0], z, readout)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if (step + 1) % 1000 == 0:
+            log(f"mapping pretraining {step + 1}/{cfg.pretrain_mapping_steps}  readout mse {loss.item():.4f}")
+    return readout_r2(G, readout)
+
+
+@torch.no_grad()
+def readout_r2(G: Generator, readout: torch.Tensor, n: int = 4096, seed: int = 424_242) -> dict[str, float]:
+    """R^2 of the factor features read linearly from w, on held-out z."""
+    from iceaudit.facelab.factors import FACTORS
+    from iceaudit.facelab.latent import phi, sample_z
+
+    z = sample_z(n, seed)
+    pred = G.mapping(z, None, skip_w_avg_update=True)[:, 0] @ readout.T
+    true = readout_features(phi(z))
+    r2 = 1 - (pred - true).square().mean(0) / true.var(0)
+    names = [n for f in FACTORS for n in ((f.name + "_cos", f.name + "_sin") if f.cyclic else (f.name,))]
+    return {name: round(float(v), 4) for name, v in zip(names, r2)}
 
 
 @dataclass
@@ -172,6 +243,11 @@ def train_generator(
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
         log(f"resumed at step {step}")
+    w_dim = cfg.generator_kwargs["w_dim"]
+    readout = readout_matrix(w_dim, readout_features(torch.zeros(1, 19)).shape[1], cfg.seed)
+    if step == 0 and cfg.pretrain_mapping_steps > 0:
+        r2 = pretrain_mapping(G, cfg, readout, log)
+        log(f"mapping readout R^2 after pretraining: min {min(r2.values()):.3f}  {r2}")
     (workdir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     data = rendered_set(cfg.dataset_size, cfg.seed, cfg.generator_kwargs["img_resolution"],
                         workdir / f"renders-{cfg.seed}-{cfg.dataset_size}.safetensors", log)
@@ -181,8 +257,12 @@ def train_generator(
         z, real, labels = data.batch(batch_index(cfg.seed, step, cfg.batch, cfg.dataset_size))
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step)
-        fake = G(z, noise_mode="const")
-        loss = regression_loss(fake, real, pixel_weights(labels))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            ws = G.mapping(z, None)
+            fake = G.synthesis(ws, noise_mode="const")
+        loss = regression_loss(fake.float(), real, pixel_weights(labels))
+        if cfg.readout_weight > 0:
+            loss = loss + cfg.readout_weight * readout_loss(ws[:, 0].float(), z, readout)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

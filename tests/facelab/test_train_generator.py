@@ -19,7 +19,7 @@ TINY = dict(
 
 def _cfg(steps: int) -> TrainConfig:
     return TrainConfig(steps=steps, batch=4, dataset_size=16, threads=1, checkpoint_every=2,
-                       generator_kwargs=json.loads(json.dumps(TINY)))
+                       pretrain_mapping_steps=10, generator_kwargs=json.loads(json.dumps(TINY)))
 
 
 def test_small_parts_weigh_more_than_background():
@@ -70,3 +70,50 @@ def test_mapping_init_exposes_the_factor_coordinates():
     fc0 = G.mapping.fc0
     pre = z_hat @ (fc0.weight * fc0.weight_gain).T + fc0.bias * fc0.bias_gain
     assert torch.allclose(pre[:, :19], z_hat @ projection().T, atol=1e-4)
+
+
+def test_readout_features_rescale_factors_and_wrap_the_hue():
+    from iceaudit.facelab.factors import FACTOR_INDEX, sample_factors
+    from iceaudit.facelab.train_generator import readout_features
+
+    f = sample_factors(64, 1)
+    feats = readout_features(f)
+    assert feats.shape == (64, 20)
+    assert feats.min() >= -1 - 1e-6 and feats.max() <= 1 + 1e-6
+    lo, hi = f.clone(), f.clone()
+    lo[:, FACTOR_INDEX["bg_hue"]], hi[:, FACTOR_INDEX["bg_hue"]] = 0.0, 1.0
+    assert torch.allclose(readout_features(lo), readout_features(hi), atol=1e-5)  # red is red again
+
+
+def test_readout_matrix_has_orthonormal_rows_off_the_axes():
+    from iceaudit.facelab.train_generator import readout_matrix
+
+    r = readout_matrix(32, 20, seed=0)
+    assert torch.allclose(r @ r.T, torch.eye(20), atol=1e-5)
+    assert r.abs().max() < 0.9  # no factor sits on a single W axis
+
+
+def test_mapping_pretraining_makes_the_factors_readable_from_w():
+    from iceaudit.facelab.train_generator import (init_mapping_from_projection, pretrain_mapping, readout_matrix,
+                                                  readout_r2)
+    from iceaudit.stylegan2.networks import Generator
+
+    torch.manual_seed(0)
+    G = Generator(**TINY)
+    init_mapping_from_projection(G)
+    readout = readout_matrix(32, 20, seed=0)
+    before = readout_r2(G, readout, n=512)
+    after = pretrain_mapping(G, TrainConfig(pretrain_mapping_steps=150), readout, log=lambda s: None)
+    mean = lambda d: sum(d.values()) / len(d)  # noqa: E731
+    assert mean(before) < 0.1
+    assert mean(after) > 0.5
+
+
+def test_cli_refuses_an_unknown_precision(tmp_path):
+    from typer.testing import CliRunner
+
+    from iceaudit.cli import app
+
+    res = CliRunner().invoke(app, ["facelab", "train-generator", "--precision", "fp8", "--workdir", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "fp8" in res.output
