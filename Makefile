@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench demo-world clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,13 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# Rebuild the shipped FaceLab demo generator and bank (about 50 + 5 min on 2 CPU cores;
+# BENCHMARKS.md). Checkpoints and JᵀJ caches go to runs/.
+demo-world: install
+	$(VENV)/bin/iceaudit facelab train-generator --precision bf16 --workdir runs/demo-generator
+	$(VENV)/bin/iceaudit bank build --generator demo --recipe facelab --landmarks facelab --parser facelab \
+	    --out subspace_bank/demo --cache runs/jtj-cache
 
 bench: install
 	$(PY) benchmarks/run_all.py

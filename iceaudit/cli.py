@@ -300,9 +300,9 @@ PLANTED = ("smiling", "smiling_skin_shortcut", "eyeglasses_background_shortcut",
 
 @facelab_app.command("train-generator")
 def facelab_train_generator(
-    steps: int = typer.Option(2400, "--steps", min=1, help="Optimiser steps (batch 32)."),
+    steps: int = typer.Option(9000, "--steps", min=1, help="Optimiser steps (batch 32)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, the training faces and the batch order."),
-    dataset_size: int = typer.Option(30_000, "--dataset-size", min=64, help="Pre-rendered training faces (cached in --workdir)."),
+    dataset_size: int = typer.Option(50_000, "--dataset-size", min=64, help="Pre-rendered training faces (cached in --workdir)."),
     workdir: str = typer.Option("runs/demo-generator", "--workdir", help="Checkpoint, loss log and render cache (resumes)."),
     out_path: str = typer.Option("iceaudit/facelab/assets/demo_generator", "--out", help="Native generator to write (.safetensors + .json)."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch threads."),
@@ -311,9 +311,11 @@ def facelab_train_generator(
 ) -> None:
     """Train the FaceLab demo generator: a StyleGAN2 whose G(z) reproduces render(phi(z)).
 
-    Supervised regression with a part-weighted L1 loss (eyes, brows, mouth and glasses
-    weigh more: they cover few pixels). Seeded and resumable; about 50 minutes for the
-    default 2400 steps on a 2-core CPU. Writes the same native format real generators
+    The mapping is first fitted alone so that w holds the factors (a fixed linear readout),
+    then both networks train by regression with a part-weighted L1 loss (eyes, brows,
+    mouth and glasses weigh more: they cover few pixels). Seeded and resumable; the
+    shipped generator is `--precision bf16` with the defaults: 47 minutes on a 2-core
+    CPU (BENCHMARKS.md). Writes the same native format real generators
     are converted to, so `load_generator("demo")` takes the ordinary code path.
     """
     from iceaudit.facelab.train_generator import TrainConfig, train_and_export

@@ -28,7 +28,7 @@ from iceaudit.facelab.render import LABEL_NAMES
 from iceaudit.stylegan2.networks import Generator
 
 # Channels 4:256, 8:256, 16:128, 32:64, 64:32 (channel_base // res, capped), about
-# 2.7 M parameters: what a 2-core CPU trains in under an hour (notes.md).
+# 3.3 M parameters with the mapping: what a 2-core CPU trains in under an hour (BENCHMARKS.md).
 DEMO_GENERATOR_KWARGS = dict(
     z_dim=Z_DIM,
     c_dim=0,
@@ -50,9 +50,9 @@ PART_WEIGHTS = {
 
 @dataclass
 class TrainConfig:
-    steps: int = 3000
+    steps: int = 9000
     batch: int = 32
-    dataset_size: int = 30_000  # pre-rendered faces; rendering per step would cost as much as the step
+    dataset_size: int = 50_000  # pre-rendered faces; rendering per step would cost as much as the step
     lr: float = 2e-3
     seed: int = 0
     threads: int = 2
