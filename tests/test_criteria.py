@@ -181,3 +181,21 @@ def test_arch_measure_is_signed_by_the_smile():
         arch[smile] = MEASURES["arch"](None, lms.flatten(1), None)
     # the corners rise against the top lip as the smile grows (about 2 px at 64 per 0.8)
     assert (arch[0.8] > arch[0.0] + 1).all() and (arch[0.0] > arch[-0.8] + 1).all()
+
+
+def test_contrast_measure_reads_texture_not_colour():
+    from iceaudit.criteria.pixels import MaskContext
+    from iceaudit.criteria.spec import MEASURES
+
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 1
+    ctx = MaskContext(mask, (2, 6, 2, 6))
+    flat = torch.full((2, 3, 4, 4), 0.3)
+    lined = flat.clone()
+    lined[1, :, ::2] += 0.2  # face 1 gets stripes: lines of +0.2 on every other row
+    bright = flat + 0.5  # lighter, still flat
+    c = MEASURES["contrast"](None, torch.cat([flat[:1], lined[1:], bright[:1]]).flatten(1), ctx)
+    assert c[0] < 1e-5 and c[2] < 1e-5  # a flat region has no contrast, whatever its colour
+    assert abs(float(c[1]) - 0.1) < 1e-4  # half the rows +0.2: std 0.1
+    with pytest.raises(UserError):
+        Measured({"kind": "region_colour", "regions": ["skin"], "measure": "contrast"}, Eyes(parser=HalfParser()))

@@ -91,6 +91,17 @@ def _inside_mean(crit, act, ctx):
     return act.reshape(act.shape[0], 3, -1).sum(-1) / area[:, None]
 
 
+def _contrast(crit, act, ctx):
+    # standard deviation of the pixels inside the mask about their own mean, averaged over RGB
+    y0, y1, x0, x1 = ctx.box
+    m = expand_to(ctx.mask, act.shape[0])[:, :, y0:y1, x0:x1]
+    x = act.reshape(act.shape[0], 3, y1 - y0, x1 - x0)
+    area = m.sum(dim=(2, 3)).clamp_min(1)
+    mean = (x * m).sum(dim=(2, 3)) / area
+    var = (((x - mean[:, :, None, None]) * m) ** 2).sum(dim=(2, 3)) / area
+    return var.mean(1).clamp_min(1e-12).sqrt()
+
+
 def _arch(p):
     # y grows downward: grows as the first and last points rise against the others
     return p[:, 1:-1, 1].mean(1) - 0.5 * (p[:, 0, 1] + p[:, -1, 1])
@@ -110,6 +121,7 @@ MEASURES: dict[str, Callable] = {
     # for an ordered contour such as (mouth corner, lip centre, mouth corner): grows with a smile
     "arch": lambda c, a, ctx: _arch(_pts(a)),
     "rms": lambda c, a, ctx: a.pow(2).mean(1).sqrt(),
+    "contrast": _contrast,  # texture inside a masked_pixels region (lines, shadows), not its mean colour
     "mean": lambda c, a, ctx: a.mean(1),
 }
 
@@ -125,6 +137,8 @@ class Measured:
             raise UserError(f"unknown measure {self.measure!r} in {spec_id(spec)}; known: {', '.join(MEASURES)}")
         if self.measure in ("red", "green", "blue", "redness", "luminance") and spec["kind"] not in ("region_colour", "masked_pixels"):
             raise UserError(f"measure {self.measure!r} needs a region_colour or masked_pixels criterion: {spec_id(spec)}")
+        if self.measure == "contrast" and spec["kind"] != "masked_pixels":
+            raise UserError(f"measure 'contrast' needs a masked_pixels criterion: {spec_id(spec)}")
 
     @property
     def name(self) -> str:
