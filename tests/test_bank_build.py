@@ -78,3 +78,21 @@ def test_literature_channels_map_to_layers_or_are_skipped():
     sub = result.bank["ss_smiling"]
     assert sub.layers == ["b16.conv1"] and sub.basis.shape == (1, 4) and sub.basis[0, 3] == 1
     assert sub.verified is False and sub.unit_norm > 0
+
+
+def test_a_subspace_may_override_validation_thresholds_only_with_a_reason():
+    from dataclasses import replace
+
+    from iceaudit.bank.build import _thresholds
+    from iceaudit.errors import UserError
+
+    recipe = load_recipe("facelab")
+    glasses = next(s for s in recipe.subspaces if s.id == "glasses")
+    smile = next(s for s in recipe.subspaces if s.id == "smile")
+    assert _thresholds(recipe, glasses).max_leakage == 1.2
+    assert _thresholds(recipe, glasses).min_own_effect == recipe.validation["min_own_effect"]
+    assert _thresholds(recipe, smile).max_leakage == recipe.validation["max_leakage"]
+    with pytest.raises(UserError, match="max_leak"):
+        _thresholds(recipe, replace(glasses, options={"validation": {"max_leak": 1.0}, "validation_reason": "x"}))
+    with pytest.raises(UserError, match="validation_reason"):
+        _thresholds(recipe, replace(glasses, options={"validation": {"max_leakage": 1.0}}))

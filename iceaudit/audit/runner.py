@@ -62,6 +62,10 @@ class AuditSettings:
     bisect_steps: int = 8  # bisection renders per counterfactual crossing
     n_bootstrap: int = 2000
     level: float = 0.05  # family-wise error rate for `significant` (Holm)
+    # `significant` also needs a practical effect: walking the whole step range must move the
+    # score by at least this share of the faces' median distance to the decision threshold
+    # (a near-constant classifier can be "statistically" sensitive to everything, by 1e-4).
+    min_margin_share: float = 0.1
     subspaces: list[str] | None = None  # audit only these ids (default: the whole bank)
     strip_faces: int = 4  # faces per walk strip image
     strip_subspaces: int = 6  # walk strips for the top drivers (plus every protected subspace)
@@ -274,15 +278,22 @@ def _statistics(results, subspaces, grids, threshold, settings):
         groups[sub.id] = (sub.space, json.dumps(list(sub.layers)), float(sub.unit_norm), tuple(sub.step_range))
     tests = null_floor_tests(tests_in, null_slopes, groups, level=settings.level)
     p_adj = holm([tests[s.id].p_value for s in subspaces], settings.level)
+    first = subspaces[0].id
+    base = _scores(results, first, len(grids[first]))[:, zero_index(grids[first])]
+    margin = float(np.median(np.abs(base - threshold)))
     records = []
     for sub, pa in zip(subspaces, p_adj):
         s, t = stats[sub.id], tests[sub.id]
+        width = float(sub.step_range[1] - sub.step_range[0])
+        share = abs(s.slope) * width / margin if margin > 0 else float("inf")
+        holm_ok = bool(np.isfinite(pa) and pa < settings.level)
         records.append(Driver(
             subspace=sub.id, name=sub.name, tags=list(sub.tags), slope=s.slope, ci_low=s.ci_low, ci_high=s.ci_high,
             mean_abs_change=s.mean_abs_change, flip_rate=s.flip_rate, monotonicity=s.monotonicity,
             heterogeneity=s.heterogeneity, null_abs_slope=_finite(t.floor), p_value=_finite(t.p_value, 1.0),
-            p_adjusted=_finite(pa, 1.0), significant=bool(np.isfinite(pa) and pa < settings.level),
-            extra={"end_slope": t.statistic, "null_sigma": _finite(t.sigma), "null_df": t.df,
+            p_adjusted=_finite(pa, 1.0), significant=holm_ok and share >= settings.min_margin_share,
+            extra={"margin_share": _finite(share, 1e9), "median_margin": margin, "beats_null": holm_ok,
+                   "end_slope": t.statistic, "null_sigma": _finite(t.sigma), "null_df": t.df,
                    "null_slopes": t.null_slopes, "mean_abs_slope": s.mean_abs_slope,
                    "ci_excludes_zero": bool(s.ci_low > 0 or s.ci_high < 0), "unit": sub.unit,
                    "step_range": list(sub.step_range), "space": sub.space},

@@ -28,7 +28,9 @@ tested two-sided with ``t = slope / sigma_hat`` on ``K_group`` degrees of
 freedom. ``null_abs_slope`` is the matching bound ``t_{0.975} * sigma_hat``:
 |end-to-end slope| above it <=> p < 0.05. P-values are Holm-adjusted over
 the bank's subspaces (statsmodels ``multipletests``); ``significant`` =
-adjusted p < 0.05. The test is about the *average* effect over faces: an
+adjusted p < 0.05 *and* a practical effect: |slope| x the step range's width must be at
+least ``min_margin_share`` (0.1) of the faces' median |score - threshold| (the runner
+checks this; `extra.margin_share`). The test is about the *average* effect over faces: an
 effect whose sign differs between faces shows in ``heterogeneity`` and
 ``flip_rate``, not in ``significant``.
 """

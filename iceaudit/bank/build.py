@@ -107,6 +107,18 @@ def _ice_group(G, recipe_subs: list[SubspaceRecipe], eyes: Eyes, ws, *, method, 
     return out
 
 
+def _thresholds(recipe: Recipe, sr: SubspaceRecipe) -> Thresholds:
+    """The recipe's [validation] thresholds, with this subspace's own `validation = {...}` on top."""
+    over = dict(sr.options.get("validation", {}))
+    unknown = sorted(set(over) - set(Thresholds.__dataclass_fields__))
+    if unknown:
+        raise UserError(f"subspace {sr.id}: unknown validation threshold(s) {', '.join(unknown)}; "
+                        f"known: {', '.join(Thresholds.__dataclass_fields__)}")
+    if over and not sr.options.get("validation_reason"):
+        raise UserError(f"subspace {sr.id}: a `validation` override needs a `validation_reason` a reviewer can read")
+    return Thresholds(**{**recipe.validation, **over})
+
+
 def _subspace(sr: SubspaceRecipe, space: str, layers, basis, method: str, eigen=(), criterion: str = "", **kw) -> Subspace:
     return Subspace(
         id=sr.id, name=sr.name, description=sr.description, tags=list(sr.tags), space=space,
@@ -250,7 +262,6 @@ def build_bank(
         elif sub.method == "pca":
             found[sid] = replace(sub, unit_norm=latent_sd(G, sub, ws_cal), unit="1 SD of w along this principal direction")
 
-    thresholds = Thresholds(**recipe.validation)
     reports, rejected = {}, {}
     tick = progress.stage("validation", len(found))
     for sid, sub in found.items():
@@ -258,8 +269,11 @@ def build_bank(
         own_spec = spec_id(sr.criterion) if sr.criterion else None
         same = [k for k, m in measures.items() if k != sid and spec_id(m.spec) == own_spec]
         if sid in measures:
-            rep = validate_subspace(G, sub, sid, measures, ws_val, thresholds=thresholds, identity=identity,
-                                    truth=truth, truth_factor=sr.truth_factor, ignore=same)
+            rep = validate_subspace(G, sub, sid, measures, ws_val, thresholds=_thresholds(recipe, sr),
+                                    identity=identity, truth=truth, truth_factor=sr.truth_factor, ignore=same)
+            if sr.options.get("validation"):
+                rep["threshold_overrides"] = {"values": dict(sr.options["validation"]),
+                                              "reason": str(sr.options.get("validation_reason", ""))}
         else:
             rep = {"passed": True, "reasons": [], "note": "no criterion: not validated"}
         rep.update(extra.get(sid, {}))

@@ -1,0 +1,92 @@
+"""End to end on the shipped FaceLab world: does the audit tell the truth?
+
+Each planted classifier is audited on the shipped demo generator and bank, and
+graded against the FaceLab oracle, computed here in the renderer (one true
+factor moved at a time): nothing about the answer is hard-coded. The mapping
+subspace -> factor comes from the recipe's `truth_factor` (validation only).
+docs/validation.md has the same comparison at a larger N
+(benchmarks/validate_audit.py).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from iceaudit.audit.classifier import load_card, load_classifier
+from iceaudit.audit.runner import AuditSettings, run_audit
+from iceaudit.bank.format import load_bank
+from iceaudit.bank.recipe import load_recipe
+from iceaudit.facelab.oracle import oracle_many
+from iceaudit.stylegan2.loaders import load_generator
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANTED = ("smiling", "smiling_skin_shortcut", "eyeglasses_background_shortcut", "random_init")
+N_FACES = 16
+
+
+def _classifier(name):
+    d = ROOT / "examples" / "facelab"
+    return load_classifier(d / f"{name}.pt", load_card(d / f"{name}.toml"))
+
+
+@pytest.fixture(scope="module")
+def world():
+    return load_generator("demo"), load_bank(ROOT / "subspace_bank" / "demo")
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    clfs = {name: _classifier(name) for name in PLANTED}
+    return oracle_many({n: c.decision_score for n, c in clfs.items()}, n=64, seed=1)
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return {s.id: s.truth_factor for s in load_recipe("facelab").subspaces if s.truth_factor}
+
+
+_AUDITS: dict = {}
+
+
+def audit(name, world):
+    """One audit per classifier for the whole module (AttFind only where a test reads it)."""
+    if name not in _AUDITS:
+        G, bank = world
+        threads = torch.get_num_threads()
+        torch.set_num_threads(2)  # conftest pins 1; these audits are the slow part of the suite
+        try:
+            _AUDITS[name] = run_audit(_classifier(name), G, bank, AuditSettings(
+                n=N_FACES, seed=0, n_null=6, device="cpu", progress=False,
+                baselines=["attfind"] if name == "random_init" else []))
+        finally:
+            torch.set_num_threads(threads)
+    return _AUDITS[name]
+
+
+@pytest.mark.parametrize("name", ["smiling", "smiling_skin_shortcut", "eyeglasses_background_shortcut"])
+def test_top_driver_is_the_true_top_factor(name, world, oracle, truth):
+    rows = oracle[name]
+    oracle_top = max(rows, key=lambda r: r.mean_abs_delta)
+    assert oracle_top.significant()
+    top = audit(name, world).drivers[0]
+    assert truth.get(top.subspace) == oracle_top.factor, (top.subspace, oracle_top.factor)
+    assert top.ci_low > 0 or top.ci_high < 0  # and its sign is certain over faces
+
+
+def test_the_skin_tone_shortcut_is_flagged(world):
+    drivers = {d.subspace: d for d in audit("smiling_skin_shortcut", world).drivers}
+    assert drivers["skin_tone"].significant
+    assert "protected" in drivers["skin_tone"].tags
+
+
+def test_random_init_has_no_significant_driver(world):
+    drivers = audit("random_init", world).drivers
+    assert not any(d.significant for d in drivers)
+    assert all(d.flip_rate == 0 for d in drivers)
+
+
+def test_attfind_flips_nothing_in_random_init(world):
+    res = audit("random_init", world).summary["baselines"]["attfind"]
+    assert max(c["sufficiency"] for c in res["classes"].values()) <= 0.1, res["classes"]
