@@ -32,8 +32,8 @@ def _classifier(name):
 
 
 @pytest.fixture(scope="module")
-def world():
-    return load_generator("demo"), load_bank(ROOT / "subspace_bank" / "demo")
+def world(tmp_path_factory):
+    return load_generator("demo"), load_bank(ROOT / "subspace_bank" / "demo"), tmp_path_factory.mktemp("audits")
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +53,12 @@ _AUDITS: dict = {}
 def audit(name, world):
     """One audit per classifier for the whole module (AttFind only where a test reads it)."""
     if name not in _AUDITS:
-        G, bank = world
+        G, bank, root = world
         threads = torch.get_num_threads()
         torch.set_num_threads(2)  # conftest pins 1; these audits are the slow part of the suite
         try:
             _AUDITS[name] = run_audit(_classifier(name), G, bank, AuditSettings(
-                n=N_FACES, seed=0, n_null=6, device="cpu", progress=False,
+                n=N_FACES, seed=0, n_null=6, device="cpu", progress=False, out=root / name,
                 baselines=["attfind"] if name == "random_init" else []))
         finally:
             torch.set_num_threads(threads)
@@ -90,3 +90,13 @@ def test_random_init_has_no_significant_driver(world):
 def test_attfind_flips_nothing_in_random_init(world):
     res = audit("random_init", world).summary["baselines"]["attfind"]
     assert max(c["sufficiency"] for c in res["classes"].values()) <= 0.1, res["classes"]
+
+
+def test_fairness_gate_fails_the_shortcut_and_passes_the_honest_classifier(world):
+    from iceaudit.gate import run_gate
+
+    policy = ROOT / "examples" / "policies" / "fairness.toml"  # protected subspaces must not be significant
+    shortcut = run_gate(audit("smiling_skin_shortcut", world).out, policy, None)
+    honest = run_gate(audit("smiling", world).out, policy, None)
+    assert not shortcut.passed
+    assert honest.passed

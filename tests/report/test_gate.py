@@ -11,7 +11,7 @@ from iceaudit.cli import main
 from iceaudit.summary import load_summary, write_summary
 
 ROOT = Path(__file__).resolve().parents[2]
-FAIRNESS = ROOT / "examples" / "policies" / "fairness.toml"
+FAIRNESS = ROOT / "examples" / "policies" / "fairness-strict.toml"
 RELEASE = ROOT / "examples" / "policies" / "smile-release.toml"
 
 
@@ -33,11 +33,11 @@ def test_fairness_policy_fails_the_shortcut_and_writes_junit_and_json(shortcut_a
 
     suite = ET.parse(junit).getroot()
     cases = {c.get("name"): c for c in suite.iter("testcase")}
-    assert set(cases) == {"protected attributes are not drivers [skin_tone]", "protected attributes are not drivers [age]"}
+    assert set(cases) == {"protected attributes are not drivers and flip few faces [skin_tone]", "protected attributes are not drivers and flip few faces [age]"}
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
-    failure = cases["protected attributes are not drivers [skin_tone]"].find("failure")
+    failure = cases["protected attributes are not drivers and flip few faces [skin_tone]"].find("failure")
     assert failure is not None and "significant driver" in failure.get("message")
-    assert cases["protected attributes are not drivers [age]"].find("failure") is None
+    assert cases["protected attributes are not drivers and flip few faces [age]"].find("failure") is None
 
     data = json.loads(js.read_text())
     assert data["passed"] is False and data["counts"] == {"total": 2, "passed": 1, "failed": 1, "skipped": 0}
