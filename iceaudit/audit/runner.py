@@ -39,7 +39,7 @@ from iceaudit.audit.classifier import Classifier
 from iceaudit.audit.counterfactuals import smallest_flips
 from iceaudit.audit.sample import Faces, default_n, resolve_device, sample_faces
 from iceaudit.audit.stats import end_slope, holm, null_floor_tests, walk_stats, zero_index
-from iceaudit.audit.walks import Walker, alpha_grid, null_directions
+from iceaudit.audit.walks import Walker, alpha_grid, end_to_end_change, match_image_change, null_directions
 from iceaudit.bank.edit import check_compatible
 from iceaudit.bank.format import Bank, Subspace
 from iceaudit.errors import UserError
@@ -221,11 +221,17 @@ def _walk_subspace_once(G, faces, sub, alphas, score_fn, threshold, settings, ba
     frames = []
     walker = Walker(G, faces, _on(sub, device), score_fn, batch_images=batch, partial=settings.partial)
     scores = walker.grid(alphas, on_batch=lambda k: advance(k, len(alphas)))
-    frames.append(_long(scores, sub.id, alphas, faces.seeds))
     ends = alphas[[0, -1]]  # nulls are walked to the two ends only (the test uses end-to-end slopes)
+    # Nulls change the image as much as the subspace does (not merely the same latent norm:
+    # a unit measured on small landmarks needs a long latent step, and a random step that
+    # long wrecks the face, which any classifier notices).
+    target = end_to_end_change(walker, ends)
+    frames.append(_long(scores, sub.id, alphas, faces.seeds, target))
+    walker_of = lambda d: Walker(G, faces, _on(d, device), score_fn, batch_images=batch, partial=settings.partial)  # noqa: E731
     for null in null_directions(sub, settings.n_null, seed=_null_seed(settings.seed, sub.id)):
-        nw = Walker(G, faces, _on(null, device), score_fn, batch_images=batch, partial=settings.partial)
-        frames.append(_long(nw.grid(ends, on_batch=advance_ends), null.id, ends, faces.seeds))
+        null = match_image_change(null, walker_of, target, ends)
+        nw = walker_of(null)
+        frames.append(_long(nw.grid(ends, on_batch=advance_ends), null.id, ends, faces.seeds, target))
     step, after = smallest_flips(walker, alphas, scores, threshold, settings.bisect_steps)
     before = scores[:, zero_index(alphas)]
     ok = ~np.isnan(step)
@@ -240,11 +246,13 @@ def _on(sub: Subspace, device: torch.device) -> Subspace:
     return replace(sub, basis=sub.basis.to(device))
 
 
-def _long(scores: np.ndarray, sid: str, alphas: np.ndarray, seeds: np.ndarray) -> pd.DataFrame:
+def _long(scores: np.ndarray, sid: str, alphas: np.ndarray, seeds: np.ndarray, image_change: float) -> pd.DataFrame:
     n, a = scores.shape
     return pd.DataFrame({
         "sample": np.repeat(np.arange(n, dtype=np.int64), a), "seed": np.repeat(seeds, a),
         "subspace": sid, "alpha": np.tile(alphas, n), "score": scores.reshape(-1),
+        # mean |image(hi) - image(lo)| of the subspace's walk (its nulls are matched to it)
+        "image_change": np.float64(image_change),
     })
 
 
@@ -266,16 +274,20 @@ def _scores(results: pd.DataFrame, sid: str, n_alpha: int) -> np.ndarray:
 
 
 def _statistics(results, subspaces, grids, threshold, settings):
-    stats, tests_in, null_slopes, groups = {}, {}, {}, {}
+    stats, tests_in, null_slopes, groups, change = {}, {}, {}, {}, {}
     for i, sub in enumerate(subspaces):
         alphas = grids[sub.id]
         scores = _scores(results, sub.id, len(alphas))
         stats[sub.id] = walk_stats(alphas, scores, threshold, seed=settings.seed * 7919 + i,
                                    n_resamples=settings.n_bootstrap)
-        tests_in[sub.id] = end_slope(alphas, scores)
+        # Slopes per unit of image change: every null changes the image as much as its
+        # subspace, so nulls of one layer group share a distribution in these units and pool.
+        change[sub.id] = float(results.loc[results["subspace"] == sub.id, "image_change"].iloc[0]) or 1.0
+        tests_in[sub.id] = end_slope(alphas, scores) / change[sub.id]
         ends = alphas[[0, -1]]
-        null_slopes[sub.id] = [end_slope(ends, _scores(results, f"null:{sub.id}:{k}", 2)) for k in range(settings.n_null)]
-        groups[sub.id] = (sub.space, json.dumps(list(sub.layers)), float(sub.unit_norm), tuple(sub.step_range))
+        null_slopes[sub.id] = [end_slope(ends, _scores(results, f"null:{sub.id}:{k}", 2)) / change[sub.id]
+                               for k in range(settings.n_null)]
+        groups[sub.id] = (sub.space, json.dumps(list(sub.layers)), tuple(sub.step_range))
     tests = null_floor_tests(tests_in, null_slopes, groups, level=settings.level)
     p_adj = holm([tests[s.id].p_value for s in subspaces], settings.level)
     first = subspaces[0].id
@@ -283,18 +295,18 @@ def _statistics(results, subspaces, grids, threshold, settings):
     margin = float(np.median(np.abs(base - threshold)))
     records = []
     for sub, pa in zip(subspaces, p_adj):
-        s, t = stats[sub.id], tests[sub.id]
+        s, t, c = stats[sub.id], tests[sub.id], change[sub.id]
         width = float(sub.step_range[1] - sub.step_range[0])
         share = abs(s.slope) * width / margin if margin > 0 else float("inf")
         holm_ok = bool(np.isfinite(pa) and pa < settings.level)
         records.append(Driver(
             subspace=sub.id, name=sub.name, tags=list(sub.tags), slope=s.slope, ci_low=s.ci_low, ci_high=s.ci_high,
             mean_abs_change=s.mean_abs_change, flip_rate=s.flip_rate, monotonicity=s.monotonicity,
-            heterogeneity=s.heterogeneity, null_abs_slope=_finite(t.floor), p_value=_finite(t.p_value, 1.0),
+            heterogeneity=s.heterogeneity, null_abs_slope=_finite(t.floor * c), p_value=_finite(t.p_value, 1.0),
             p_adjusted=_finite(pa, 1.0), significant=holm_ok and share >= settings.min_margin_share,
             extra={"margin_share": _finite(share, 1e9), "median_margin": margin, "beats_null": holm_ok,
-                   "end_slope": t.statistic, "null_sigma": _finite(t.sigma), "null_df": t.df,
-                   "null_slopes": t.null_slopes, "mean_abs_slope": s.mean_abs_slope,
+                   "end_slope": t.statistic * c, "null_sigma": _finite(t.sigma * c), "null_df": t.df,
+                   "null_slopes": [v * c for v in t.null_slopes], "image_change": c, "mean_abs_slope": s.mean_abs_slope,
                    "ci_excludes_zero": bool(s.ci_low > 0 or s.ci_high < 0), "unit": sub.unit,
                    "step_range": list(sub.step_range), "space": sub.space},
         ))
@@ -302,17 +314,20 @@ def _statistics(results, subspaces, grids, threshold, settings):
     records.sort(key=lambda d: (not d.significant, -abs(d.slope), d.subspace))
     for rank, d in enumerate(records, start=1):
         d.rank = rank
-    all_null = np.concatenate([np.abs(null_slopes[s.id]) for s in subspaces])
+    all_null = np.concatenate([np.abs(null_slopes[s.id]) * change[s.id] for s in subspaces])
     null_info = {
         "test": "two-sided t-test of each subspace's end-to-end slope (mean over faces of the score change "
-                "between the ends of its step range, per unit) against random directions with the same "
-                "space, layers, unit norm and step range (sigma from their mean square, pooled per layer "
-                "group); Holm over subspaces",
+                "between the ends of its step range, per unit) against random directions in the same space "
+                "and layers, each rescaled so that walking the range changes the image as much as the "
+                "subspace does; slopes per unit of image change, sigma from the nulls' mean square pooled "
+                "per layer group; Holm over subspaces; significant also needs margin_share >= "
+                f"{settings.min_margin_share}",
         "n_directions": settings.n_null * len(subspaces), "n_per_subspace": settings.n_null,
         "quantile": 1 - settings.level / 2,
         "abs_slope": _finite(float(np.quantile(all_null, 1 - settings.level))),
-        "per_subspace": {sid: {"floor": _finite(t.floor), "sigma": _finite(t.sigma), "df": t.df,
-                               "null_slopes": t.null_slopes, "end_slope": t.statistic}
+        "per_subspace": {sid: {"floor": _finite(t.floor * change[sid]), "sigma": _finite(t.sigma * change[sid]),
+                               "df": t.df, "null_slopes": [v * change[sid] for v in t.null_slopes],
+                               "end_slope": t.statistic * change[sid], "image_change": change[sid]}
                          for sid, t in tests.items()},
     }
     return records, null_info

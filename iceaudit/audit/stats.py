@@ -14,7 +14,9 @@ Per face, the score along a walk is summarised by its least-squares slope
 - ``heterogeneity``: SD of per-face slopes.
 
 Null floor test. Each subspace gets K random directions with its space,
-layers, unit norm and step range, walked to the two ends of the step range.
+layers and step range, each rescaled so that walking the range changes the image
+as much as the subspace's walk (the runner; slopes below are then divided by
+that image change), walked to the two ends of the step range.
 The test statistic of a direction is its *end-to-end slope*
 ``mean_faces (score(hi) - score(lo)) / (hi - lo)`` (the same for the subspace,
 from its own walk ends). The sampling unit of the null is the direction, not
@@ -23,7 +25,7 @@ direction d the slope is a linear functional of d to first order, so it is
 close to normal with mean 0 (d and -d are equally likely) and an unknown
 variance sigma^2 that depends on the layers edited. sigma^2 is estimated as the
 mean square of the null slopes of the subspace's layer group (same space,
-layers, unit norm, step range; groups pool their nulls) and the subspace is
+layers, step range; groups pool their nulls) and the subspace is
 tested two-sided with ``t = slope / sigma_hat`` on ``K_group`` degrees of
 freedom. ``null_abs_slope`` is the matching bound ``t_{0.975} * sigma_hat``:
 |end-to-end slope| above it <=> p < 0.05. P-values are Holm-adjusted over

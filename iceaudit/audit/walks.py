@@ -100,6 +100,29 @@ class Walker:
         return self._render(self.faces.ws[idx], al, 1)
 
 
+@torch.no_grad()
+def end_to_end_change(walker: Walker, ends: np.ndarray, n_faces: int = 8) -> float:
+    """Mean |image(hi) - image(lo)| over the first ``n_faces`` faces (images in [-1, 1])."""
+    idx = np.arange(min(n_faces, len(walker.faces)))
+    lo = walker.images(idx, np.full(len(idx), ends[0]))
+    hi = walker.images(idx, np.full(len(idx), ends[-1]))
+    return float((hi - lo).abs().mean())
+
+
+def match_image_change(null: Subspace, walker_of: Callable[[Subspace], Walker], target: float,
+                       ends: np.ndarray, rounds: int = 2) -> Subspace:
+    """Rescale a null direction's unit so that walking its range changes the image as much
+    as its subspace's walk does (``target``); image change grows non-linearly, so repeat."""
+    from dataclasses import replace
+
+    for _ in range(rounds):
+        change = end_to_end_change(walker_of(null), ends)
+        if not (change > 0 and target > 0):
+            break
+        null = replace(null, unit_norm=float(null.unit_norm) * target / change)
+    return null
+
+
 def null_directions(subspace: Subspace, k: int, seed: int) -> list[Subspace]:
     """``k`` random unit directions with the space, layers, unit norm and step
     range of ``subspace``: its null floor. Ids are ``null:<id>:<i>``."""
