@@ -128,18 +128,6 @@ class _Parser:
         return self.net.labels(images).long()
 
 
-def _differentiable_score(clf: Any) -> Callable:
-    """The planted classifier's decision score with gradients (its `score` runs under no_grad)."""
-    from iceaudit.facelab.classifiers import decision_score, preprocess
-
-    head, index = clf.card["output"]["head"], int(clf.card["output"]["positive_index"])
-
-    def score(images):
-        return decision_score(clf.module(preprocess(images, clf.pre)), head, index)
-
-    return score
-
-
 def load_demo_world(n_oracle: int = 128, names: Sequence[str] | None = None) -> DemoWorld:
     """The FaceLab demo world: demo generator, its bank (subspace_bank/demo), the demo
     parser, the planted classifiers with their oracle (mean |score change| per true
@@ -147,28 +135,29 @@ def load_demo_world(n_oracle: int = 128, names: Sequence[str] | None = None) -> 
     region (the factor's first part). Exits with a message naming what is missing."""
     import tomllib
 
-    from iceaudit import load_generator
+    from iceaudit.audit.classifier import load_card, load_classifier
     from iceaudit.bank.format import load_bank
     from iceaudit.errors import UserError
     from iceaudit.facelab import factors as fl
     from iceaudit.facelab.analysis import load_parser
-    from iceaudit.facelab.classifiers import SPECS, load_planted
     from iceaudit.facelab.oracle import oracle_many
     from iceaudit.facelab.render import LABEL_NAMES
+    from iceaudit.stylegan2.loaders import load_generator
 
     recipe = ROOT / "iceaudit" / "bank" / "recipes" / "facelab.toml"
+    planted_dir = ROOT / "examples" / "facelab"
+    names = list(names or ("smiling", "smiling_skin_shortcut", "eyeglasses_background_shortcut", "random_init"))
     try:
         G = load_generator("demo")
         bank = load_bank(ROOT / "subspace_bank" / "demo")
         parser = _Parser(load_parser(), LABEL_NAMES)
-        planted = {name: load_planted(name) for name in (names or list(SPECS))}
+        planted = {n: load_classifier(planted_dir / f"{n}.pt", load_card(planted_dir / f"{n}.toml")) for n in names}
         truth = tomllib.loads(recipe.read_text())["subspace"]
     except (UserError, FileNotFoundError, OSError) as err:
         raise SystemExit(f"the FaceLab demo world is incomplete: {err}") from None
-    oracle = oracle_many({n: c.score for n, c in planted.items()}, n=n_oracle)
+    oracle = oracle_many({n: c.decision_score for n, c in planted.items()}, n=n_oracle)
     classifiers = [
-        PlantedClassifier(n, _differentiable_score(c), float(c.card["output"]["threshold"]),
-                          {row.factor: row.mean_abs_delta for row in oracle[n]})
+        PlantedClassifier(n, c.decision_score, c.threshold, {row.factor: row.mean_abs_delta for row in oracle[n]})
         for n, c in planted.items()
     ]
     factor_subspace = {t["truth_factor"]: t["id"] for t in truth if t.get("truth_factor") and t["id"] in bank.ids}
