@@ -4,7 +4,7 @@ find counterfactuals, compute statistics, write the audit directory.
 Audit directory::
 
     summary.json                       the record the report and gate read (iceaudit.summary)
-    results.parquet                    sample, seed, subspace, alpha, score (null walks: null:<id>:<k>)
+    results.parquet                    sample, seed, subspace, alpha, score, image_change (null walks: null:<id>:<k>)
     counterfactuals.parquet            sample, seed, subspace, step, score_before, score_after
     images/counterfactuals/sample_NNNN_{original,<id>,diff,pair}.png
     images/walks/<id>/sample_NNNN.png  one face across the strip's steps, left to right
