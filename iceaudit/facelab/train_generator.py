@@ -152,7 +152,7 @@ def readout_r2(G: Generator, readout: torch.Tensor, n: int = 4096, seed: int = 4
     pred = G.mapping(z, None, skip_w_avg_update=True)[:, 0] @ readout.T
     true = readout_features(phi(z))
     r2 = 1 - (pred - true).square().mean(0) / true.var(0)
-    names = [n for f in FACTORS for n in ((f.name + "_cos", f.name + "_sin") if f.cyclic else (f.name,))]
+    names = [name for f in FACTORS for name in ((f.name + "_cos", f.name + "_sin") if f.cyclic else (f.name,))]
     return {name: round(float(v), 4) for name, v in zip(names, r2)}
 
 
