@@ -142,6 +142,8 @@ def build_bank(
     keep_failing: bool = False,
 ) -> BuildResult:
     progress = progress or Progress()
+    for sr in recipe.subspaces:  # a bad threshold override fails now, not after minutes of discovery
+        _thresholds(recipe, sr)
     seed = int(recipe.setting("seed", 0))
     psi = float(recipe.setting("psi", 1.0))
     n_disc = int(faces or recipe.setting("faces", 8))
