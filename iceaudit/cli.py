@@ -298,6 +298,55 @@ def facelab_train_parser(
 PLANTED = ("smiling", "smiling_skin_shortcut", "eyeglasses_background_shortcut", "random_init")
 
 
+@facelab_app.command("train-reader")
+def facelab_train_reader(
+    steps: int = typer.Option(3000, "--steps", min=1),
+    batch: int = typer.Option(64, "--batch", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    run_dir: str = typer.Option("runs/facelab-reader", "--run-dir", help="Checkpoints and log (resumes)."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
+    n_train: int = typer.Option(20000, "--n-train", min=64, help="Training renders (drawn once, cached in memory)."),
+) -> None:
+    """Train the FaceLab factor reader (image -> true factors) used to validate banks; writes
+    facelab/assets/reader.* with its held-out errors on renders and on demo-generator samples."""
+    from pathlib import Path
+
+    from iceaudit.facelab.reader import train_reader
+    from iceaudit.stylegan2.loaders import load_generator
+
+    progress, update = _train_progress(steps, "reader")
+    with progress:
+        meta = train_reader(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir), progress=update,
+                            threads=threads, n_train=n_train, generator=load_generator("demo"))
+    for where, errs in meta["held_out"].items():
+        out.print(where, {k: v["r2"] for k, v in errs.items()})
+
+
+@facelab_app.command("train-age-estimator")
+def facelab_train_age_estimator(
+    steps: int = typer.Option(2000, "--steps", min=1),
+    batch: int = typer.Option(64, "--batch", min=1),
+    seed: int = typer.Option(1, "--seed", help="Not the reader's seed: its own training faces."),
+    run_dir: str = typer.Option("runs/facelab-age", "--run-dir", help="Checkpoints and log (resumes)."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
+    n_train: int = typer.Option(20000, "--n-train", min=64, help="Training renders (drawn once, cached in memory)."),
+) -> None:
+    """Train FaceLab's age estimator (image -> age), the demo bank's age-cues criterion, as a
+    real recipe would use a pretrained age estimator; writes facelab/assets/age_estimator.*"""
+    from pathlib import Path
+
+    from iceaudit.facelab.reader import train_reader
+    from iceaudit.stylegan2.loaders import load_generator
+
+    progress, update = _train_progress(steps, "age estimator")
+    with progress:
+        meta = train_reader(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir), progress=update,
+                            threads=threads, n_train=n_train, generator=load_generator("demo"),
+                            names=("age",), width=16, asset="age_estimator")
+    for where, errs in meta["held_out"].items():
+        out.print(where, {k: v["r2"] for k, v in errs.items()})
+
+
 @facelab_app.command("train-generator")
 def facelab_train_generator(
     steps: int = typer.Option(9000, "--steps", min=1, help="Optimiser steps (batch 32)."),
@@ -490,6 +539,16 @@ def _eyes(recipe_eyes: dict, landmarks, parser, label_order, parser_size: int, f
     return Eyes(landmarks=lm_model, parser=ps_model)
 
 
+def _truth(name: str | None):
+    if name in (None, "", "none"):
+        return None
+    if name != "facelab":
+        raise UserError(f"unknown --truth {name!r}", hint="the only ground-truth reader is `facelab` (FaceLab's factor reader)")
+    from iceaudit.facelab.reader import FactorTruth
+
+    return FactorTruth()
+
+
 def _load_bank_for(bank: str, generator: str):
     from iceaudit.bank.format import load_bank
     from iceaudit.stylegan2.loaders import load_generator
@@ -517,6 +576,8 @@ def bank_build_command(
     faces: Optional[int] = typer.Option(None, "--faces", help="Faces JᵀJ is averaged over (default: the recipe's)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Directory to cache JᵀJ in (reused by later builds)."),
     keep_failing: bool = typer.Option(False, "--keep-failing", help="Also write subspaces that fail validation."),
+    truth: Optional[str] = typer.Option(None, "--truth", help="Ground-truth reader for the true-factor confusion matrix: "
+                                        "`facelab` (FaceLab's factor reader; demo generator only). Real generators have none."),
 ) -> None:
     import torch
 
@@ -530,7 +591,7 @@ def bank_build_command(
     torch.set_grad_enabled(True)
     with _progress() as bar:
         result = build_bank(G, rec, eyes, out=out, cache_dir=cache, progress=_reporter(bar), faces=faces,
-                            keep_failing=keep_failing)
+                            keep_failing=keep_failing, truth=_truth(truth))
     _print_bank(result.bank)
     for sid, reasons in result.rejected.items():
         console.print(f"[yellow]not shipped[/] {sid}: {'; '.join(reasons)}", highlight=False)
@@ -589,6 +650,8 @@ def bank_validate_command(
     fan_size: int = typer.Option(256, "--fan-size", help="Crop resolution FAN runs at."),
     faces: int = typer.Option(32, "--faces", help="Validation faces."),
     seed: int = typer.Option(2, "--seed", help="Seed of the validation faces."),
+    truth: Optional[str] = typer.Option(None, "--truth", help="Ground-truth reader for the true-factor confusion matrix: "
+                                        "`facelab` (FaceLab's factor reader; demo generator only). Real generators have none."),
 ) -> None:
     import json
     from dataclasses import replace
@@ -606,6 +669,7 @@ def bank_validate_command(
     eyes = memoize(eyes)
     measures = {s.id: Measured(json.loads(s.criterion), eyes) for s in b.subspaces if s.criterion}
     ws = sample_faces(G, faces, seed)
+    hook = _truth(truth)
     reports = {}
     with _progress() as bar:
         task = bar.add_task("validating", total=len(b.subspaces))
@@ -613,7 +677,9 @@ def bank_validate_command(
             if s.id in measures:
                 th = Thresholds(**(s.validation or {}).get("thresholds", {}))
                 same = [k for k, m in measures.items() if k != s.id and m.spec == measures[s.id].spec]
-                rep = validate_subspace(G, s, s.id, measures, ws, thresholds=th, ignore=same)
+                same += (s.validation or {}).get("threshold_overrides", {}).get("ignored", [])
+                rep = validate_subspace(G, s, s.id, measures, ws, thresholds=th, ignore=same, truth=hook,
+                                        truth_factor=(s.validation or {}).get("truth_factor"))
                 reports[s.id] = rep
                 b.subspaces[i] = replace(s, validation={**(s.validation or {}), **rep})
             bar.advance(task)

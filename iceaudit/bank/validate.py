@@ -102,11 +102,13 @@ def validate_subspace(
     if truth is not None:
         with torch.no_grad():
             f_lo, f_0, f_hi = truth(lo), truth(base), truth(hi)
-        t_eff = {k: float(((f_hi[k] - f_lo[k]) / 2).mean() / (float(f_0[k].std()) or 1e-12)) for k in f_0}
+        diff = getattr(truth, "difference", lambda name, d: d)  # wraps cyclic factors
+        t_eff = {k: float((diff(k, f_hi[k] - f_lo[k]) / 2).mean() / (float(f_0[k].std()) or 1e-12)) for k in f_0}
         report["truth"] = t_eff
+        lead = max(t_eff, key=lambda k: abs(t_eff[k]))
+        report["truth_lead"] = lead
         if truth_factor is not None:
-            lead = max(t_eff, key=lambda k: abs(t_eff[k]))
-            report["truth_lead"] = lead
+            report["truth_factor"] = truth_factor
             if lead != truth_factor:
                 reasons.append(f"moves true factor {lead!r} most, not {truth_factor!r}")
     report["passed"] = not reasons

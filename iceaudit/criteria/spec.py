@@ -4,7 +4,8 @@ A spec is a small dict (a TOML inline table), e.g.
 ``{kind = "region_colour", regions = ["skin", "nose"], size = 64, measure = "luminance"}``.
 Kinds: ``region_colour``, ``masked_pixels``, ``region_area`` (soft parser area),
 ``landmarks`` (``group = "eyes"`` named by the landmark model, ``points = [36, 47]`` as an
-inclusive range, or ``indices = [...]``; ``centred``), ``texture``, ``high_frequency``, ``image``. The measure turns y_act into one number per face (mean skin luminance,
+inclusive range, or ``indices = [...]``; ``centred``), ``texture``, ``high_frequency``, ``image``,
+``estimator`` (an attribute estimator net, criteria/estimator.py). The measure turns y_act into one number per face (mean skin luminance,
 spread of the eye landmarks...), so one unit of a walk is a stated change of it.
 """
 from __future__ import annotations
@@ -19,10 +20,11 @@ from iceaudit.criteria.landmarks import LandmarkSet, TextureOnGeometry
 from iceaudit.criteria.pixels import HighFrequency, MaskedPixels, RegionArea, RegionColour, WholeImage
 from iceaudit.errors import UserError
 
-KINDS = ("region_colour", "masked_pixels", "region_area", "landmarks", "texture", "high_frequency", "image")
+KINDS = ("region_colour", "masked_pixels", "region_area", "landmarks", "texture", "high_frequency", "image",
+         "estimator")
 _DEFAULT_MEASURE = {
     "region_colour": "luminance", "masked_pixels": "luminance", "region_area": "mean", "landmarks": "spread",
-    "texture": "rms", "high_frequency": "rms", "image": "rms",
+    "texture": "rms", "high_frequency": "rms", "image": "rms", "estimator": "mean",
 }
 
 
@@ -66,6 +68,12 @@ def build_criterion(spec: Mapping[str, Any], eyes: Eyes) -> Criterion:
         return HighFrequency(low=int(spec.get("low", 24)), size=size)
     if kind == "image":
         return WholeImage(size=int(spec.get("size", 32)))
+    if kind == "estimator":
+        from iceaudit.criteria.estimator import AttributeEstimator
+
+        if "model" not in spec:
+            raise UserError(f"estimator criterion needs `model` (a TorchScript path or facelab-age): {spec_id(spec)}")
+        return AttributeEstimator(str(spec["model"]))
     raise UserError(f"unknown criterion kind {kind!r} in {spec_id(spec)}; known: {', '.join(KINDS)}")
 
 

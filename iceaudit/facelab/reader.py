@@ -1,0 +1,196 @@
+"""FaceLab's factor reader: image -> the 19 true factors, for validating subspaces.
+
+A bank subspace is meant to move one semantic. Its own criterion says it moves
+what the criterion measures; only the true factors say whether that is the
+intended semantic. Renders carry exact factors, so a small CNN trained on
+renders reads them back from any FaceLab-like image (renders or demo-generator
+samples). It is a validation instrument only: no criterion and no audit
+reads it.
+
+    reader = load_reader()
+    values = reader.read(images)   # {factor name: [N]} in factor units
+
+Each factor is regressed on its range scaled to [0, 1]; the cyclic background
+hue is regressed as a point on the unit circle and read back as an angle in
+turns. Differences of a cyclic factor must be wrapped (`wrap_difference`).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from iceaudit.facelab.analysis import NET_RES, _conv, _to_net_res
+from iceaudit.facelab.factors import FACTOR_NAMES, FACTORS, HIGH, LOW, sample_factors
+from iceaudit.facelab.render import render
+from iceaudit.facelab.training import ASSETS, TRAIN_SEED_BASE, TrainConfig, load_asset, save_asset, train_loop
+
+EVAL_SEED = 11
+CYCLIC = tuple(f.name for f in FACTORS if f.cyclic)
+
+
+def _split(names: tuple[str, ...]) -> tuple[list[int], list[int]]:
+    idx = [FACTOR_NAMES.index(n) for n in names]
+    return [i for i in idx if not FACTORS[i].cyclic], [i for i in idx if FACTORS[i].cyclic]
+
+
+def num_outputs(names: tuple[str, ...] = FACTOR_NAMES) -> int:
+    lin, hue = _split(names)
+    return len(lin) + 2 * len(hue)
+
+
+def encode(values: torch.Tensor, names: tuple[str, ...] = FACTOR_NAMES) -> torch.Tensor:
+    """Factor tensor [N, 19] -> regression targets [N, num_outputs(names)]."""
+    lin, hue = _split(names)
+    y = (values[:, lin] - LOW[lin]) / (HIGH - LOW)[lin]
+    ang = 2 * math.pi * values[:, hue]
+    return torch.cat([y, torch.cos(ang), torch.sin(ang)], 1)
+
+
+def decode(out: torch.Tensor, names: tuple[str, ...] = FACTOR_NAMES) -> dict[str, torch.Tensor]:
+    """Regression outputs -> {factor name: [N]} in factor units (cyclic ones in turns, [0, 1))."""
+    lin, hue = _split(names)
+    y = out[:, :len(lin)] * (HIGH - LOW)[lin] + LOW[lin]
+    values = {FACTOR_NAMES[i]: y[:, k] for k, i in enumerate(lin)}
+    for k, i in enumerate(hue):
+        c, s = out[:, len(lin) + k], out[:, len(lin) + len(hue) + k]
+        values[FACTOR_NAMES[i]] = torch.atan2(s, c).div(2 * math.pi).remainder(1.0)
+    return {name: values[name] for name in names}
+
+
+def wrap_difference(name: str, d: torch.Tensor) -> torch.Tensor:
+    """A factor difference, wrapped into [-0.5, 0.5) turns for cyclic factors."""
+    return (d + 0.5).remainder(1.0) - 0.5 if name in CYCLIC else d
+
+
+class FactorReader(nn.Module):
+    """CNN encoder -> regression of the factors `names` (see `encode`)."""
+
+    def __init__(self, width: int = 24, hidden: int = 192, names: tuple[str, ...] | list[str] = FACTOR_NAMES):
+        super().__init__()
+        w = width
+        self.width, self.hidden, self.names = width, hidden, tuple(names)
+        self.features = nn.Sequential(
+            _conv(3, w), _conv(w, w, 2),  # 32
+            _conv(w, 2 * w), _conv(2 * w, 2 * w, 2),  # 16
+            _conv(2 * w, 4 * w), _conv(4 * w, 4 * w, 2),  # 8
+            _conv(4 * w, 4 * w, 2),  # 4
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, hidden), nn.LeakyReLU(0.1),
+                                  nn.Linear(hidden, num_outputs(self.names)))
+
+    def config(self) -> dict:
+        return {"width": self.width, "hidden": self.hidden, "names": list(self.names)}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(_to_net_res(images)))
+
+    @torch.no_grad()
+    def read(self, images: torch.Tensor, batch: int = 256) -> dict[str, torch.Tensor]:
+        """{factor name: [N]} for images [N, 3, R, R] in [-1, 1]."""
+        out = torch.cat([self(images[i:i + batch].float().clamp(-1, 1)) for i in range(0, len(images), batch)])
+        return decode(out, self.names)
+
+
+def factor_errors(read: dict[str, torch.Tensor], truth: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Per factor: mean absolute error (factor units) and R² against the true factors."""
+    out = {}
+    for i, name in enumerate(FACTOR_NAMES):
+        if name not in read:
+            continue
+        d = wrap_difference(name, read[name] - truth[:, i])
+        var = float(truth[:, i].var()) if name not in CYCLIC else 1 / 12
+        out[name] = {"mae": round(float(d.abs().mean()), 4), "r2": round(1 - float(d.pow(2).mean()) / var, 3)}
+    return out
+
+
+def evaluate_reader(reader: FactorReader, generator=None, n: int = 512, seed: int = EVAL_SEED) -> dict:
+    """Errors on held-out renders and, with a generator, on G(z) against phi(z)."""
+    result = {"renders": factor_errors(reader.read(render(sample_factors(n, seed), NET_RES).images),
+                                       sample_factors(n, seed))}
+    if generator is not None:
+        from iceaudit.facelab.latent import phi, sample_z
+
+        z = sample_z(n, seed)
+        with torch.no_grad():
+            imgs = torch.cat([generator(z[i:i + 64], None, noise_mode="const").float() for i in range(0, n, 64)])
+        result["generator"] = factor_errors(reader.read(imgs), phi(z))
+    return result
+
+
+_DATA: dict = {}
+
+
+def _training_set(n: int, seed: int, names: tuple[str, ...]):
+    key = (n, seed, names)
+    if key not in _DATA:
+        _DATA.clear()
+        f = sample_factors(n, TRAIN_SEED_BASE + 500 + seed)
+        _DATA[key] = (render(f, NET_RES).images, encode(f, names))
+    return _DATA[key]
+
+
+def train_reader(steps: int = 3000, batch: int = 64, lr: float = 2e-3, seed: int = 0, n_train: int = 20000,
+                 run_dir: Path = Path("runs/facelab-reader"), out_dir: Path = ASSETS, progress=None,
+                 threads: int = 2, generator=None, names: tuple[str, ...] = FACTOR_NAMES, width: int = 24,
+                 asset: str = "reader") -> dict:
+    """Train on renders; light pixel noise and blur stand in for the generator's artefacts.
+
+    With ``names`` a subset it is a single-attribute estimator (e.g. FaceLab's age
+    estimator, a criterion), written as `asset`."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    names = tuple(names)
+    model = FactorReader(width=width, names=names)
+
+    def loss_fn(m, step):
+        images, target = _training_set(n_train, seed, names)
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.randint(len(images), (batch,), generator=gen)
+        x = images[idx]
+        blur = torch.rand(batch, 1, 1, 1, generator=gen) < 0.5
+        x = torch.where(blur, F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1) * 0.5 + x * 0.5, x)
+        x = x + 0.03 * torch.randn(x.shape, generator=gen)
+        loss = F.mse_loss(m(x), target[idx])
+        return loss, {}
+
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, run_dir=Path(run_dir), threads=threads)
+    train_loop(model, loss_fn, cfg, progress)
+    metrics = evaluate_reader(model, generator)
+    meta = {"kind": "FactorReader", "config": model.config(), "input": "images [N,3,R,R] in [-1,1], RGB",
+            "output": "factor regression (iceaudit.facelab.reader.decode)", "factor_names": list(names),
+            "trained": {"steps": steps, "batch": batch, "lr": lr, "seed": seed},
+            "command": f"iceaudit facelab train-{'reader' if asset == 'reader' else 'age-estimator'} "
+                       f"--steps {steps} --batch {batch} --seed {seed} --n-train {n_train}",
+            "training_set": {"n": n_train, "factor_seed": TRAIN_SEED_BASE + 500 + seed},
+            "held_out": metrics}
+    save_asset(model, asset, meta, out_dir)
+    return meta
+
+
+def load_reader(directory: Path = ASSETS, asset: str = "reader") -> FactorReader:
+    """The shipped factor reader, or ``asset="age_estimator"`` (eval mode, CPU)."""
+    weights, meta = load_asset(asset, directory)
+    model = FactorReader(**meta["config"])
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+class FactorTruth:
+    """The bank-validation `truth` hook: images -> {factor: [N]}, read by the shipped reader.
+
+    `difference` wraps cyclic factors, so a walk across red in the background hue is a
+    small change, not a full turn."""
+
+    def __init__(self, reader: FactorReader | None = None) -> None:
+        self.reader = reader or load_reader()
+
+    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.reader.read(images)
+
+    @staticmethod
+    def difference(name: str, d: torch.Tensor) -> torch.Tensor:
+        return wrap_difference(name, d)
