@@ -4,7 +4,10 @@
 
 Reads manifest.json only: per shipped subspace its rank, unit, own effect, worst
 leakage, pixel drift outside its region; then the subspaces the build rejected or
-skipped, with the build's reasons.
+skipped, with the build's reasons; then, for banks validated with a truth reader
+(`--truth facelab`), the true-factor confusion matrix: |change of each true factor|
+per unit, in SDs of that factor across the validation faces (columns: every factor
+some subspace is meant to move, plus any other that reaches 0.25 somewhere).
 """
 from __future__ import annotations
 
@@ -28,9 +31,29 @@ def main(bank_dir: str) -> None:
         print(f"| `{s['id']}` | {', '.join(s['tags'])} | {s['space']} {s['dim']} × {s['rank']} | {s['method']} | {s['unit']} | "
               f"{v.get('own_effect', float('nan')):.2f} | {leak.get(worst, 0):.2f} onto {worst}{note} | "
               f"{v.get('drift_outside', float('nan')):.3f} |")
+    _confusion(m)
     for kind in ("rejected", "skipped"):
         for sid, why in m["meta"].get(kind, {}).items():
             print(f"\n{kind}: `{sid}`: {why if isinstance(why, str) else '; '.join(why)}")
+
+
+def _confusion(m: dict) -> None:
+    rows = [s for s in m["subspaces"] if "truth" in s.get("validation", {})]
+    if not rows:
+        return
+    intended = [s["validation"].get("truth_factor") for s in rows]
+    factors = list(rows[0]["validation"]["truth"])
+    cols = [f for f in factors if f in intended or any(abs(s["validation"]["truth"][f]) >= 0.25 for s in rows)]
+    print("\nTrue-factor confusion matrix: |Δ factor| per unit in SDs of the factor (bold: the factor the "
+          "recipe intends; the largest of each row must be it).\n")
+    print("| subspace | " + " | ".join(cols) + " | leads |")
+    print("|---|" + "---:|" * len(cols) + "---|")
+    for s, want in zip(rows, intended):
+        t = s["validation"]["truth"]
+        cells = [f"**{abs(t[c]):.2f}**" if c == want else f"{abs(t[c]):.2f}" for c in cols]
+        lead = s["validation"].get("truth_lead")
+        verdict = "(no factor intended)" if want is None else ("yes" if lead == want else f"NO ({lead})")
+        print(f"| `{s['id']}` | " + " | ".join(cells) + f" | {verdict} |")
 
 
 if __name__ == "__main__":

@@ -322,27 +322,33 @@ def facelab_train_reader(
         out.print(where, {k: v["r2"] for k, v in errs.items()})
 
 
-@facelab_app.command("train-age-estimator")
-def facelab_train_age_estimator(
+@facelab_app.command("train-estimator")
+def facelab_train_estimator(
+    factor: str = typer.Argument(..., help="The attribute: `age` or `beard` (criteria the demo bank uses)."),
     steps: int = typer.Option(2000, "--steps", min=1),
     batch: int = typer.Option(64, "--batch", min=1),
-    seed: int = typer.Option(1, "--seed", help="Not the reader's seed: its own training faces."),
-    run_dir: str = typer.Option("runs/facelab-age", "--run-dir", help="Checkpoints and log (resumes)."),
+    seed: int = typer.Option(1, "--seed", help="Not the reader's seed (0): its own training faces."),
+    run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Checkpoints and log (resumes); default runs/facelab-FACTOR."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
     n_train: int = typer.Option(20000, "--n-train", min=64, help="Training renders (drawn once, cached in memory)."),
 ) -> None:
-    """Train FaceLab's age estimator (image -> age), the demo bank's age-cues criterion, as a
-    real recipe would use a pretrained age estimator; writes facelab/assets/age_estimator.*"""
+    """Train a FaceLab attribute estimator (image -> one factor), a bank criterion where no parser
+    region or landmark set measures the attribute, as a real recipe would use a pretrained age
+    estimator or attribute classifier; writes facelab/assets/FACTOR_estimator.*"""
     from pathlib import Path
 
+    from iceaudit.criteria.estimator import FACELAB_ESTIMATORS
     from iceaudit.facelab.reader import train_reader
     from iceaudit.stylegan2.loaders import load_generator
 
-    progress, update = _train_progress(steps, "age estimator")
+    known = {f for _, f in FACELAB_ESTIMATORS.values()}
+    if factor not in known:
+        raise UserError(f"no FaceLab estimator for {factor!r}", hint="known: " + ", ".join(sorted(known)))
+    progress, update = _train_progress(steps, f"{factor} estimator")
     with progress:
-        meta = train_reader(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir), progress=update,
-                            threads=threads, n_train=n_train, generator=load_generator("demo"),
-                            names=("age",), width=16, asset="age_estimator")
+        meta = train_reader(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir or f"runs/facelab-{factor}"),
+                            progress=update, threads=threads, n_train=n_train, generator=load_generator("demo"),
+                            names=(factor,), width=16, asset=f"{factor}_estimator")
     for where, errs in meta["held_out"].items():
         out.print(where, {k: v["r2"] for k, v in errs.items()})
 
@@ -677,7 +683,7 @@ def bank_validate_command(
             if s.id in measures:
                 th = Thresholds(**(s.validation or {}).get("thresholds", {}))
                 same = [k for k, m in measures.items() if k != s.id and m.spec == measures[s.id].spec]
-                same += (s.validation or {}).get("threshold_overrides", {}).get("ignored", [])
+                same += list((s.validation or {}).get("leakage_unchecked", {}))
                 rep = validate_subspace(G, s, s.id, measures, ws, thresholds=th, ignore=same, truth=hook,
                                         truth_factor=(s.validation or {}).get("truth_factor"))
                 reports[s.id] = rep

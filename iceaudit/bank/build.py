@@ -143,8 +143,13 @@ def build_bank(
     keep_failing: bool = False,
 ) -> BuildResult:
     progress = progress or Progress()
-    for sr in recipe.subspaces:  # a bad threshold override fails now, not after minutes of discovery
+    untargeted = []  # measures exempt as leakage *targets* (with a reason): still measured and stored
+    for sr in recipe.subspaces:  # a bad override fails now, not after minutes of discovery
         _thresholds(recipe, sr)
+        if sr.options.get("leakage_target", True) is False:
+            if not sr.options.get("leakage_target_reason"):
+                raise UserError(f"subspace {sr.id}: `leakage_target = false` needs a `leakage_target_reason`")
+            untargeted.append(sr.id)
     seed = int(recipe.setting("seed", 0))
     psi = float(recipe.setting("psi", 1.0))
     n_disc = int(faces or recipe.setting("faces", 8))
@@ -271,7 +276,7 @@ def build_bank(
         sr = next(s for s in recipe.subspaces if s.id == sid)
         own_spec = spec_id(sr.criterion) if sr.criterion else None
         same = [k for k, m in measures.items() if k != sid and spec_id(m.spec) == own_spec]
-        same += [k for k in sr.options.get("validation_ignore", []) if k not in same]
+        same += [k for k in list(sr.options.get("validation_ignore", [])) + untargeted if k not in same and k != sid]
         if sid in measures:
             rep = validate_subspace(G, sub, sid, measures, ws_val, thresholds=_thresholds(recipe, sr),
                                     identity=identity, truth=truth, truth_factor=sr.truth_factor, ignore=same)

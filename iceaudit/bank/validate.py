@@ -69,6 +69,7 @@ def validate_subspace(
             effects[mid] = float(((v_hi - v_lo) / 2).mean() / sd)
     own = effects.get(own_id, float("nan"))
     leakage = {k: abs(v) for k, v in effects.items() if k != own_id and k not in ignore}
+    unchecked = {k: abs(v) for k, v in effects.items() if k != own_id and k in ignore}
     diff = (hi - lo).abs() / 2  # per unit
     mask = getattr(own_ctx, "mask", None)
     if mask is not None:
@@ -80,6 +81,7 @@ def validate_subspace(
         "own_effect": own,
         "leakage": leakage,
         "max_leakage": max(leakage.values(), default=0.0),
+        "leakage_unchecked": unchecked,  # measured, not held to max_leakage (see ``ignore``)
         "drift_outside": drift,
         "faces": int(ws.shape[0]),
         "thresholds": asdict(thresholds),

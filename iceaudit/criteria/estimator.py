@@ -1,7 +1,8 @@
 """An attribute estimator as a criterion: age, for instance, which no parser region or
 landmark set measures.
 
-``{kind = "estimator", model = "facelab-age"}`` uses FaceLab's age estimator; a path
+``{kind = "estimator", model = "facelab-age"}`` uses FaceLab's age estimator (also
+``facelab-beard``); a path
 loads a TorchScript module (``torch.jit.load``; no pickles) mapping images
 ``[N, 3, R, R]`` in [-1, 1] to one score per face (``[N]`` or ``[N, 1]``). y_act is that
 score, y_sup is empty, so an estimator criterion is a target only: what the edit must
@@ -16,7 +17,7 @@ import torch
 from iceaudit.criteria.base import Criterion
 from iceaudit.errors import UserError
 
-FACELAB_ESTIMATORS = {"facelab-age": ("age_estimator", "age")}
+FACELAB_ESTIMATORS = {"facelab-age": ("age_estimator", "age"), "facelab-beard": ("beard_estimator", "beard")}
 
 
 class _FaceLabEstimator(torch.nn.Module):
