@@ -96,3 +96,17 @@ def test_a_subspace_may_override_validation_thresholds_only_with_a_reason():
         _thresholds(recipe, replace(glasses, options={"validation": {"max_leak": 1.0}, "validation_reason": "x"}))
     with pytest.raises(UserError, match="validation_reason"):
         _thresholds(recipe, replace(glasses, options={"validation": {"max_leakage": 1.0}}))
+
+
+def test_a_leakage_target_exemption_needs_a_reason_and_is_refused_before_discovery():
+    from dataclasses import replace
+
+    from iceaudit.errors import UserError
+
+    recipe = load_recipe("facelab")
+    lip = next(s for s in recipe.subspaces if s.id == "lip_colour")
+    assert lip.options["leakage_target"] is False and lip.options["leakage_target_reason"]
+    opts = {k: v for k, v in lip.options.items() if k != "leakage_target_reason"}
+    recipe.subspaces = [replace(s, options=opts) if s.id == "lip_colour" else s for s in recipe.subspaces]
+    with pytest.raises(UserError, match="leakage_target_reason"):
+        build_bank(None, recipe, Eyes())  # refused before the generator is touched

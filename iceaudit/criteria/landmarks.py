@@ -34,7 +34,10 @@ class LandmarkSet(Criterion):
             raise UserError(f"landmark indices {bad} out of range for a {k}-point landmark model")
         self.others = [i for i in range(k) if i not in set(self.indices)]
         self.centred = centred
-        self.name = f"{'shape' if centred else 'landmarks'}[{self.indices[0]}-{self.indices[-1]}]"
+        idx = list(self.indices)
+        contiguous = idx == list(range(idx[0], idx[0] + len(idx)))
+        points = f"{idx[0]}-{idx[-1]}" if contiguous and len(idx) > 2 else ",".join(map(str, idx))
+        self.name = f"{'shape' if centred else 'landmarks'}[{points}]"
 
     def evaluate(self, images, ctx):
         pts = self.model(images)
