@@ -34,6 +34,26 @@ def test_shipped_bank_matches_the_demo_generator_and_passed_validation():
         assert sub.unit.startswith("1 SD")
 
 
+def test_shipped_bank_covers_the_semantics_and_each_walk_moves_its_true_factor_most():
+    bank = load_bank(BANK)
+    recipe = {s.id: s for s in load_recipe("facelab").subspaces}
+    ids = set(bank.ids)
+    for wanted in ("skin_tone", "age", "face_width", "eye_shape", "eye_openness", "brows", "smile", "lip_colour",
+                   "hair_colour", "hair_volume", "glasses", "beard", "background"):
+        assert wanted in ids, wanted
+    assert "protected" in set(bank["age"].tags)
+    for sub in bank.subspaces:
+        v = sub.validation
+        assert "truth" in v, f"{sub.id}: built without --truth facelab"
+        want = recipe[sub.id].truth_factor
+        if want is not None:
+            assert v["truth_factor"] == want and v["truth_lead"] == want, (sub.id, v["truth_lead"], want)
+            others = max(abs(x) for k, x in v["truth"].items() if k != want)
+            assert abs(v["truth"][want]) > others, sub.id
+    # the exempt leakage target is still measured for every other subspace
+    assert all("lip_colour" in s.validation["leakage_unchecked"] for s in bank.subspaces if s.id != "lip_colour")
+
+
 def test_rebuilding_a_subspace_from_the_recipe_gives_the_shipped_basis(tmp_path):
     G = load_generator("demo")
     recipe = load_recipe("facelab")
