@@ -516,7 +516,7 @@ def _summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, b
                          for r in per_face.itertuples()],
         },
         "fairness": {"protected": protected, "findings": findings},
-        "validity": {"null_floor": null_info,
+        "validity": {**_bank_validity(bank), "null_floor": null_info,
                      "base_rate": {"positive": n_pos / n, "n_positive": n_pos, "n": n,
                                    "note": "share of sampled faces the classifier calls positive at alpha = 0"}},
         "baselines": {},
@@ -532,6 +532,20 @@ def _summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, b
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     }
+
+
+def _bank_validity(bank: Bank) -> dict:
+    """The bank's own validation figures (measured when it was built or `bank validate`d), in
+    the shape the report reads: each walk's effect on its own criterion and its leakage."""
+    own, leak = {}, {}
+    for sub in bank.subspaces:
+        v = sub.validation or {}
+        if "own_effect" not in v:
+            continue
+        own[sub.id] = {"criterion": sub.unit or sub.criterion, "effect_per_unit": float(v["own_effect"]),
+                       "expected": 1.0, "ok": bool(v.get("passed", True))}
+        leak[sub.id] = {k: float(x) for k, x in {**v.get("leakage", {}), **v.get("leakage_unchecked", {})}.items()}
+    return {"own_criterion": own, "leakage": leak} if own else {}
 
 
 def bank_hash(bank: Bank) -> str:

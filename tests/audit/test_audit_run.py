@@ -284,3 +284,18 @@ def test_baselines_run_inside_the_audit_with_a_parser(G, bank, tmp_path):
     assert entry["status"] == "ok"
     assert sorted(entry["region_ranking"]) == ["bottom", "top"]
     assert load_summary(tmp_path / "a")["baselines"]["pixel"]["feature_ablation"] == entry
+
+
+def test_the_report_gets_the_banks_own_validation_figures():
+    from pathlib import Path
+
+    from iceaudit.audit.runner import _bank_validity
+    from iceaudit.bank.format import load_bank
+
+    bank = load_bank(Path(__file__).resolve().parents[2] / "subspace_bank" / "demo")
+    val = _bank_validity(bank)
+    assert set(val["own_criterion"]) == set(bank.ids)
+    skin = val["own_criterion"]["skin_tone"]
+    assert skin["effect_per_unit"] == bank["skin_tone"].validation["own_effect"] and skin["ok"]
+    assert "lip_colour" in val["leakage"]["mouth_open"]  # exempt targets are still shown
+    assert _bank_validity(type(bank)(name="x", generator_fingerprint="f", subspaces=[], meta={})) == {}
