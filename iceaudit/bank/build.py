@@ -263,9 +263,7 @@ def build_bank(
             sub, cal = calibrate(G, sub, measures[sid], ws_cal)
             found[sid] = sub
             extra.setdefault(sid, {})["calibration"] = {"sd_measure": cal.sd_measure, "slope": cal.slope,
-                                                        "sd_latent": cal.sd_latent, "flipped": cal.flipped,
-                                                        "local_unit_norm": cal.local_unit_norm,
-                                                        "end_to_end_sd_per_unit": list(cal.end_to_end)}
+                                                        "sd_latent": cal.sd_latent, "flipped": cal.flipped}
             if not cal.unit_norm < float("inf"):
                 skipped[sid] = "the direction does not change its criterion (slope 0)"
                 found.pop(sid)

@@ -4,12 +4,6 @@ The slope of the measure along the direction (per latent unit, central
 difference at ±probe·SD of the faces' latent coordinate along it, averaged over
 faces) turns "1 SD of the measure" into a latent length, ``unit_norm``. The
 direction's sign is flipped when needed so that +1 unit *increases* the measure.
-
-A local slope is not what a walk does: measures saturate or bend (the demo smile
-moved its measure only 0.72 SD per unit when walked to ±1). So the unit is then
-corrected end to end: walk the same faces to −1 and +1 units, measure the change per
-unit in SDs, divide ``unit_norm`` by it; `rounds` times. Validation measures the same
-quantity on held-out faces, so "one unit = one SD" holds where the audit walks.
 """
 from __future__ import annotations
 
@@ -31,8 +25,6 @@ class Calibration:
     sd_latent: float  # SD across faces of the latent coordinate along the direction
     flipped: bool
     unit: str
-    local_unit_norm: float = float("nan")  # from the local slope alone
-    end_to_end: tuple[float, ...] = ()  # SD of the measure per unit at each correction round
 
 
 def latent_sd(G, subspace: Subspace, ws: torch.Tensor) -> float:
@@ -68,8 +60,7 @@ def _repeat_ctx(ctx, k: int):
     return type(ctx)(**fields)
 
 
-def calibrate(G, subspace: Subspace, measured: Measured, ws: torch.Tensor, *, probe: float = 0.5,
-              rounds: int = 2) -> tuple[Subspace, Calibration]:
+def calibrate(G, subspace: Subspace, measured: Measured, ws: torch.Tensor, *, probe: float = 0.5) -> tuple[Subspace, Calibration]:
     """Return the subspace with ``unit_norm``/``unit`` set (and row 0 oriented) plus the figures."""
     sd_lat = max(latent_sd(G, subspace, ws), 1e-6)
     delta = probe * sd_lat
@@ -83,18 +74,9 @@ def calibrate(G, subspace: Subspace, measured: Measured, ws: torch.Tensor, *, pr
         basis[0] = -basis[0]
         slope = -slope
     unit_norm = sd / slope if slope > 0 else float("inf")
-    local = unit_norm
     unit = f"1 SD ({sd:.4g}) of {measured.name} across {ws.shape[0]} sampled faces"
     out = replace(subspace, basis=basis, unit_norm=float(unit_norm), unit=unit)
-    rounds_done = []
-    for _ in range(rounds if unit_norm < float("inf") and sd > 0 else 0):
-        ends = measure_walk(G, out, measured, ws, [-1.0, 1.0])
-        per_unit = float(((ends[:, 1] - ends[:, 0]) / 2).mean()) / sd
-        rounds_done.append(per_unit)
-        if not per_unit > 0.05:  # a walk that barely moves its measure keeps the local unit
-            break
-        out = replace(out, unit_norm=float(out.unit_norm / per_unit))
-    return out, Calibration(float(out.unit_norm), sd, slope, sd_lat, flipped, unit, float(local), tuple(rounds_done))
+    return out, Calibration(float(unit_norm), sd, slope, sd_lat, flipped, unit)
 
 
 def orient(G, subspace: Subspace, measured: Measured, ws: torch.Tensor, chunk: int = 8) -> Subspace:
