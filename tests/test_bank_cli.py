@@ -118,6 +118,14 @@ def test_validate_stores_figures(built, world, capsys):
     assert set(reports) == {"skin"} and "max_leakage" in reports["skin"]
 
 
+def test_unknown_truth_reader_exits_2_and_keeps_the_bank(built, world, capsys):
+    before = (built / "manifest.json").read_bytes()
+    code, out, err = run(capsys, "bank", "validate", "--generator", str(world / "g1.safetensors"), "--bank", str(built),
+                         "--parser", str(world / "parser.pth"), "--parser-size", "32", "--faces", "4", "--truth", "oracle")
+    assert code == 2 and "unknown --truth 'oracle'" in err and "Traceback" not in err
+    assert (built / "manifest.json").read_bytes() == before
+
+
 def test_missing_weights_name_the_file_and_where_to_put_it(world, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     code, _, err = run(capsys, "bank", "build", "--generator", str(world / "g1.safetensors"), "--recipe", "ffhq",
