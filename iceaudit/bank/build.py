@@ -114,9 +114,8 @@ def _thresholds(recipe: Recipe, sr: SubspaceRecipe) -> Thresholds:
     if unknown:
         raise UserError(f"subspace {sr.id}: unknown validation threshold(s) {', '.join(unknown)}; "
                         f"known: {', '.join(Thresholds.__dataclass_fields__)}")
-    if (over or sr.options.get("validation_ignore")) and not sr.options.get("validation_reason"):
-        raise UserError(f"subspace {sr.id}: a `validation` or `validation_ignore` override needs a "
-                        "`validation_reason` a reviewer can read")
+    if over and not sr.options.get("validation_reason"):
+        raise UserError(f"subspace {sr.id}: a `validation` override needs a `validation_reason` a reviewer can read")
     return Thresholds(**{**recipe.validation, **over})
 
 
@@ -276,13 +275,12 @@ def build_bank(
         sr = next(s for s in recipe.subspaces if s.id == sid)
         own_spec = spec_id(sr.criterion) if sr.criterion else None
         same = [k for k, m in measures.items() if k != sid and spec_id(m.spec) == own_spec]
-        same += [k for k in list(sr.options.get("validation_ignore", [])) + untargeted if k not in same and k != sid]
+        same += [k for k in untargeted if k not in same and k != sid]
         if sid in measures:
             rep = validate_subspace(G, sub, sid, measures, ws_val, thresholds=_thresholds(recipe, sr),
                                     identity=identity, truth=truth, truth_factor=sr.truth_factor, ignore=same)
-            if sr.options.get("validation") or sr.options.get("validation_ignore"):
-                rep["threshold_overrides"] = {"values": dict(sr.options.get("validation", {})),
-                                              "ignored": list(sr.options.get("validation_ignore", [])),
+            if sr.options.get("validation"):
+                rep["threshold_overrides"] = {"values": dict(sr.options["validation"]),
                                               "reason": str(sr.options.get("validation_reason", ""))}
         else:
             rep = {"passed": True, "reasons": [], "note": "no criterion: not validated"}

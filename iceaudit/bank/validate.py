@@ -104,8 +104,8 @@ def validate_subspace(
     if truth is not None:
         with torch.no_grad():
             f_lo, f_0, f_hi = truth(lo), truth(base), truth(hi)
-        diff = getattr(truth, "difference", lambda name, d: d)  # wraps cyclic factors
-        t_eff = {k: float((diff(k, f_hi[k] - f_lo[k]) / 2).mean() / (float(f_0[k].std()) or 1e-12)) for k in f_0}
+        delta = getattr(truth, "difference", lambda name, d: d)  # wraps cyclic factors
+        t_eff = {k: float((delta(k, f_hi[k] - f_lo[k]) / 2).mean() / (float(f_0[k].std()) or 1e-12)) for k in f_0}
         report["truth"] = t_eff
         lead = max(t_eff, key=lambda k: abs(t_eff[k]))
         report["truth_lead"] = lead
