@@ -4,7 +4,7 @@
 
 Reads the figures the training commands stored in iceaudit/facelab/assets/*.json:
 R² and mean absolute error per factor on 512 held-out renders and on 512 demo-generator
-samples G(z) against phi(z) (seed 11, never trained on).
+samples G(z) against phi(z) (seed 11, never trained on); then each net's parameter count.
 """
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ def main() -> None:
             g = held.get("generator", {}).get(f, {})
             print(f"| {name} | `{f}` | {r['r2']:.3f} | {g.get('r2', float('nan')):.3f} | {r['mae']:.3f} | "
                   f"{g.get('mae', float('nan')):.3f} |")
+    from iceaudit.facelab.reader import load_reader
+
+    sizes = {name: sum(p.numel() for p in load_reader(asset=name).parameters())
+             for name in ("reader", "age_estimator", "beard_estimator") if (ASSETS / f"{name}.json").is_file()}
+    print("\nParameters: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
 
 
 if __name__ == "__main__":

@@ -21,12 +21,11 @@ FACELAB_ESTIMATORS = {"facelab-age": ("age_estimator", "age"), "facelab-beard": 
 
 
 class _FaceLabEstimator(torch.nn.Module):
-    def __init__(self, asset: str, factor: str) -> None:
+    def __init__(self, asset: str) -> None:
         super().__init__()
         from iceaudit.facelab.reader import load_reader
 
-        self.reader, self.factor = load_reader(asset=asset), factor
-        self.reader.requires_grad_(False)
+        self.reader = load_reader(asset=asset).requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # the raw regression output (factor scaled to [0, 1]), differentiable
@@ -35,7 +34,7 @@ class _FaceLabEstimator(torch.nn.Module):
 
 def load_estimator(model: str) -> torch.nn.Module:
     if model in FACELAB_ESTIMATORS:
-        return _FaceLabEstimator(*FACELAB_ESTIMATORS[model])
+        return _FaceLabEstimator(FACELAB_ESTIMATORS[model][0])
     path = Path(model)
     if not path.is_file():
         raise UserError(f"attribute estimator {model!r} not found",

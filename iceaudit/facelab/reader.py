@@ -109,8 +109,8 @@ def factor_errors(read: dict[str, torch.Tensor], truth: torch.Tensor) -> dict[st
 
 def evaluate_reader(reader: FactorReader, generator=None, n: int = 512, seed: int = EVAL_SEED) -> dict:
     """Errors on held-out renders and, with a generator, on G(z) against phi(z)."""
-    result = {"renders": factor_errors(reader.read(render(sample_factors(n, seed), NET_RES).images),
-                                       sample_factors(n, seed))}
+    factors = sample_factors(n, seed)
+    result = {"renders": factor_errors(reader.read(render(factors, NET_RES).images), factors)}
     if generator is not None:
         from iceaudit.facelab.latent import phi, sample_z
 
@@ -172,12 +172,16 @@ def train_reader(steps: int = 3000, batch: int = 64, lr: float = 2e-3, seed: int
     return meta
 
 
-def load_reader(directory: Path = ASSETS, asset: str = "reader") -> FactorReader:
-    """The shipped factor reader, or ``asset="age_estimator"`` (eval mode, CPU)."""
+def _load(asset: str, directory: Path) -> tuple[FactorReader, dict]:
     weights, meta = load_asset(asset, directory)
     model = FactorReader(**meta["config"])
     model.load_state_dict(weights)
-    return model.eval()
+    return model.eval(), meta
+
+
+def load_reader(directory: Path = ASSETS, asset: str = "reader") -> FactorReader:
+    """The shipped factor reader, or ``asset="age_estimator"`` (eval mode, CPU)."""
+    return _load(asset, directory)[0]
 
 
 class FactorTruth:
@@ -189,13 +193,9 @@ class FactorTruth:
     a walk across red in the background hue is a small change, not a full turn."""
 
     def __init__(self, directory: Path = ASSETS, min_r2: float = 0.75) -> None:
-        weights, meta = load_asset("reader", directory)
-        self.reader = FactorReader(**meta["config"])
-        self.reader.load_state_dict(weights)
-        self.reader.eval()
+        self.reader, meta = _load("reader", directory)
         r2 = {k: v["r2"] for k, v in meta["held_out"]["generator"].items()}
         self.factors = [k for k in self.reader.names if r2.get(k, 0.0) >= min_r2]
-        self.unreadable = [k for k in self.reader.names if k not in self.factors]
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         values = self.reader.read(images)
