@@ -8,7 +8,8 @@ For a planted FaceLab classifier (default smiling_skin_shortcut) on the demo gen
 2. for the 12 channels with the largest mean |effect|, what moving each to its observed
    min / max does to the true factors (FaceLab factor reader, mean change in SDs of the
    factor over the faces, top three);
-3. how concentrated skin tone is in single channels: the first-order change of the
+3. which of the generator's style knobs (`iceaudit facelab train-knobs`) AttFind picked;
+4. how concentrated skin tone is in single channels: the first-order change of the
    reader's skin tone when each conv style channel moves to its min / max (gradient x
    shift, mean over faces, in SDs), the largest five and the sum over all channels.
 """
@@ -47,9 +48,15 @@ def main() -> None:
     eff = style_effects(clf.decision_score, G, ws, screen=args.screen, batch_size=128)
     print(f"{args.classifier}: {args.faces} faces, {len(eff.channels)} conv channels, {int(eff.evaluated.sum())} "
           f"evaluated exactly, {eff.renders} renders, {time.time() - t0:.0f} s")
+    knobs = {f"{k['layer']}:{k['channel']}": k["factor"] for k in G.provenance.get("metadata", {}).get("style_knobs", [])}
+    print("style knobs: " + (", ".join(f"{f} = {c}" for c, f in knobs.items()) or "none"))
+
+    def named(channel: str) -> str:
+        return f"{channel} [knob: {knobs[channel]}]" if channel in knobs else channel
+
     for target in ("positive", "negative"):
         picks = greedy_select(eff, clf.threshold, target, 5)
-        print(f"AttFind top-5 toward {target}: " + ", ".join(f"{p['channel']} ({p['direction']}, {p['mean_effect']:+.3f})" for p in picks))
+        print(f"AttFind top-5 toward {target}: " + ", ".join(f"{named(p['channel'])} ({p['direction']}, {p['mean_effect']:+.3f})" for p in picks))
 
     truth = FactorTruth()
     styles = G.styles(ws)
@@ -69,7 +76,7 @@ def main() -> None:
                 f1 = truth(G.synthesis_from_styles(edited))
             dd = {k: float(truth.difference(k, f1[k] - f0[k]).mean() / f0[k].std()) for k in f0}
             cells.append(", ".join(f"{k} {dd[k]:+.2f}" for k in sorted(dd, key=lambda k: -abs(dd[k]))[:3]))
-        print(f"| {ch.name} | {float(eff.effects[:, 0, c].mean()):+.3f} / {float(eff.effects[:, 1, c].mean()):+.3f} | "
+        print(f"| {named(ch.name)} | {float(eff.effects[:, 0, c].mean()):+.3f} / {float(eff.effects[:, 1, c].mean()):+.3f} | "
               f"{cells[0]} | {cells[1]} |")
 
     reader = load_reader().requires_grad_(False)
@@ -84,7 +91,7 @@ def main() -> None:
     best = est.abs().amax(0)
     top = torch.argsort(best, descending=True)[:5].tolist()
     print("\nSkin tone in single channels (first order, SDs of the read skin tone, min / max):")
-    print(", ".join(f"{chans[c].name} {float(est[0, c]):+.3f} / {float(est[1, c]):+.3f}" for c in top))
+    print(", ".join(f"{named(chans[c].name)} {float(est[0, c]):+.3f} / {float(est[1, c]):+.3f}" for c in top))
     print(f"sum over all {len(chans)} conv channels of the larger |change|: {float(best.sum()):.2f} SD")
 
 

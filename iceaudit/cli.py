@@ -322,6 +322,20 @@ def facelab_train_reader(
         out.print(where, {k: v["r2"] for k, v in errs.items()})
 
 
+@facelab_app.command("evaluate-readers")
+def facelab_evaluate_readers(
+    generator: str = typer.Option("demo", "--generator", help="Generator whose samples to read."),
+) -> None:
+    """Re-measure the factor reader's and estimators' accuracy on a generator's samples and
+    store it in their json; run after the demo generator changes under trained nets (the
+    bank's truth check reports only factors read with R² >= 0.75 there)."""
+    from iceaudit.facelab.reader import rescore_on_generator
+    from iceaudit.stylegan2.loaders import load_generator
+
+    for asset, errs in rescore_on_generator(load_generator(generator)).items():
+        out.print(asset, {k: v["r2"] for k, v in errs.items()})
+
+
 @facelab_app.command("train-estimator")
 def facelab_train_estimator(
     factor: str = typer.Argument(..., help="The attribute: `age` or `beard` (criteria the demo bank uses)."),
@@ -380,6 +394,30 @@ def facelab_train_generator(
     cfg = TrainConfig(steps=steps, seed=seed, dataset_size=dataset_size, threads=threads, max_minutes=max_minutes,
                       precision=precision)
     train_and_export(cfg, workdir, out_path, log=lambda msg: console.print(msg, highlight=False))
+
+
+@facelab_app.command("train-knobs")
+def facelab_train_knobs(
+    generator: str = typer.Option("demo", "--generator", help="The trained demo generator to tune (output of train-generator)."),
+    steps: int = typer.Option(2000, "--steps", min=1, help="Optimiser steps (32 edited faces + their originals each)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the training faces, the edits and the batch order."),
+    workdir: str = typer.Option("runs/demo-generator", "--workdir", help="Checkpoint and loss log (resumes); reuses train-generator's render cache."),
+    out_path: str = typer.Option("iceaudit/facelab/assets/demo_generator", "--out", help="Native generator to write (.safetensors + .json)."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch threads."),
+) -> None:
+    """Give skin tone, hair colour, smile and background brightness one style channel each.
+
+    FFHQ StyleGAN2 has single style channels for single attributes (StyleSpace); a
+    generator trained by regression spreads every factor over hundreds. This fine-tunes
+    the trained demo generator so that one chosen conv channel per knob factor carries it
+    (its style reads the factor; setting it alone re-renders the face with only that
+    factor moved) while G(z) keeps reproducing render(phi(z)). The other factors stay
+    spread out. The knobs are recorded in the generator's metadata (`style_knobs`).
+    """
+    from iceaudit.facelab.knobs import KnobConfig, tune_and_export
+
+    cfg = KnobConfig(steps=steps, seed=seed, threads=threads)
+    tune_and_export(generator, cfg, workdir, out_path, log=lambda msg: console.print(msg, highlight=False))
 
 
 @facelab_app.command("train-classifiers")
