@@ -24,12 +24,11 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# Rebuild the shipped FaceLab demo generator (then its style knobs), its age estimator and factor reader, and the
+# Rebuild the shipped FaceLab demo generator, its age estimator and factor reader, and the
 # bank (about 50 + 7 + 16 + 6 min on 2 CPU cores; BENCHMARKS.md). Checkpoints and JᵀJ
 # caches go to runs/.
 demo-world: install
 	$(VENV)/bin/iceaudit facelab train-generator --precision bf16 --workdir runs/demo-generator
-	$(VENV)/bin/iceaudit facelab train-knobs --workdir runs/demo-generator
 	$(VENV)/bin/iceaudit facelab train-estimator age
 	$(VENV)/bin/iceaudit facelab train-estimator beard
 	$(VENV)/bin/iceaudit facelab train-reader

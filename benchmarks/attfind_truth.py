@@ -1,8 +1,9 @@
 """What do AttFind's channels move? Single style channels against FaceLab's true factors.
 
-    PYTHONPATH=. python benchmarks/attfind_truth.py [CLASSIFIER] [--faces 16] [--screen 256]
+    PYTHONPATH=. python benchmarks/attfind_truth.py [CLASSIFIER] [--faces 16] [--screen 256] [--generator FILE]
 
-For a planted FaceLab classifier (default smiling_skin_shortcut) on the demo generator:
+For a planted FaceLab classifier (default smiling_skin_shortcut) on the demo generator (or
+`--generator`, e.g. one tuned by `iceaudit facelab train-knobs`):
 1. AttFind's greedy top-5 per target class (`iceaudit.audit.attfind`, gradient screening
    to `--screen` channels, then exact effects);
 2. for the 12 channels with the largest mean |effect|, what moving each to its observed
@@ -37,9 +38,10 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=16)
     ap.add_argument("--screen", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--generator", default="demo", help="generator file (default: the shipped demo generator)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    G = load_generator("demo").eval().requires_grad_(False)
+    G = load_generator(args.generator).eval().requires_grad_(False)
     d = ROOT / "examples" / "facelab"
     clf = load_classifier(d / f"{args.classifier}.pt", load_card(d / f"{args.classifier}.toml"))
     with torch.no_grad():

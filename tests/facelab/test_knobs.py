@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from iceaudit.facelab.factors import FACTOR_NAMES
-from iceaudit.facelab.knobs import Knob, KnobConfig, _set_knobs, choose_knobs, knob_effects, normal_coords, \
-    train_knobs, tune_and_export
+from iceaudit.facelab.knobs import Knob, KnobConfig, _set_knobs, choose_knobs, normal_coords, train_knobs, \
+    tune_and_export
 from iceaudit.facelab.latent import phi, sample_z
 from iceaudit.stylegan2.loaders import load_generator, save_native
 from iceaudit.stylegan2.networks import Generator
@@ -87,3 +87,37 @@ def test_train_knobs_resumes_and_export_refuses_a_second_tuning(tmp_path):
     assert "resumed at step 2" in logs and again.fingerprint() == tuned.fingerprint()
     with pytest.raises(UserError, match="already has style knobs"):
         tune_and_export(tmp_path / "tuned.safetensors", _cfg(2), tmp_path / "work2", tmp_path / "again", log=lambda m: None)
+
+
+def test_rescore_on_generator_rewrites_only_the_generator_figures(tmp_path):
+    import shutil
+
+    from iceaudit.facelab.reader import ASSETS, rescore_on_generator
+
+    for ext in ("json", "safetensors"):
+        shutil.copy(ASSETS / f"age_estimator.{ext}", tmp_path / f"age_estimator.{ext}")
+    before = json.loads((tmp_path / "age_estimator.json").read_text())
+    G = _tiny()
+    out = rescore_on_generator(G, assets=("age_estimator", "reader"), directory=tmp_path)  # no reader here: skipped
+    after = json.loads((tmp_path / "age_estimator.json").read_text())
+    assert list(out) == ["age_estimator"]
+    assert after["generator_fingerprint"] == G.fingerprint()
+    assert after["held_out"]["renders"] == before["held_out"]["renders"]
+    # a random tiny generator draws no faces: the estimator cannot read age from it
+    assert after["held_out"]["generator"]["age"]["r2"] < 0.2 < before["held_out"]["generator"]["age"]["r2"]
+
+
+@pytest.mark.parametrize("args", [
+    ["facelab", "train-knobs", "--generator", "no-such-generator.safetensors"],
+    ["facelab", "evaluate-readers", "--generator", "no-such-generator.safetensors"],
+])
+def test_cli_missing_generator_exits_2(args, tmp_path, monkeypatch, capsys):
+    from iceaudit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # nothing written before the input was checked
