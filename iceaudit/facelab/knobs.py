@@ -22,11 +22,9 @@ prior SD of their factor per knob unit), but the tuned generator draws age cues 
 less faithfully: the factor reader's R² on G(z) falls below the 0.75 the bank's truth check
 needs for age and brow thickness (docs/facelab.md has the runs).
 
-The other 17 factors stay dense. A frozen copy of the generator before tuning is the
-teacher for the unedited faces (L1 to its output), so the faces the bank and the
-factor reader were measured on change as little as the knobs allow. Which channel becomes the knob is the one in
-the named layer whose style already correlates most with the factor (the least
-disruptive choice), recorded in the generator's metadata.
+The other 17 factors stay spread out. The knob's channel is the one in the named layer
+whose style already correlates most with the factor (the least disruptive choice); the
+knobs are recorded in the generator's metadata.
 """
 from __future__ import annotations
 
@@ -42,7 +40,7 @@ import torch
 
 from iceaudit.errors import UserError
 from iceaudit.facelab.factors import FACTOR_NAMES, from_normal
-from iceaudit.facelab.latent import projection
+from iceaudit.facelab.latent import projection, sample_z
 from iceaudit.facelab.render import render
 from iceaudit.facelab.train_generator import RenderedSet, batch_index, pixel_weights, readout_features, \
     readout_matrix, regression_loss, rendered_set
@@ -76,7 +74,7 @@ class Knob:
 @dataclass
 class KnobConfig:
     steps: int = 1500
-    batch: int = 32  # ordinary faces per step; as many edited faces again
+    batch: int = 32  # edited faces per step, each beside the unedited face it was made from
     lr: float = 1e-3
     seed: int = 0
     threads: int = 2
@@ -103,8 +101,6 @@ def choose_knobs(G: Generator, layers: dict[str, str], n: int = 4096, seed: int 
                  spread: float = 0.4) -> list[Knob]:
     """For each factor, the channel of its layer whose style correlates most with u_f;
     its scale is at least ``spread * |mean|`` per unit of u."""
-    from iceaudit.facelab.latent import sample_z
-
     z = sample_z(n, seed)
     u = normal_coords(z)
     styles = G.styles(G.mapping(z, None, skip_w_avg_update=True))
@@ -143,6 +139,7 @@ class EditSet:
 
 def edit_set(data: RenderedSet, knobs: list[Knob], n: int, seed: int, resolution: int,
              log: Callable[[str], None] = print) -> EditSet:
+    """``n`` edits of training faces, the knobs in turn, each to a fresh normal draw."""
     gen = torch.Generator().manual_seed(seed * 7_777 + 5)
     index = torch.randint(0, data.z.shape[0], (n,), generator=gen)
     knob = torch.arange(n) % len(knobs)
@@ -197,13 +194,15 @@ def train_knobs(G: Generator, cfg: KnobConfig, workdir: str | Path, log: Callabl
     torch.set_num_threads(cfg.threads)
     ckpt = workdir / "knobs.pt"
     step = 0
+    teacher = copy.deepcopy(G).eval().requires_grad_(False)  # the generator before tuning
     G.requires_grad_(True)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else None
+    if state is not None:
         if state["config"] != asdict(cfg):
             raise UserError(f"{ckpt} was written with another configuration; use a new --workdir")
         G.load_state_dict(state["generator"])
+        teacher.load_state_dict(state["teacher"])
         opt.load_state_dict(state["optimizer"])
         knobs = [Knob(**k) for k in state["knobs"]]
         step = int(state["step"])
@@ -215,9 +214,6 @@ def train_knobs(G: Generator, cfg: KnobConfig, workdir: str | Path, log: Callabl
     data = rendered_set(cfg.dataset_size, cfg.seed, res, workdir / f"renders-{cfg.seed}-{cfg.dataset_size}.safetensors", log)
     edits = edit_set(data, knobs, cfg.edits, cfg.seed, res, log)
     readout = readout_matrix(G.w_dim, readout_features(torch.zeros(1, 19)).shape[1], cfg.seed)
-    teacher = copy.deepcopy(G).eval().requires_grad_(False)
-    if ckpt.exists():
-        teacher.load_state_dict(state["teacher"])
     G.train()
     t0 = time.time()
     history = workdir / "knobs_loss.tsv"
@@ -257,15 +253,17 @@ def train_knobs(G: Generator, cfg: KnobConfig, workdir: str | Path, log: Callabl
         opt.step()
         step += 1
         with history.open("a") as fh:
-            fh.write(f"{step}\t{loss_plain.item():.5f}\t{loss_edit.item():.5f}\t{loss_change.item():.5f}\t{loss_teacher.item():.5f}\t{loss_knob.item():.5f}\t{time.time() - t0:.1f}\n")
+            parts = (loss_plain, loss_edit, loss_change, loss_teacher, loss_knob)
+            fh.write(f"{step}\t" + "\t".join(f"{x.item():.5f}" for x in parts) + f"\t{time.time() - t0:.1f}\n")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"generator": G.state_dict(), "optimizer": opt.state_dict(), "step": step,
                         "config": asdict(cfg), "knobs": [asdict(k) for k in knobs],
                         "teacher": teacher.state_dict()}, tmp)
             tmp.replace(ckpt)
-            log(f"step {step}/{cfg.steps}  plain {loss_plain.item():.4f}  edit {loss_edit.item():.4f}  change {loss_change.item():.4f}  teacher {loss_teacher.item():.4f}  "
-                f"knob {loss_knob.item():.4f}  {time.time() - t0:.0f}s")
+            log(f"step {step}/{cfg.steps}  plain {loss_plain.item():.4f}  edit {loss_edit.item():.4f}  "
+                f"change {loss_change.item():.4f}  teacher {loss_teacher.item():.4f}  knob {loss_knob.item():.4f}  "
+                f"{time.time() - t0:.0f}s")
     G.eval().requires_grad_(False)
     return G, knobs
 
@@ -275,7 +273,6 @@ def knob_effects(G: Generator, knobs: list[Knob], reader, n: int = 64, seed: int
     """Per knob: the read change of every factor, in prior SDs per knob unit, when the
     channel goes from ``mean - reach*std`` to ``mean + reach*std`` on ``n`` faces."""
     from iceaudit.facelab.factors import sample_factors
-    from iceaudit.facelab.latent import sample_z
     from iceaudit.facelab.reader import wrap_difference
 
     z = sample_z(n, seed)
