@@ -402,7 +402,8 @@ def facelab_train_knobs(
     steps: int = typer.Option(1500, "--steps", min=1, help="Optimiser steps (32 edited faces + their originals each)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the training faces, the edits and the batch order."),
     workdir: str = typer.Option("runs/demo-generator", "--workdir", help="Checkpoint and loss log (resumes); reuses train-generator's render cache."),
-    out_path: str = typer.Option("iceaudit/facelab/assets/demo_generator", "--out", help="Native generator to write (.safetensors + .json)."),
+    out_path: str = typer.Option("runs/demo-generator-knobs/demo_generator", "--out",
+                                 help="Native generator to write (.safetensors + .json); not the shipped one by default."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch threads."),
 ) -> None:
     """Give skin tone and background brightness one style channel each.
