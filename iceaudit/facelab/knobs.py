@@ -40,10 +40,10 @@ import torch
 
 from iceaudit.errors import UserError
 from iceaudit.facelab.factors import FACTOR_NAMES, from_normal
-from iceaudit.facelab.latent import projection, sample_z
+from iceaudit.facelab.latent import normal_coords, sample_z
 from iceaudit.facelab.render import render
 from iceaudit.facelab.train_generator import RenderedSet, batch_index, pixel_weights, readout_features, \
-    readout_matrix, regression_loss, rendered_set
+    readout_loss, readout_matrix, regression_loss, rendered_set
 from iceaudit.stylegan2.networks import Generator
 
 # factor -> style layer of its knob: skin colour at 32 px, the background's brightness at 64 px.
@@ -87,13 +87,6 @@ class KnobConfig:
     precision: str = "bf16"
     checkpoint_every: int = 100
     knobs: dict = field(default_factory=lambda: dict(KNOBS))
-
-
-def normal_coords(z: torch.Tensor) -> torch.Tensor:
-    """u = A z^ [N, 19]: the factors' normal-space coordinates (phi(z) = from_normal(u))."""
-    z = z.to(torch.float32)
-    z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
-    return z @ projection().T
 
 
 @torch.no_grad()
@@ -243,7 +236,7 @@ def train_knobs(G: Generator, cfg: KnobConfig, workdir: str | Path, log: Callabl
         # is not drowned by the reconstruction error of the whole face.
         weights_c = torch.maximum(weights, weights_e)
         loss_change = ((fake_e - fake_b) - (real_e - real)).abs().mul(weights_c).mean() / weights_c.mean() * cfg.change_weight
-        loss_readout = torch.nn.functional.mse_loss(ws[:, 0].float() @ readout.T, readout_features(from_normal(normal_coords(z))))
+        loss_readout = readout_loss(ws[:, 0].float(), z, readout)
         loss_knob = knob_readout_loss(styles, knobs, normal_coords(z))
         loss_teacher = (fake_b - before).abs().mean()
         loss = (loss_plain + loss_edit + loss_change + cfg.teacher_weight * loss_teacher

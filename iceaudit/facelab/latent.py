@@ -58,13 +58,18 @@ def _check_z(z: torch.Tensor) -> torch.Tensor:
     return z
 
 
-def phi(z: torch.Tensor) -> torch.Tensor:
-    """Factors [N, 19] (`FACTOR_NAMES` order) for latents z [N, 512]; any device, float32 out on CPU."""
+def normal_coords(z: torch.Tensor) -> torch.Tensor:
+    """u = A z^ [N, 19]: the factors' normal-space coordinates, phi(z) = from_normal(u)."""
     z = _check_z(z).detach().to("cpu", torch.float32)
     # Like StyleGAN2's mapping network, phi sees z only after normalising its second
     # moment, so a generator can reproduce phi exactly (it never sees |z|).
     z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
-    return from_normal(z @ projection().T)
+    return z @ projection().T
+
+
+def phi(z: torch.Tensor) -> torch.Tensor:
+    """Factors [N, 19] (`FACTOR_NAMES` order) for latents z [N, 512]; any device, float32 out on CPU."""
+    return from_normal(normal_coords(z))
 
 
 def sample_z(n: int, seed: int) -> torch.Tensor:

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from iceaudit.facelab.factors import FACTOR_NAMES
-from iceaudit.facelab.knobs import Knob, KnobConfig, _set_knobs, choose_knobs, normal_coords, train_knobs, \
-    tune_and_export
-from iceaudit.facelab.latent import phi, sample_z
+from iceaudit.facelab.knobs import Knob, KnobConfig, _set_knobs, choose_knobs, train_knobs, tune_and_export
+from iceaudit.facelab.latent import normal_coords, phi, sample_z
 from iceaudit.stylegan2.loaders import load_generator, save_native
 from iceaudit.stylegan2.networks import Generator
 
