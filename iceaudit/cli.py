@@ -399,8 +399,8 @@ def facelab_train_generator(
 @facelab_app.command("train-knobs")
 def facelab_train_knobs(
     generator: str = typer.Option("demo", "--generator", help="The trained demo generator to tune (output of train-generator)."),
-    steps: int = typer.Option(1500, "--steps", min=1, help="Optimiser steps (32 edited faces + their originals each)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the training faces, the edits and the batch order."),
+    steps: int = typer.Option(9000, "--steps", min=1, help="Training steps of the synthesis (32 faces each)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the training faces and the batch order."),
     workdir: str = typer.Option("runs/demo-generator", "--workdir", help="Checkpoint and loss log (resumes); reuses train-generator's render cache."),
     out_path: str = typer.Option("runs/demo-generator-knobs/demo_generator", "--out",
                                  help="Native generator to write (.safetensors + .json); not the shipped one by default."),
@@ -409,16 +409,12 @@ def facelab_train_knobs(
     """Give skin tone and background brightness one style channel each.
 
     FFHQ StyleGAN2 has single style channels for single attributes (StyleSpace); a
-    generator trained by regression spreads every factor over hundreds. This fine-tunes
-    the trained demo generator so that one chosen conv channel per knob factor carries it
-    (its style reads the factor; setting it alone re-renders the face with only that
-    factor moved) while G(z) keeps reproducing render(phi(z)). The other factors stay
-    spread out. The knobs are recorded in the generator's metadata (`style_knobs`).
-
-    Experimental: the shipped demo generator has no knobs. Tuning it this way (18 min on
-    2 CPU cores) made knobs that move their factor by about 1 prior SD per unit, but blurred
-    age cues and brows so that the factor reader's R² on G(z) fell below the bank truth
-    check's 0.75 for age and brow thickness (docs/facelab.md).
+    generator trained by regression spreads every factor over hundreds. This rewires the
+    trained demo generator's affine layers so that each knob factor reaches the synthesis
+    only through one chosen conv channel, then fine-tunes the synthesis (mapping and
+    affines frozen) until G(z) reproduces render(phi(z)) again. The other factors stay
+    spread out. The knobs are recorded in the generator's metadata (`style_knobs`);
+    docs/facelab.md has the runs and what they cost.
     """
     from iceaudit.facelab.knobs import KnobConfig, tune_and_export
 

@@ -3,32 +3,31 @@
 Wu et al. (StyleSpace) found that in FFHQ StyleGAN2 single style channels
 control single attributes (a smile, a hair colour). The demo generator learns
 phi with every factor spread over hundreds of channels, so a per-channel method
-(StylEx's AttFind) has nothing to find there. This stage fine-tunes the
-trained generator so that, for the factors in `KNOBS`, one chosen conv style
-channel *is* the factor:
+(StylEx's AttFind) has nothing to find there. This stage rewires the trained
+generator so that, for the factors in `KNOBS`, one chosen conv style channel
+*is* the factor, and then lets the synthesis learn to draw it from there:
 
-- readout: on ordinary faces the channel's style equals ``mean + std * u_f``,
-  where ``u_f = (A z^)_f`` is the factor's normal-space coordinate and
-  mean / std are the channel's own statistics before tuning (same scale);
-- edit: the same face with that channel set for a new draw ``u'`` must render
-  as render(phi) with factor f moved to ``u'`` and nothing else, so the
-  synthesis has to take f from this channel and ignore the copies of f the
-  other channels still carry;
-- the ordinary regression loss keeps G(z) = render(phi(z)), and an L1 loss to the
-  untuned generator's output keeps G(z) where it was.
+1. direction: sweeping a factor's normal coordinate u_f (all else fixed) moves w
+   along a curve that is almost a line; its first principal direction d_f
+   holds the factor (removing it leaves the reader's skin tone uncorrelated
+   with the truth, `tests/facelab/test_knobs.py` checks the surgery exactly);
+2. routing: every affine layer (conv and toRGB, all resolutions) is changed
+   to see w with its components along the knob directions held at their mean,
+   except the knob channel, whose style becomes ``mean + std * x_f`` with x_f
+   the standardised coordinate of w along d_f. No other style depends on the
+   factor any more: the knob is the only way it reaches the synthesis;
+3. retraining: the synthesis (not the mapping) is trained with the generator's
+   own regression loss, G(z) = render(phi(z)), until it draws the factor from
+   the knob; after every step the affines are projected back onto the routing,
+   so it stays exact.
 
-Status: experimental, not used for the shipped demo generator. The knobs learn (about one
-prior SD of their factor per knob unit), but the tuned generator draws age cues and brows
-less faithfully: the factor reader's R² on G(z) falls below the 0.75 the bank's truth check
-needs for age and brow thickness (docs/facelab.md has the runs).
-
-The other 17 factors stay spread out. The knob's channel is the one in the named layer
-whose style already correlates most with the factor (the least disruptive choice); the
-knobs are recorded in the generator's metadata.
+A knob edit therefore changes the factor and, as far as the synthesis is
+faithful, nothing else. The knob's channel is the one in the named layer whose
+style already correlates most with the factor (its downstream weights already
+draw something like it); the knobs are recorded in the generator's metadata.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -39,18 +38,12 @@ from typing import Callable
 import torch
 
 from iceaudit.errors import UserError
-from iceaudit.facelab.factors import FACTOR_NAMES, from_normal
-from iceaudit.facelab.latent import normal_coords, sample_z
-from iceaudit.facelab.render import render
-from iceaudit.facelab.train_generator import RenderedSet, batch_index, pixel_weights, readout_features, \
-    readout_loss, readout_matrix, regression_loss, rendered_set
+from iceaudit.facelab.factors import FACTOR_NAMES
+from iceaudit.facelab.latent import normal_coords, projection, sample_z
+from iceaudit.facelab.train_generator import batch_index, pixel_weights, regression_loss, rendered_set
 from iceaudit.stylegan2.networks import Generator
 
 # factor -> style layer of its knob: skin colour at 32 px, the background's brightness at 64 px.
-# Tried and left out (2,000 steps each, docs/facelab.md): a smile knob at b16.conv0 did not
-# learn (0.04 prior SDs of smile per knob unit); a hair-colour knob at b32.conv1 learned
-# (0.75) but cost the factor reader's R² on G(z) for hair colour (0.91 -> 0.72) and age
-# (0.79 -> 0.69), below what the bank's truth check needs.
 KNOBS = {"skin_tone": "b32.conv0", "bg_brightness": "b64.conv0"}
 
 
@@ -59,30 +52,25 @@ class Knob:
     factor: str
     layer: str
     channel: int
-    mean: float  # the channel's style statistics on G(z) before tuning
-    std: float
+    mean: float  # the channel's style statistics on G(z) before routing
+    std: float  # style change per knob unit (one SD of the factor's coordinate in W)
 
     @property
     def name(self) -> str:
         return f"{self.layer}:{self.channel}"
 
     def style(self, u: torch.Tensor) -> torch.Tensor:
-        """The knob's style value for normal-space factor value(s) ``u``."""
+        """The knob's style value at knob unit(s) ``u`` (0: the mean face, +-1: one SD)."""
         return self.mean + self.std * u
 
 
 @dataclass
 class KnobConfig:
-    steps: int = 1500
-    batch: int = 32  # edited faces per step, each beside the unedited face it was made from
+    steps: int = 9000  # as many as train-generator: the synthesis relearns how to draw the knob factors
+    batch: int = 32
     lr: float = 1e-3
     seed: int = 0
     threads: int = 2
-    edits: int = 16_000  # pre-rendered edited faces
-    knob_weight: float = 1.0
-    change_weight: float = 5.0
-    teacher_weight: float = 1.0
-    readout_weight: float = 1.0
     dataset_size: int = 50_000
     precision: str = "bf16"
     checkpoint_every: int = 100
@@ -119,36 +107,58 @@ def choose_knobs(G: Generator, layers: dict[str, str], n: int = 4096, seed: int 
     return knobs
 
 
-@dataclass
-class EditSet:
-    """Edited training faces: base latent index, knob index, new u, rendered image and labels."""
+def factor_directions(G: Generator, factors: list[str], n: int = 1024, seed: int = 77,
+                      reach: float = 2.5) -> torch.Tensor:
+    """[k, w_dim] unit directions: where each factor moves w (first principal direction of
+    the change of w as u_f sweeps -reach..reach with the other coordinates fixed), oriented
+    so that w's coordinate along it grows with the factor."""
+    a_rows = projection()
+    z = sample_z(n, seed)
+    z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True))  # phi's normalisation: u = A z exactly
+    out = []
+    with torch.no_grad():
+        for factor in factors:
+            a = a_rows[FACTOR_NAMES.index(factor)]
+            base = z - (z @ a)[:, None] * a[None]
+            w_of = lambda v: G.mapping(base + v * a[None], None, skip_w_avg_update=True)[:, 0]  # noqa: E731
+            w0 = w_of(0.0)
+            moves = torch.cat([w_of(float(v)) - w0 for v in torch.linspace(-reach, reach, 11)])
+            d = torch.linalg.svd(moves, full_matrices=False).Vh[0]
+            if float(((w_of(reach) - w_of(-reach)) @ d).mean()) < 0:
+                d = -d
+            out.append(d)
+    return torch.stack(out)
 
-    index: torch.Tensor  # [E] into the ordinary set
-    knob: torch.Tensor  # [E]
-    u_new: torch.Tensor  # [E]
-    images: torch.Tensor  # uint8 [E, 3, R, R]
-    labels: torch.Tensor  # uint8 [E, R, R]
+
+def _affines(G: Generator):
+    for layer in G.synthesis.style_layers:
+        yield layer.name, G.synthesis._module(layer.name).affine
 
 
-def edit_set(data: RenderedSet, knobs: list[Knob], n: int, seed: int, resolution: int,
-             log: Callable[[str], None] = print) -> EditSet:
-    """``n`` edits of training faces, the knobs in turn, each to a fresh normal draw."""
-    gen = torch.Generator().manual_seed(seed * 7_777 + 5)
-    index = torch.randint(0, data.z.shape[0], (n,), generator=gen)
-    knob = torch.arange(n) % len(knobs)
-    u_new = torch.randn(n, generator=gen)
-    images, labels = [], []
-    t0 = time.time()
-    for i in range(0, n, 1000):
-        sl = slice(i, min(n, i + 1000))
-        u = normal_coords(data.z[index[sl]])
-        cols = torch.tensor([FACTOR_NAMES.index(knobs[k].factor) for k in knob[sl].tolist()])
-        u[torch.arange(u.shape[0]), cols] = u_new[sl]
-        r = render(from_normal(u), resolution)
-        images.append(((r.images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
-        labels.append(r.labels)
-        log(f"rendered {sl.stop}/{n} edited faces  {time.time() - t0:.0f}s")
-    return EditSet(index, knob, u_new, torch.cat(images), torch.cat(labels))
+@torch.no_grad()
+def route_through_knobs(G: Generator, knobs: list[Knob], directions: torch.Tensor, n: int = 4096,
+                        seed: int = 31_337) -> None:
+    """Rewire ``G``'s affine layers in place: the knob channels read their factor's coordinate
+    along ``directions`` (one row per knob), every other style sees none of it."""
+    assert directions.shape == (len(knobs), G.w_dim)
+    w = G.mapping(sample_z(n, seed), None, skip_w_avg_update=True)[:, 0]
+    basis = torch.linalg.qr(directions.T).Q  # [w_dim, k] orthonormal
+    hold = torch.eye(G.w_dim) - basis @ basis.T  # drop the knob directions ...
+    w_mean = w.mean(0)
+    kept = basis @ (basis.T @ w_mean)  # ... and put back their mean
+    coords_of = torch.linalg.pinv(directions)  # [w_dim, k]: w -> coordinate along each direction
+    coords = w @ coords_of
+    mu, sigma = coords.mean(0), coords.std(0)
+    for name, affine in _affines(G):
+        weight = affine.weight * affine.weight_gain  # the effective [channels, w_dim] map
+        bias = affine.bias * affine.bias_gain
+        new_weight, new_bias = weight @ hold, bias + weight @ kept
+        for k, knob in enumerate(knobs):
+            if knob.layer == name:  # style = mean + std * (standardised coordinate along d_k)
+                new_weight[knob.channel] = knob.std / sigma[k] * coords_of[:, k]
+                new_bias[knob.channel] = knob.mean - knob.std * mu[k] / sigma[k]
+        affine.weight.copy_(new_weight / affine.weight_gain)
+        affine.bias.copy_(new_bias / affine.bias_gain)
 
 
 def _set_knobs(styles: dict[str, torch.Tensor], knobs: list[Knob], which: torch.Tensor, u_new: torch.Tensor) -> dict:
@@ -166,97 +176,85 @@ def _set_knobs(styles: dict[str, torch.Tensor], knobs: list[Knob], which: torch.
     return out
 
 
-def knob_readout_loss(styles: dict[str, torch.Tensor], knobs: list[Knob], u: torch.Tensor) -> torch.Tensor:
-    losses = []
-    for knob in knobs:
-        s = styles[knob.layer][:, knob.channel].float()
-        target = knob.style(u[:, FACTOR_NAMES.index(knob.factor)])
-        losses.append(((s - target) / knob.std).square().mean())
-    return torch.stack(losses).mean()
-
-
 def _lr_at(cfg: KnobConfig, step: int) -> float:
     t = step / max(1, cfg.steps)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+@torch.no_grad()
+def keep_routing(G: Generator, knobs: list[Knob], directions: torch.Tensor, knob_rows: dict[str, tuple]) -> None:
+    """After an optimiser step: every affine row but the knobs' sees nothing along
+    ``directions`` again; the knob rows are put back as routed."""
+    basis = torch.linalg.qr(directions.T).Q
+    for name, affine in _affines(G):
+        affine.weight.sub_((affine.weight @ basis) @ basis.T)
+        for knob in knobs:
+            if knob.layer == name:
+                weight, bias = knob_rows[knob.name]
+                affine.weight[knob.channel] = weight
+                affine.bias[knob.channel] = bias
+
+
 def train_knobs(G: Generator, cfg: KnobConfig, workdir: str | Path, log: Callable[[str], None] = print) -> tuple[Generator, list[Knob]]:
-    """Fine-tune ``G`` (a trained demo generator) in place; resumable from ``workdir``."""
+    """Route the knob factors of ``G`` (a trained demo generator) and retrain its synthesis,
+    in place; resumable from ``workdir``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     ckpt = workdir / "knobs.pt"
     step = 0
-    teacher = copy.deepcopy(G).eval().requires_grad_(False)  # the generator before tuning
-    G.requires_grad_(True)
-    opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     state = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else None
     if state is not None:
         if state["config"] != asdict(cfg):
             raise UserError(f"{ckpt} was written with another configuration; use a new --workdir")
         G.load_state_dict(state["generator"])
-        teacher.load_state_dict(state["teacher"])
-        opt.load_state_dict(state["optimizer"])
         knobs = [Knob(**k) for k in state["knobs"]]
+        directions = state["directions"]
         step = int(state["step"])
         log(f"resumed at step {step}")
     else:
         knobs = choose_knobs(G, cfg.knobs)
+        directions = factor_directions(G, [k.factor for k in knobs])
+        route_through_knobs(G, knobs, directions)
     log("knobs: " + ", ".join(f"{k.factor} -> {k.name}" for k in knobs))
-    res = G.img_resolution
-    data = rendered_set(cfg.dataset_size, cfg.seed, res, workdir / f"renders-{cfg.seed}-{cfg.dataset_size}.safetensors", log)
-    edits = edit_set(data, knobs, cfg.edits, cfg.seed, res, log)
-    readout = readout_matrix(G.w_dim, readout_features(torch.zeros(1, 19)).shape[1], cfg.seed)
+    modules = dict(_affines(G))
+    knob_rows = {k.name: (modules[k.layer].weight[k.channel].detach().clone(),
+                          modules[k.layer].bias[k.channel].detach().clone()) for k in knobs}
+    # The mapping stays as trained: were it to learn, it could hand the synthesis new copies
+    # of a knob factor along other directions of w.
+    G.requires_grad_(False)
+    params = list(G.synthesis.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+    data = rendered_set(cfg.dataset_size, cfg.seed, G.img_resolution,
+                        workdir / f"renders-{cfg.seed}-{cfg.dataset_size}.safetensors", log)
     G.train()
     t0 = time.time()
     history = workdir / "knobs_loss.tsv"
     while step < cfg.steps:
         for group in opt.param_groups:
             group["lr"] = _lr_at(cfg, step)
-        # Each step: `batch` edited faces and the unedited faces they were made from.
-        e = batch_index(cfg.seed + 1, step, cfg.batch, cfg.edits)
-        z, real, labels = data.batch(edits.index[e])
-        real_e = edits.images[e].float() / 127.5 - 1
-        n = z.shape[0]
+        z, real, labels = data.batch(batch_index(cfg.seed + 1, step, cfg.batch, cfg.dataset_size))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            ws = G.mapping(z, None)
-            styles = G.styles(ws)
-            both = {k: torch.cat([v, v]) for k, v in styles.items()}
-            which = torch.cat([torch.full((n,), -1, dtype=torch.long), edits.knob[e]])
-            u_new = torch.cat([torch.zeros(n), edits.u_new[e]])
-            fake = G.synthesis_from_styles(_set_knobs(both, knobs, which, u_new)).float()
-        fake_b, fake_e = fake[:n], fake[n:]
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            before = teacher(z, None, noise_mode="const").float()
-        weights = pixel_weights(labels)
-        weights_e = pixel_weights(edits.labels[e])
-        loss_plain = regression_loss(fake_b, real, weights)
-        loss_edit = regression_loss(fake_e, real_e, weights_e)
-        # The edit's change itself, so that the small coloured or curved region it moves
-        # is not drowned by the reconstruction error of the whole face.
-        weights_c = torch.maximum(weights, weights_e)
-        loss_change = ((fake_e - fake_b) - (real_e - real)).abs().mul(weights_c).mean() / weights_c.mean() * cfg.change_weight
-        loss_readout = readout_loss(ws[:, 0].float(), z, readout)
-        loss_knob = knob_readout_loss(styles, knobs, normal_coords(z))
-        loss_teacher = (fake_b - before).abs().mean()
-        loss = (loss_plain + loss_edit + loss_change + cfg.teacher_weight * loss_teacher
-                + cfg.readout_weight * loss_readout + cfg.knob_weight * loss_knob)
+            fake = G(z, None, noise_mode="const").float()
+        loss = regression_loss(fake, real, pixel_weights(labels))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        keep_routing(G, knobs, directions, knob_rows)
         step += 1
         with history.open("a") as fh:
-            parts = (loss_plain, loss_edit, loss_change, loss_teacher, loss_knob)
-            fh.write(f"{step}\t" + "\t".join(f"{x.item():.5f}" for x in parts) + f"\t{time.time() - t0:.1f}\n")
+            fh.write(f"{step}\t{loss.item():.5f}\t{time.time() - t0:.1f}\n")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"generator": G.state_dict(), "optimizer": opt.state_dict(), "step": step,
                         "config": asdict(cfg), "knobs": [asdict(k) for k in knobs],
-                        "teacher": teacher.state_dict()}, tmp)
+                        "directions": directions}, tmp)
             tmp.replace(ckpt)
-            log(f"step {step}/{cfg.steps}  plain {loss_plain.item():.4f}  edit {loss_edit.item():.4f}  "
-                f"change {loss_change.item():.4f}  teacher {loss_teacher.item():.4f}  knob {loss_knob.item():.4f}  "
-                f"{time.time() - t0:.0f}s")
+            log(f"step {step}/{cfg.steps}  loss {loss.item():.4f}  {time.time() - t0:.0f}s")
     G.eval().requires_grad_(False)
     return G, knobs
 
@@ -289,6 +287,7 @@ def tune_and_export(generator: str | Path, cfg: KnobConfig, workdir: str | Path,
 
     G = load_generator(generator)
     base = dict(getattr(G, "provenance", {}).get("metadata", {}))
+    source = {"generator": str(generator), "fingerprint": G.fingerprint()}
     if base.get("style_knobs"):
         raise UserError(f"{generator} already has style knobs", hint="start from the output of `train-generator`")
     t0 = time.time()
@@ -296,6 +295,7 @@ def tune_and_export(generator: str | Path, cfg: KnobConfig, workdir: str | Path,
     scores = fidelity(G)
     meta = {k: v for k, v in base.items() if k != "source"}
     meta.update({
+        "source": source,  # what was tuned (not the loader's provenance: that holds a local path)
         "trained_by": "iceaudit facelab train-generator, then iceaudit facelab train-knobs",
         "fidelity_mean_abs_error": scores,
         "fidelity_before_knobs": base.get("fidelity_mean_abs_error"),
@@ -307,4 +307,5 @@ def tune_and_export(generator: str | Path, cfg: KnobConfig, workdir: str | Path,
     return meta
 
 
-__all__ = ["KNOBS", "Knob", "KnobConfig", "choose_knobs", "train_knobs", "knob_effects", "tune_and_export"]
+__all__ = ["KNOBS", "Knob", "KnobConfig", "choose_knobs", "factor_directions", "route_through_knobs", "keep_routing",
+           "train_knobs", "knob_effects", "tune_and_export"]

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from iceaudit.facelab.factors import FACTOR_NAMES
-from iceaudit.facelab.knobs import Knob, KnobConfig, _set_knobs, choose_knobs, train_knobs, tune_and_export
-from iceaudit.facelab.latent import normal_coords, phi, sample_z
+from iceaudit.facelab.knobs import Knob, KnobConfig, _set_knobs, choose_knobs, factor_directions, route_through_knobs, \
+    train_knobs, tune_and_export
+from iceaudit.facelab.latent import normal_coords, phi, projection, sample_z
 from iceaudit.stylegan2.loaders import load_generator, save_native
 from iceaudit.stylegan2.networks import Generator
 
@@ -26,7 +27,7 @@ def _tiny() -> Generator:
 
 
 def _cfg(steps: int) -> KnobConfig:
-    return KnobConfig(steps=steps, batch=4, dataset_size=16, edits=8, threads=1, checkpoint_every=1,
+    return KnobConfig(steps=steps, batch=4, dataset_size=16, threads=1, checkpoint_every=1,
                       precision="fp32", knobs=dict(TINY_KNOBS))
 
 
@@ -62,6 +63,58 @@ def test_choose_knobs_rejects_unknown_factor_and_layer():
         choose_knobs(_tiny(), {"smile": "b128.conv0"}, n=16)
 
 
+def test_factor_directions_finds_where_the_mapping_puts_the_factor(monkeypatch):
+    G = _tiny()
+    a = projection()
+    planted = torch.nn.functional.normalize(torch.randn(2, G.w_dim, generator=torch.Generator().manual_seed(2)), dim=1)
+    mix = torch.randn(512, G.w_dim, generator=torch.Generator().manual_seed(3)) * 0.01
+    mix = mix - a.T @ (a @ mix)  # clutter from the latent directions that move no factor
+
+    class Planted(torch.nn.Module):  # skin tone -> +planted[0], smile -> -planted[1], plus clutter
+        def forward(self, z, c, skip_w_avg_update=False):
+            u = z @ a.T
+            w = torch.tanh(u[:, :1]) * planted[0] - 2 * u[:, 7:8] * planted[1] + z @ mix
+            return w[:, None].repeat(1, G.num_ws, 1)
+
+    monkeypatch.setattr(G, "mapping", Planted())
+    d = factor_directions(G, ["skin_tone", "smile"], n=64)
+    assert d.shape == (2, G.w_dim)
+    assert float(d[0] @ planted[0]) > 0.999  # oriented so that the coordinate grows with the factor
+    assert float(d[1] @ planted[1]) < -0.999
+
+
+def test_routing_makes_the_knob_the_only_way_the_factor_reaches_the_styles():
+    G = _tiny()
+    knobs = [Knob("skin_tone", "b32.conv0", 3, mean=2.0, std=-0.8), Knob("smile", "b16.conv0", 5, mean=1.0, std=0.5)]
+    d = torch.nn.functional.normalize(torch.randn(2, G.w_dim, generator=torch.Generator().manual_seed(4)), dim=1)
+    route_through_knobs(G, knobs, d, n=256)
+    w = G.mapping(sample_z(8, 9), None, skip_w_avg_update=True)[:, 0]
+    coords = w @ torch.linalg.pinv(d)
+
+    def styles(w):
+        with torch.no_grad():
+            return G.styles(w[:, None].repeat(1, G.num_ws, 1))
+
+    base = styles(w)
+    for k, knob in enumerate(knobs):
+        moved = styles(w + 1.5 * d[k][None])  # the factor's coordinate up by 1.5
+        for name in base:
+            change = moved[name] - base[name]
+            if name == knob.layer:
+                step = change[:, knob.channel]
+                assert torch.allclose(step, step[:1].expand_as(step), atol=1e-4) and step.abs().min() > 1e-3
+                change[:, knob.channel] = 0
+            assert change.abs().max() < 1e-4, (knob.factor, name)  # no other style saw the move
+    # on the mean w, the knob sits at its mean: knob unit = standardised coordinate, sign = std's
+    w_all = G.mapping(sample_z(256, 31_337), None, skip_w_avg_update=True)[:, 0]
+    s = styles(w_all)
+    for k, knob in enumerate(knobs):
+        x = s[knob.layer][:, knob.channel]
+        assert float(x.mean()) == pytest.approx(knob.mean, abs=1e-3)
+        assert float(x.std()) == pytest.approx(abs(knob.std), rel=1e-3)
+    assert torch.corrcoef(torch.stack([base["b32.conv0"][:, 3], coords[:, 0]]))[0, 1] < -0.999
+
+
 def test_set_knobs_moves_only_the_knob_channel_of_the_chosen_faces():
     styles = {"a": torch.zeros(3, 4), "b": torch.ones(3, 2)}
     knobs = [Knob("skin_tone", "a", 2, mean=1.0, std=0.5), Knob("smile", "b", 0, mean=-1.0, std=2.0)]
@@ -80,12 +133,42 @@ def test_train_knobs_resumes_and_export_refuses_a_second_tuning(tmp_path):
     assert [k["factor"] for k in meta["style_knobs"]] == ["skin_tone", "smile"]
     tuned = load_generator(tmp_path / "tuned.safetensors")
     assert tuned.provenance["metadata"]["style_knobs"] == meta["style_knobs"]
+    assert meta["source"] == {"generator": str(tmp_path / "base.safetensors"), "fingerprint": G.fingerprint()}
     assert tuned.fingerprint() != G.fingerprint()
     logs = []
     again, _ = train_knobs(load_generator(tmp_path / "base.safetensors"), _cfg(2), tmp_path / "work", logs.append)
     assert "resumed at step 2" in logs and again.fingerprint() == tuned.fingerprint()
     with pytest.raises(UserError, match="already has style knobs"):
         tune_and_export(tmp_path / "tuned.safetensors", _cfg(2), tmp_path / "work2", tmp_path / "again", log=lambda m: None)
+
+
+def test_training_keeps_the_routing_exact(tmp_path):
+    import copy
+
+    base = _tiny()
+    routed = copy.deepcopy(base)
+    knobs = choose_knobs(routed, TINY_KNOBS)
+    directions = factor_directions(routed, list(TINY_KNOBS))
+    route_through_knobs(routed, knobs, directions)
+    tuned, knobs_used = train_knobs(copy.deepcopy(base), _cfg(3), tmp_path, log=lambda m: None)
+    assert knobs_used == knobs
+    before, after = dict(routed.named_parameters()), dict(tuned.named_parameters())
+    assert all(torch.equal(after[n], before[n]) for n in after if n.startswith("mapping"))  # mapping frozen
+    synthesis = [n for n in after if n.startswith("synthesis")]
+    assert sum(not torch.equal(after[n], before[n]) for n in synthesis) > len(synthesis) // 2  # the rest learned
+    w = tuned.mapping(sample_z(6, 5), None, skip_w_avg_update=True)
+    with torch.no_grad():
+        for k, knob in enumerate(knobs):
+            s0, s1 = tuned.styles(w), tuned.styles(w + 0.7 * directions[k])
+            r0, r1 = routed.styles(w), routed.styles(w + 0.7 * directions[k])
+            col = (knob.layer, knob.channel)
+            assert torch.allclose(s1[col[0]][:, col[1]], r1[col[0]][:, col[1]], atol=1e-5)  # the knob row as routed
+            assert torch.allclose(s0[col[0]][:, col[1]], r0[col[0]][:, col[1]], atol=1e-5)
+            for name in s0:
+                change = s1[name] - s0[name]
+                if name == knob.layer:
+                    change[:, knob.channel] = 0
+                assert change.abs().max() < 1e-4, (knob.factor, name)  # still blind to the factor
 
 
 def test_rescore_on_generator_rewrites_only_the_generator_figures(tmp_path):
