@@ -1,6 +1,8 @@
 """AttFind, bank matching included, on a demo generator tuned to have style knobs.
 
-    # 1. a generator with a skin-tone channel (17 min on 2 cores; not shipped, docs/facelab.md)
+    # 1. a generator with a skin-tone channel (not shipped, docs/facelab.md). The figures in
+    #    docs/validation.md came from the edit-loss fine-tune at commit 5a7c192 (17 min on
+    #    2 cores); today's train-knobs routes the factor instead (44 min) and writes a different one
     iceaudit facelab train-knobs --workdir runs/knobs-3 --out runs/knobs-3/demo_generator
     # 2. a bank on it with the shipped recipe's skin_tone, smile and background subspaces
     PYTHONPATH=. python benchmarks/attfind_knob_world.py --write-recipe runs/knobbank/mini.toml

@@ -22,7 +22,13 @@ generator so that, for the factors in `KNOBS`, one chosen conv style channel
    so it stays exact.
 
 A knob edit therefore changes the factor and, as far as the synthesis is
-faithful, nothing else. The knob's channel is the one in the named layer whose
+faithful, nothing else.
+
+Status: not used for the shipped demo generator yet. A knob generator made this way is
+as faithful as the shipped one, but the shipped bank recipe, tuned on that one, passes
+only 10 of its 14 subspaces on it (docs/facelab.md, "Style knobs").
+
+The knob's channel is the one in the named layer whose
 style already correlates most with the factor (its downstream weights already
 draw something like it); the knobs are recorded in the generator's metadata.
 """
