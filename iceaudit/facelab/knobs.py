@@ -9,8 +9,8 @@ generator so that, for the factors in `KNOBS`, one chosen conv style channel
 
 1. direction: sweeping a factor's normal coordinate u_f (all else fixed) moves w
    along a curve that is almost a line; its first principal direction d_f
-   holds the factor (removing it leaves the reader's skin tone uncorrelated
-   with the truth, `tests/facelab/test_knobs.py` checks the surgery exactly);
+   holds the factor (with it held fixed, the reader's skin tone on G(z) no
+   longer follows the truth: docs/facelab.md);
 2. routing: every affine layer (conv and toRGB, all resolutions) is changed
    to see w with its components along the knob directions held at their mean,
    except the knob channel, whose style becomes ``mean + std * x_f`` with x_f
@@ -24,13 +24,14 @@ generator so that, for the factors in `KNOBS`, one chosen conv style channel
 A knob edit therefore changes the factor and, as far as the synthesis is
 faithful, nothing else.
 
-Status: not used for the shipped demo generator yet. A knob generator made this way is
-as faithful as the shipped one, but the shipped bank recipe, tuned on that one, passes
-only 10 of its 14 subspaces on it (docs/facelab.md, "Style knobs").
+The knob's channel is the one in the named layer whose style already correlates
+most with the factor (its downstream weights already draw something like it); the
+knobs are recorded in the generator's metadata.
 
-The knob's channel is the one in the named layer whose
-style already correlates most with the factor (its downstream weights already
-draw something like it); the knobs are recorded in the generator's metadata.
+Status: not used for the shipped demo generator yet. A knob generator made this way
+is about as faithful on held-out faces as the shipped one, but its skin-tone edits
+move the brows, and the shipped bank recipe passes only 10 of its 14 subspaces on it
+(docs/facelab.md, "Style knobs").
 """
 from __future__ import annotations
 
