@@ -411,13 +411,13 @@ def facelab_train_knobs(
     FFHQ StyleGAN2 has single style channels for single attributes (StyleSpace); a
     generator trained by regression spreads every factor over hundreds. This rewires the
     trained demo generator's affine layers so that each knob factor reaches the synthesis
-    only through one chosen conv channel, then fine-tunes the synthesis (mapping and
-    affines frozen) until G(z) reproduces render(phi(z)) again. The other factors stay
+    only through one chosen conv channel, then retrains the synthesis (mapping frozen,
+    affines held to the routing) until G(z) reproduces render(phi(z)) again. The other factors stay
     spread out. The knobs are recorded in the generator's metadata (`style_knobs`).
 
-    Experimental: 44 min on 2 CPU cores; the result is as faithful as the shipped generator,
-    but the shipped bank recipe does not yet pass on it, so the demo generator has no knobs
-    (docs/facelab.md).
+    Experimental: 44 min on 2 CPU cores; the result is about as faithful as the shipped
+    generator, but the shipped bank recipe passes only 10 of its 14 subspaces on it, so the
+    demo generator has no knobs (docs/facelab.md).
     """
     from iceaudit.facelab.knobs import KnobConfig, tune_and_export
 
