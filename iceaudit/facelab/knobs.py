@@ -46,7 +46,7 @@ import torch
 
 from iceaudit.errors import UserError
 from iceaudit.facelab.factors import FACTOR_NAMES
-from iceaudit.facelab.latent import normal_coords, projection, sample_z
+from iceaudit.facelab.latent import normal_coords, normalise_z, projection, sample_z
 from iceaudit.facelab.train_generator import batch_index, pixel_weights, regression_loss, rendered_set
 from iceaudit.stylegan2.networks import Generator
 
@@ -120,8 +120,7 @@ def factor_directions(G: Generator, factors: list[str], n: int = 1024, seed: int
     the change of w as u_f sweeps -reach..reach with the other coordinates fixed), oriented
     so that w's coordinate along it grows with the factor."""
     a_rows = projection()
-    z = sample_z(n, seed)
-    z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True))  # phi's normalisation: u = A z exactly
+    z = normalise_z(sample_z(n, seed))  # then u = A z exactly
     out = []
     with torch.no_grad():
         for factor in factors:

@@ -58,13 +58,17 @@ def _check_z(z: torch.Tensor) -> torch.Tensor:
     return z
 
 
-def normal_coords(z: torch.Tensor) -> torch.Tensor:
-    """u = A z^ [N, 19]: the factors' normal-space coordinates, phi(z) = from_normal(u)."""
+def normalise_z(z: torch.Tensor) -> torch.Tensor:
+    """z^ = z / rms(z) (float32, CPU): what phi projects."""
     z = _check_z(z).detach().to("cpu", torch.float32)
     # Like StyleGAN2's mapping network, phi sees z only after normalising its second
     # moment, so a generator can reproduce phi exactly (it never sees |z|).
-    z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
-    return z @ projection().T
+    return z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
+
+
+def normal_coords(z: torch.Tensor) -> torch.Tensor:
+    """u = A z^ [N, 19]: the factors' normal-space coordinates, phi(z) = from_normal(u)."""
+    return normalise_z(z) @ projection().T
 
 
 def phi(z: torch.Tensor) -> torch.Tensor:
