@@ -199,3 +199,37 @@ def test_contrast_measure_reads_texture_not_colour():
     assert abs(float(c[1]) - 0.1) < 1e-4  # half the rows +0.2: std 0.1
     with pytest.raises(UserError):
         Measured({"kind": "region_colour", "regions": ["skin"], "measure": "contrast"}, Eyes(parser=HalfParser()))
+
+
+def test_shading_reads_which_side_is_lit_not_the_colour():
+    shading = Measured({"kind": "region_shading", "regions": ["skin"], "size": 16}, Eyes(parser=HalfParser()))
+    cols = torch.arange(16.0).expand(16, 16)
+    lit_left = (0.5 - 0.05 * cols).expand(2, 3, 16, 16).clone()  # the skin (left half) darkens to the right
+    lit_right = lit_left.flip(-1)[:, :, :, 8:].repeat(1, 1, 1, 2)  # its mirror inside the skin
+    v = shading(lit_left)
+    assert (v > 0.15).all()  # skin columns 0-3 against 4-7: 0.05 * 4 brighter on the left
+    assert torch.allclose(shading(lit_left + 0.3), v, atol=1e-5)  # a colour shift is not shading
+    assert (shading(lit_right) < -0.15).all()
+    flat = torch.full((1, 3, 16, 16), 0.2)
+    flat[..., 8:] = 0.9  # the hair half differs: outside the region, no shading read
+    assert abs(float(shading(flat))) < 1e-6
+    with pytest.raises(UserError, match="region_colour, region_shading or masked_pixels"):
+        Measured({"kind": "region_area", "regions": ["skin"], "measure": "luminance"}, Eyes(parser=HalfParser()))
+
+
+def test_landmarks_on_one_axis_move_the_other_into_sup():
+    model = BlobLandmarks(k=6)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    both, sup = LandmarkSet(model, [0, 1, 2], centred=True)(x)
+    ys, sup_y = LandmarkSet(model, [0, 1, 2], centred=True, axis="y")(x)
+    assert ys.shape == (2, 3) and sup_y.shape == (2, 6 + 3)
+    assert torch.allclose(ys, both.reshape(2, 3, 2)[..., 1])
+    assert torch.allclose(sup_y[:, 6:], both.reshape(2, 3, 2)[..., 0])  # the x of the chosen points is held
+    eyes = Eyes(landmarks=model)
+    spread = Measured({"kind": "landmarks", "indices": [0, 1, 2], "centred": True, "axis": "y", "measure": "spread"}, eyes)
+    spread_y = Measured({"kind": "landmarks", "indices": [0, 1, 2], "centred": True, "measure": "spread_y"}, eyes)
+    assert torch.allclose(spread(x), spread_y(x), atol=1e-6)
+    with pytest.raises(UserError, match="one axis"):
+        Measured({"kind": "landmarks", "indices": [0, 1], "axis": "y", "measure": "spread_x"}, eyes)
+    with pytest.raises(UserError, match="axis must be x or y"):
+        LandmarkSet(model, [0, 1], axis="z")

@@ -21,11 +21,20 @@ def _need(model: LandmarkModel | None, what: str) -> LandmarkModel:
     return model
 
 
+_AXES = {"x": 0, "y": 1}
+
+
 class LandmarkSet(Criterion):
     """y_act = the chosen landmarks, y_sup = all others; ``centred`` subtracts each set's mean,
-    so that only the shape of the set counts, not where it sits."""
+    so that only the shape of the set counts, not where it sits. ``axis = "x"`` or ``"y"`` keeps
+    only that coordinate of the chosen points in y_act and moves the other into y_sup, so that
+    e.g. the eyes' vertical opening can be sought with their width held."""
 
-    def __init__(self, model: LandmarkModel | None, indices: Sequence[int], *, centred: bool = False) -> None:
+    def __init__(self, model: LandmarkModel | None, indices: Sequence[int], *, centred: bool = False,
+                 axis: str | None = None) -> None:
+        if axis is not None and axis not in _AXES:
+            raise UserError(f"landmarks axis must be x or y, not {axis!r}")
+        self.axis = axis
         self.model = _need(model, f"landmarks{list(indices)[:3]}…")
         k = int(self.model.num_points)
         self.indices = sorted(int(i) for i in indices)
@@ -37,7 +46,7 @@ class LandmarkSet(Criterion):
         idx = list(self.indices)
         contiguous = idx == list(range(idx[0], idx[0] + len(idx)))
         points = f"{idx[0]}-{idx[-1]}" if contiguous and len(idx) > 2 else ",".join(map(str, idx))
-        self.name = f"{'shape' if centred else 'landmarks'}[{points}]"
+        self.name = f"{'shape' if centred else 'landmarks'}[{points}]" + (f".{axis}" if axis else "")
 
     def evaluate(self, images, ctx):
         pts = self.model(images)
@@ -46,6 +55,9 @@ class LandmarkSet(Criterion):
             act = act - act.mean(dim=1, keepdim=True)
             if sup.shape[1]:
                 sup = sup - sup.mean(dim=1, keepdim=True)
+        if self.axis is not None:
+            keep = _AXES[self.axis]
+            return act[..., keep], torch.cat([sup.flatten(1), act[..., 1 - keep]], dim=1)
         return act.flatten(1), sup.flatten(1)
 
 

@@ -1,4 +1,4 @@
-"""Pixel criteria: masked pixels, region colour, high frequency."""
+"""Pixel criteria: masked pixels, region colour and shading, region area, high frequency."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 @dataclass
 class MaskContext:
-    mask: torch.Tensor  # [N or 1, 1, size, size]
+    mask: torch.Tensor  # [N or 1, 1, size, size] (shading: 2 channels, the left and right halves)
     box: tuple[int, int, int, int]  # y0, y1, x0, x1 (union over the batch)
 
 
@@ -76,6 +76,34 @@ class RegionColour(_Masked):
         mean = (x * m).sum(dim=(2, 3)) / area  # [N, 3]
         sup = (x - m * mean[:, :, None, None]).flatten(1)
         return mean, sup
+
+
+class RegionShading(_Masked):
+    """y_act = mean RGB of the region's left half minus its right half (split at the region's
+    mean column, per face): which side is lit. A uniform colour change leaves it at zero, so as
+    a suppressor it holds the light direction while letting the region's colour move; y_sup is
+    empty."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = f"shading[{'+'.join(self.regions)}]"
+
+    def prepare(self, images: torch.Tensor) -> MaskContext:
+        ctx = super().prepare(images)
+        m = ctx.mask
+        cols = torch.arange(m.shape[-1], dtype=m.dtype, device=m.device)
+        centre = (m * cols).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1.0)  # [N]
+        left = (cols < centre[:, None]).to(m.dtype)[:, None, None, :]
+        return MaskContext(torch.cat([m * left, m * (1 - left)], dim=1), ctx.box)
+
+    def evaluate(self, images, ctx: MaskContext):
+        x = resize(images, self.size)
+        halves = expand_to(ctx.mask, x.shape[0])  # [N, 2, S, S]: left, right
+        left, right = (
+            (x * h).sum(dim=(2, 3)) / h.sum(dim=(2, 3)).clamp_min(1.0) for h in halves.split(1, dim=1)
+        )
+        act = left - right  # [N, 3]
+        return act, act[:, :0]
 
 
 class RegionArea(Criterion):

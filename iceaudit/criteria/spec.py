@@ -2,9 +2,10 @@
 
 A spec is a small dict (a TOML inline table), e.g.
 ``{kind = "region_colour", regions = ["skin", "nose"], size = 64, measure = "luminance"}``.
-Kinds: ``region_colour``, ``masked_pixels``, ``region_area`` (soft parser area),
+Kinds: ``region_colour``, ``region_shading`` (left half minus right half of the region: the light
+direction), ``masked_pixels``, ``region_area`` (soft parser area),
 ``landmarks`` (``group = "eyes"`` named by the landmark model, ``points = [36, 47]`` as an
-inclusive range, or ``indices = [...]``; ``centred``), ``texture``, ``high_frequency``, ``image``,
+inclusive range, or ``indices = [...]``; ``centred``; ``axis = "x"`` or ``"y"``), ``texture``, ``high_frequency``, ``image``,
 ``estimator`` (an attribute estimator net, criteria/estimator.py). The measure turns y_act into one number per face (mean skin luminance,
 spread of the eye landmarks...), so one unit of a walk is a stated change of it.
 """
@@ -17,13 +18,13 @@ import torch
 
 from iceaudit.criteria.base import Criterion, Eyes, expand_to
 from iceaudit.criteria.landmarks import LandmarkSet, TextureOnGeometry
-from iceaudit.criteria.pixels import HighFrequency, MaskedPixels, RegionArea, RegionColour, WholeImage
+from iceaudit.criteria.pixels import HighFrequency, MaskedPixels, RegionArea, RegionColour, RegionShading, WholeImage
 from iceaudit.errors import UserError
 
-KINDS = ("region_colour", "masked_pixels", "region_area", "landmarks", "texture", "high_frequency", "image",
-         "estimator")
+KINDS = ("region_colour", "region_shading", "masked_pixels", "region_area", "landmarks", "texture",
+         "high_frequency", "image", "estimator")
 _DEFAULT_MEASURE = {
-    "region_colour": "luminance", "masked_pixels": "luminance", "region_area": "mean", "landmarks": "spread",
+    "region_colour": "luminance", "region_shading": "luminance", "masked_pixels": "luminance", "region_area": "mean", "landmarks": "spread",
     "texture": "rms", "high_frequency": "rms", "image": "rms", "estimator": "mean",
 }
 
@@ -56,10 +57,13 @@ def build_criterion(spec: Mapping[str, Any], eyes: Eyes) -> Criterion:
     morph = {k: int(spec.get(k, 0)) for k in ("dilate", "erode", "ring")}
     if kind == "region_colour":
         return RegionColour(eyes.parser, spec["regions"], size=size, **morph)
+    if kind == "region_shading":
+        return RegionShading(eyes.parser, spec["regions"], size=size, **morph)
     if kind == "masked_pixels":
         return MaskedPixels(eyes.parser, spec["regions"], size=size, **morph)
     if kind == "landmarks":
-        return LandmarkSet(eyes.landmarks, _points(spec, eyes.landmarks), centred=bool(spec.get("centred", False)))
+        return LandmarkSet(eyes.landmarks, _points(spec, eyes.landmarks), centred=bool(spec.get("centred", False)),
+                           axis=spec.get("axis"))
     if kind == "region_area":
         return RegionArea(eyes.parser, spec["regions"], size=size)
     if kind == "texture":
@@ -79,8 +83,9 @@ def build_criterion(spec: Mapping[str, Any], eyes: Eyes) -> Criterion:
 
 # --- measures ------------------------------------------------------------------
 
-def _pts(act):
-    return act.reshape(act.shape[0], -1, 2)
+def _pts(crit, act):
+    # one coordinate per point when the criterion keeps a single axis
+    return act.reshape(act.shape[0], -1, 1 if getattr(crit, "axis", None) else 2)
 
 
 def _spread(p, axis=None):
@@ -91,7 +96,7 @@ def _spread(p, axis=None):
 
 
 def _inside_mean(crit, act, ctx):
-    if isinstance(crit, RegionColour):
+    if isinstance(crit, (RegionColour, RegionShading)):
         return act  # [N, 3]
     m = expand_to(ctx.mask, act.shape[0])
     y0, y1, x0, x1 = ctx.box
@@ -121,16 +126,16 @@ MEASURES: dict[str, Callable] = {
     "green": lambda c, a, ctx: _inside_mean(c, a, ctx)[:, 1],
     "blue": lambda c, a, ctx: _inside_mean(c, a, ctx)[:, 2],
     "redness": lambda c, a, ctx: (lambda m: m[:, 0] - 0.5 * (m[:, 1] + m[:, 2]))(_inside_mean(c, a, ctx)),
-    "spread": lambda c, a, ctx: _spread(_pts(a)),
-    "spread_x": lambda c, a, ctx: _spread(_pts(a), 0),
-    "spread_y": lambda c, a, ctx: _spread(_pts(a), 1),
-    "mean_x": lambda c, a, ctx: _pts(a)[..., 0].mean(1),
-    "mean_y": lambda c, a, ctx: _pts(a)[..., 1].mean(1),
+    "spread": lambda c, a, ctx: _spread(_pts(c, a)),
+    "spread_x": lambda c, a, ctx: _spread(_pts(c, a), 0),
+    "spread_y": lambda c, a, ctx: _spread(_pts(c, a), 1),
+    "mean_x": lambda c, a, ctx: _pts(c, a)[..., 0].mean(1),
+    "mean_y": lambda c, a, ctx: _pts(c, a)[..., 1].mean(1),
     # for an ordered contour such as (mouth corner, lip centre, mouth corner): grows with a smile
-    "arch": lambda c, a, ctx: _arch(_pts(a)),
+    "arch": lambda c, a, ctx: _arch(_pts(c, a)),
     "rms": lambda c, a, ctx: a.pow(2).mean(1).sqrt(),
     "contrast": _contrast,  # texture inside a masked_pixels region (lines, shadows), not its mean colour
-    "mean": lambda c, a, ctx: a.mean(1),
+    "mean": lambda c, a, ctx: a.mean(1),  # for one-axis landmarks: the mean coordinate
 }
 
 
@@ -143,8 +148,13 @@ class Measured:
         self.measure = spec.get("measure", _DEFAULT_MEASURE[spec["kind"]])
         if self.measure not in MEASURES:
             raise UserError(f"unknown measure {self.measure!r} in {spec_id(spec)}; known: {', '.join(MEASURES)}")
-        if self.measure in ("red", "green", "blue", "redness", "luminance") and spec["kind"] not in ("region_colour", "masked_pixels"):
-            raise UserError(f"measure {self.measure!r} needs a region_colour or masked_pixels criterion: {spec_id(spec)}")
+        if self.measure in ("red", "green", "blue", "redness", "luminance") and spec["kind"] not in (
+                "region_colour", "region_shading", "masked_pixels"):
+            raise UserError(f"measure {self.measure!r} needs a region_colour, region_shading or masked_pixels "
+                            f"criterion: {spec_id(spec)}")
+        if spec["kind"] == "landmarks" and spec.get("axis") and self.measure not in ("spread", "mean"):
+            raise UserError(f"a landmarks criterion with one axis has one coordinate per point; use measure "
+                            f"spread or mean, not {self.measure!r}: {spec_id(spec)}")
         if self.measure == "contrast" and spec["kind"] != "masked_pixels":
             raise UserError(f"measure 'contrast' needs a masked_pixels criterion: {spec_id(spec)}")
 
