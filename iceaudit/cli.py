@@ -404,6 +404,10 @@ def facelab_train_knobs(
     workdir: str = typer.Option("runs/demo-generator", "--workdir", help="Checkpoint and loss log (resumes); reuses train-generator's render cache."),
     out_path: str = typer.Option("runs/demo-generator-knobs/demo_generator", "--out",
                                  help="Native generator to write (.safetensors + .json); not the shipped one by default."),
+    knob: list[str] = typer.Option(None, "--knob", metavar="FACTOR=LAYER",
+                                   help="A factor and the style layer its knob channel is chosen in, e.g. "
+                                        "skin_tone=b16.conv0 (repeat for more). Default: "
+                                        "skin_tone=b16.conv0 and bg_brightness=b64.conv0."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch threads."),
 ) -> None:
     """Give skin tone and background brightness one style channel each.
@@ -419,9 +423,23 @@ def facelab_train_knobs(
     generator, but the shipped bank recipe passes only 10 of its 14 subspaces on it, so the
     demo generator has no knobs (docs/facelab.md).
     """
-    from iceaudit.facelab.knobs import KnobConfig, tune_and_export
+    from iceaudit.facelab.knobs import KNOBS, KnobConfig, tune_and_export
 
-    cfg = KnobConfig(steps=steps, seed=seed, threads=threads)
+    layers = dict(KNOBS)
+    if knob:
+        layers = {}
+        for item in knob:
+            factor, sep, layer = item.partition("=")
+            if not sep or not factor.strip() or not layer.strip():
+                raise UserError(f"--knob takes FACTOR=LAYER, e.g. skin_tone=b16.conv0; got {item!r}")
+            layers[factor.strip()] = layer.strip()
+    from iceaudit.facelab.factors import FACTOR_NAMES
+
+    unknown = [f for f in layers if f not in FACTOR_NAMES]
+    if unknown:
+        raise UserError(f"--knob: unknown FaceLab factor {', '.join(map(repr, unknown))}",
+                        hint="factors: " + ", ".join(FACTOR_NAMES))
+    cfg = KnobConfig(steps=steps, seed=seed, threads=threads, knobs=layers)
     tune_and_export(generator, cfg, workdir, out_path, log=lambda msg: console.print(msg, highlight=False))
 
 

@@ -203,3 +203,37 @@ def test_cli_missing_generator_exits_2(args, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "no such file" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # nothing written before the input was checked
+
+
+@pytest.mark.parametrize("knob, message", [
+    ("skin_tone", "FACTOR=LAYER"),
+    ("skin_colour=b16.conv0", "unknown FaceLab factor 'skin_colour'"),
+])
+def test_cli_bad_knob_exits_2_before_anything_is_written(knob, message, tmp_path, monkeypatch, capsys):
+    from iceaudit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["facelab", "train-knobs", "--knob", knob])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_knob_layers_reach_the_tuning(tmp_path, monkeypatch):
+    import iceaudit.facelab.knobs as knobs_module
+    from iceaudit.cli import main
+
+    seen = {}
+    monkeypatch.setattr(knobs_module, "tune_and_export", lambda generator, cfg, *a, **k: seen.update(cfg.knobs))
+    def run(*args):
+        with pytest.raises(SystemExit) as exc:
+            main(["facelab", "train-knobs", *args])
+        assert not exc.value.code
+
+    run("--knob", "skin_tone=b8.conv1", "--knob", "age=b16.conv0")
+    assert seen == {"skin_tone": "b8.conv1", "age": "b16.conv0"}
+    seen.clear()
+    run()
+    assert seen == knobs_module.KNOBS
