@@ -24,11 +24,14 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# Rebuild the shipped FaceLab demo generator, its age estimator and factor reader, and the
-# bank (about 50 + 7 + 16 + 6 min on 2 CPU cores; BENCHMARKS.md). Checkpoints and JᵀJ
-# caches go to runs/.
+# Rebuild the shipped FaceLab demo generator (trained, then given its style knobs), its
+# estimators and factor reader, and the bank (about 50 + 45 + 7 + 16 + 9 min on 2 CPU cores;
+# BENCHMARKS.md). Checkpoints, render cache and JᵀJ caches go to runs/.
 demo-world: install
-	$(VENV)/bin/iceaudit facelab train-generator --precision bf16 --workdir runs/demo-generator
+	$(VENV)/bin/iceaudit facelab train-generator --precision bf16 --workdir runs/demo-generator \
+	    --out runs/demo-generator/demo_generator
+	$(VENV)/bin/iceaudit facelab train-knobs --generator runs/demo-generator/demo_generator.safetensors \
+	    --workdir runs/demo-generator --out iceaudit/facelab/assets/demo_generator
 	$(VENV)/bin/iceaudit facelab train-estimator age
 	$(VENV)/bin/iceaudit facelab train-estimator beard
 	$(VENV)/bin/iceaudit facelab train-reader

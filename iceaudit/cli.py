@@ -373,7 +373,8 @@ def facelab_train_generator(
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, the training faces and the batch order."),
     dataset_size: int = typer.Option(50_000, "--dataset-size", min=64, help="Pre-rendered training faces (cached in --workdir)."),
     workdir: str = typer.Option("runs/demo-generator", "--workdir", help="Checkpoint, loss log and render cache (resumes)."),
-    out_path: str = typer.Option("iceaudit/facelab/assets/demo_generator", "--out", help="Native generator to write (.safetensors + .json)."),
+    out_path: str = typer.Option("runs/demo-generator/demo_generator", "--out",
+                                 help="Native generator to write (.safetensors + .json); train-knobs then makes the shipped one from it."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch threads."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (with a checkpoint) after this long; run again to resume."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 autocast (about 1.6x faster on CPUs with AVX-512 BF16)."),
@@ -383,8 +384,8 @@ def facelab_train_generator(
     The mapping is first fitted alone so that w holds the factors (a fixed linear readout),
     then both networks train by regression with a part-weighted L1 loss (eyes, brows,
     mouth and glasses weigh more: they cover few pixels). Seeded and resumable; the
-    shipped generator is `--precision bf16` with the defaults: 47 minutes on a 2-core
-    CPU (BENCHMARKS.md). Writes the same native format real generators
+    shipped generator starts as `--precision bf16` with the defaults (47 minutes on a 2-core
+    CPU, BENCHMARKS.md), then `train-knobs` gives it its style knobs. Writes the same native format real generators
     are converted to, so `load_generator("demo")` takes the ordinary code path.
     """
     from iceaudit.facelab.train_generator import TrainConfig, train_and_export
@@ -398,12 +399,13 @@ def facelab_train_generator(
 
 @facelab_app.command("train-knobs")
 def facelab_train_knobs(
-    generator: str = typer.Option("demo", "--generator", help="The trained demo generator to tune (output of train-generator)."),
+    generator: str = typer.Option("runs/demo-generator/demo_generator.safetensors", "--generator",
+                                  help="The generator to tune: train-generator's output (a generator is tuned once)."),
     steps: int = typer.Option(9000, "--steps", min=1, help="Training steps of the synthesis (32 faces each)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the training faces and the batch order."),
     workdir: str = typer.Option("runs/demo-generator", "--workdir", help="Checkpoint and loss log (resumes); reuses train-generator's render cache."),
-    out_path: str = typer.Option("runs/demo-generator-knobs/demo_generator", "--out",
-                                 help="Native generator to write (.safetensors + .json); not the shipped one by default."),
+    out_path: str = typer.Option("iceaudit/facelab/assets/demo_generator", "--out",
+                                 help="Native generator to write (.safetensors + .json): the shipped demo generator by default."),
     knob: list[str] = typer.Option(None, "--knob", metavar="FACTOR=LAYER",
                                    help="A factor and the style layer its knob channel is chosen in, e.g. "
                                         "skin_tone=b16.conv0 (repeat for more). Default: "
@@ -419,9 +421,8 @@ def facelab_train_knobs(
     affines held to the routing) until G(z) reproduces render(phi(z)) again. The other factors stay
     spread out. The knobs are recorded in the generator's metadata (`style_knobs`).
 
-    Experimental: 44 min on 2 CPU cores; the result is about as faithful as the shipped
-    generator, but the shipped bank recipe passes only 10 of its 14 subspaces on it, so the
-    demo generator has no knobs (docs/facelab.md).
+    This is the last step of the shipped demo generator (`make demo-world`): 44 min on 2
+    CPU cores, and the result is as faithful as its input (docs/facelab.md, "Style knobs").
     """
     from iceaudit.facelab.knobs import KNOBS, KnobConfig, tune_and_export
 

@@ -91,7 +91,7 @@ def _demo_path() -> Path:
     if not DEMO_PATH.is_file():
         raise UserError(
             f"the demo generator is not built yet (expected {DEMO_PATH})",
-            hint="Build it with `iceaudit facelab train-generator`, or pass --generator PATH.",
+            hint="Build it with `make demo-world` (iceaudit facelab train-generator, then train-knobs), or pass --generator PATH.",
         )
     return DEMO_PATH
 
