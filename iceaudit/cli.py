@@ -424,6 +424,7 @@ def facelab_train_knobs(
     This is the last step of the shipped demo generator (`make demo-world`): 44 min on 2
     CPU cores, and the result is as faithful as its input (docs/facelab.md, "Style knobs").
     """
+    from iceaudit.facelab.factors import FACTOR_NAMES
     from iceaudit.facelab.knobs import KNOBS, KnobConfig, tune_and_export
 
     layers = dict(KNOBS)
@@ -434,8 +435,6 @@ def facelab_train_knobs(
             if not sep or not factor.strip() or not layer.strip():
                 raise UserError(f"--knob takes FACTOR=LAYER, e.g. skin_tone=b16.conv0; got {item!r}")
             layers[factor.strip()] = layer.strip()
-    from iceaudit.facelab.factors import FACTOR_NAMES
-
     unknown = [f for f in layers if f not in FACTOR_NAMES]
     if unknown:
         raise UserError(f"--knob: unknown FaceLab factor {', '.join(map(repr, unknown))}",
