@@ -11,7 +11,7 @@ install: $(VENV)/.installed
 # torch is installed first, pinned, only where none is importable: an open
 # `torch>=2.3` requirement on a machine without torch would pull a multi-GB
 # CUDA build. Users who already have a torch (CUDA or not) keep theirs.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0

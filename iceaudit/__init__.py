@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("iceaudit")
+    except PackageNotFoundError:  # an uninstalled checkout (PYTHONPATH=.)
+        return "0.1.0+checkout"
+
+
+__version__ = _installed_version()
 
 if TYPE_CHECKING:  # pragma: no cover
     from iceaudit.stylegan2.networks import Generator

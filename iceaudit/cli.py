@@ -542,7 +542,7 @@ bank_app = typer.Typer(
 )
 app.add_typer(bank_app, name="bank")
 
-_BANK_OPT = typer.Option("demo", "--bank", "-b", help="Bank directory, or the name of one under subspace_bank/.")
+_BANK_OPT = typer.Option("demo", "--bank", "-b", help="Bank directory, or a bank's name: one under ./subspace_bank/, or a shipped one (`demo`).")
 _LANDMARKS_HELP = ("Landmark model: a face-alignment 2DFAN-4 weights file, `fan` (the face-alignment cache), "
                    "`facelab`, or `none`. Default: the recipe's choice.")
 _PARSER_HELP = "Face parser: a BiSeNet CelebAMask-HQ checkpoint, `facelab`, or `none`. Default: the recipe's choice."
@@ -550,12 +550,17 @@ _ORDER_HELP = "Label order of the parser checkpoint: bisenet (zllrunning / facex
 
 
 def _bank_dir(name: str):
+    """A bank directory: a path that exists (or has a folder part), else a shipped bank's name."""
     from pathlib import Path
+
+    from iceaudit.resources import shipped_bank
 
     p = Path(name)
     if p.is_dir() or p.parent != Path("."):
         return p
-    return Path("subspace_bank") / name
+    if (Path("subspace_bank") / name).is_dir():  # a checkout's own banks
+        return Path("subspace_bank") / name
+    return shipped_bank(name)
 
 
 def _progress():
@@ -784,16 +789,10 @@ def bank_sheet_command(
 
 
 def _default_bank(generator: str) -> str:
-    from pathlib import Path
-
-    import iceaudit
+    from iceaudit.resources import shipped_bank
 
     if generator == "demo":
-        for root in (Path.cwd(), Path(iceaudit.__file__).resolve().parent.parent):
-            if (root / "subspace_bank" / "demo" / "manifest.json").is_file():
-                return str(root / "subspace_bank" / "demo")
-        raise UserError("the demo subspace bank is not built yet (expected subspace_bank/demo/)",
-                        hint="Build it with `iceaudit bank build`, or pass --bank DIR.")
+        return str(shipped_bank("demo"))
     raise UserError("--bank is required with a generator other than `demo`",
                     hint="Pass the bank built for this generator: --bank subspace_bank/<name>.")
 
@@ -804,7 +803,7 @@ def audit_command(
     out_dir: str = typer.Option(..., "--out", "-o", help="Audit directory to write (new or empty; with --resume: the interrupted one)."),
     card: Optional[str] = typer.Option(None, "--card", help="Model card (TOML or YAML): preprocessing, output head, threshold. Flags below override it."),
     generator: str = typer.Option("demo", "--generator", "-g", help="Generator file, or `demo` for the shipped FaceLab generator."),
-    bank: Optional[str] = typer.Option(None, "--bank", "-b", help="Subspace bank directory, or the name of one under subspace_bank/ (default for `demo`: subspace_bank/demo)."),
+    bank: Optional[str] = typer.Option(None, "--bank", "-b", help="Subspace bank directory, or a bank's name: one under ./subspace_bank/, or a shipped one (default for `demo`: the shipped demo bank)."),
     n: Optional[int] = typer.Option(None, "--n", help="Number of faces (default: 256 on CUDA, 64 on CPU)."),
     seed: int = typer.Option(0, "--seed", help="First face seed; faces use seeds SEED..SEED+N-1 (z = RandomState(seed).randn)."),
     psi: float = typer.Option(1.0, "--psi", help="Truncation psi (1 = the generator's full distribution)."),
@@ -902,7 +901,7 @@ def _print_drivers(result) -> None:
 def report(
     audit_dir: str = typer.Argument(..., help="Audit directory (holds summary.json, results.parquet, images/)."),
     format: str = typer.Option("html,pdf", "--format", "-f", help="Comma-separated: html, pdf."),
-    policy: Optional[str] = typer.Option(None, "--policy", help="Policy TOML: the fairness section shows the verdict against it."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="Policy TOML, or a shipped policy's name (fairness, fairness-strict, smile-release): the fairness section shows the verdict against it."),
     out_dir: Optional[str] = typer.Option(None, "--out", help="Where to write report.html / report.pdf (default: AUDIT_DIR)."),
 ) -> None:
     """Write the audit's report (self-contained HTML and/or PDF) from an audit directory.
@@ -911,13 +910,14 @@ def report(
     `iceaudit report runs/audit-1 --format html,pdf --policy examples/policies/fairness.toml`.
     """
     from iceaudit.report import build_report
+    from iceaudit.resources import shipped_policy
 
     formats = [f.strip().lower() for f in format.split(",") if f.strip()]
     bad = [f for f in formats if f not in ("html", "pdf")]
     if bad or not formats:
         raise UserError(f"--format: expected html and/or pdf, got {format!r}")
     with console.status("Building the report (charts, HTML" + (", PDF" if "pdf" in formats else "") + ")…"):
-        written = build_report(audit_dir, formats=formats, policy=policy, out_dir=out_dir)
+        written = build_report(audit_dir, formats=formats, policy=policy and shipped_policy(policy), out_dir=out_dir)
     for path in written:
         out.print(str(path), soft_wrap=True, highlight=False)
 
@@ -925,7 +925,7 @@ def report(
 @app.command()
 def gate(
     audit_dir: str = typer.Argument(..., help="Audit directory or its summary.json."),
-    policy: str = typer.Option(..., "--policy", help="Policy TOML (see examples/policies/)."),
+    policy: str = typer.Option(..., "--policy", help="Policy TOML, or a shipped policy's name: fairness, fairness-strict, smile-release."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="The previous release's summary.json (or audit directory)."),
     junit: Optional[str] = typer.Option(None, "--junit", help="Also write JUnit XML here (one testcase per rule and subspace)."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Also write the results as JSON here."),
@@ -936,8 +936,9 @@ def gate(
     `iceaudit gate runs/audit-1 --policy examples/policies/fairness.toml --junit gate.xml`.
     """
     from iceaudit.gate import render_table, run_gate, write_json, write_junit
+    from iceaudit.resources import shipped_policy
 
-    result = run_gate(audit_dir, policy, baseline)
+    result = run_gate(audit_dir, shipped_policy(policy), baseline)
     render_table(result, out)
     if junit:
         write_junit(result, junit)
@@ -958,33 +959,32 @@ def demo(
     n: int = typer.Option(32, "--n", min=4, help="Number of faces."),
     seed: int = typer.Option(0, "--seed", help="First face seed."),
     format: str = typer.Option("html,pdf", "--format", "-f", help="Report formats: html, pdf."),
-    policy: str = typer.Option("examples/policies/fairness.toml", "--policy", help="Policy the fairness section is checked against."),
+    policy: str = typer.Option("fairness", "--policy", help="Policy the fairness section is checked against: a TOML file, or a shipped policy's name (fairness, fairness-strict, smile-release)."),
 ) -> None:
     """Run the whole job offline on FaceLab: audit a shipped classifier, then write its report.
 
     Uses the shipped demo generator (`load_generator("demo")`), the demo subspace bank
-    (subspace_bank/demo) and a planted classifier from examples/facelab/, whose true
+    (shipped in the package) and a planted FaceLab classifier, whose true
     dependencies are known (docs/facelab.md). The default, `smiling_skin_shortcut`, was
     trained on data where skin tone predicted the smile label: the report should say so.
     """
     import shlex
     from pathlib import Path
 
-    import iceaudit
     from iceaudit.audit.baselines import DEFAULT_METHODS
     from iceaudit.audit.classifier import load_card, load_classifier
     from iceaudit.audit.runner import AuditSettings, check_out, run_audit
     from iceaudit.bank.format import load_bank
     from iceaudit.criteria.eyes import load_parser
     from iceaudit.report import build_report
+    from iceaudit.resources import demo_classifier, shipped_policy
     from iceaudit.stylegan2.loaders import load_generator
 
     if classifier not in DEMO_CLASSIFIERS:
         raise UserError(f"unknown demo classifier {classifier!r}; choose one of: {', '.join(DEMO_CLASSIFIERS)}",
                         hint="To audit your own model use `iceaudit audit --classifier PATH --card CARD`.")
-    root = Path(iceaudit.__file__).resolve().parent.parent
-    model, card = root / "examples" / "facelab" / f"{classifier}.pt", root / "examples" / "facelab" / f"{classifier}.toml"
-    policy_path = Path(policy) if Path(policy).is_file() else root / policy
+    model, card = demo_classifier(classifier)
+    policy_path = shipped_policy(policy)
     audit_dir = Path(out_dir or f"demo-out/{classifier}")
     check_out(audit_dir, resume=False)
     bank_dir = _default_bank("demo")
@@ -999,7 +999,7 @@ def demo(
     _print_drivers(result)
     formats = [f.strip().lower() for f in format.split(",") if f.strip()]
     with console.status("Building the report…"):
-        written = build_report(audit_dir, formats=formats, policy=policy_path if policy_path.is_file() else None)
+        written = build_report(audit_dir, formats=formats, policy=policy_path)
     for path in written:
         out.print(f"report: {path}", soft_wrap=True, highlight=False)
 
