@@ -30,4 +30,17 @@ def load_generator(path_or_name: str, device: Any = "cpu") -> "Generator":
     return _load(path_or_name, device=device)
 
 
-__all__ = ["__version__", "load_generator"]
+def __getattr__(name: str) -> Any:
+    # The API lives in iceaudit.api; imported on first use so `import iceaudit` stays cheap.
+    if name == "audit":  # the callable subpackage (iceaudit/audit/__init__.py)
+        import importlib
+
+        return importlib.import_module("iceaudit.audit")
+    if name in ("Audit", "load_bank", "load_classifier"):
+        from iceaudit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'iceaudit' has no attribute {name!r}")
+
+
+__all__ = ["Audit", "__version__", "audit", "load_bank", "load_classifier", "load_generator"]

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from iceaudit import __version__
+from iceaudit.resources import bank_dir
 from iceaudit.errors import UserError
 
 console = Console(stderr=True)
@@ -549,20 +550,6 @@ _PARSER_HELP = "Face parser: a BiSeNet CelebAMask-HQ checkpoint, `facelab`, or `
 _ORDER_HELP = "Label order of the parser checkpoint: bisenet (zllrunning / facexlib BiSeNet), parsenet (facexlib), facer."
 
 
-def _bank_dir(name: str):
-    """A bank directory: a path that exists (or has a folder part), else a shipped bank's name."""
-    from pathlib import Path
-
-    from iceaudit.resources import shipped_bank
-
-    p = Path(name)
-    if p.is_dir() or p.parent != Path("."):
-        return p
-    if (Path("subspace_bank") / name).is_dir():  # a checkout's own banks
-        return Path("subspace_bank") / name
-    return shipped_bank(name)
-
-
 def _progress():
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -625,7 +612,7 @@ def _load_bank_for(bank: str, generator: str):
     from iceaudit.bank.format import load_bank
     from iceaudit.stylegan2.loaders import load_generator
 
-    b = load_bank(_bank_dir(bank))
+    b = load_bank(bank_dir(bank))
     G = load_generator(generator)
     b.check_generator(G.fingerprint())
     return b, G
@@ -691,7 +678,7 @@ def _print_bank(bank) -> None:
 def bank_list_command(bank: str = _BANK_OPT) -> None:
     from iceaudit.bank.format import load_bank
 
-    _print_bank(load_bank(_bank_dir(bank)))
+    _print_bank(load_bank(bank_dir(bank)))
 
 
 @bank_app.command("show", help="Show one subspace: description, space, unit, step range, validation.")
@@ -700,7 +687,7 @@ def bank_show_command(subspace_id: str = typer.Argument(..., metavar="ID"), bank
 
     from iceaudit.bank.format import load_bank
 
-    s = load_bank(_bank_dir(bank))[subspace_id]
+    s = load_bank(bank_dir(bank))[subspace_id]
     entry = s.manifest_entry()
     for key in ("id", "name", "description", "tags", "space", "layers", "dim", "rank", "method", "criterion",
                 "unit", "unit_norm", "step_range", "verified"):
@@ -755,8 +742,8 @@ def bank_validate_command(
                 reports[s.id] = rep
                 b.subspaces[i] = replace(s, validation={**(s.validation or {}), **rep})
             bar.advance(task)
-    save_bank(b, _bank_dir(bank))
-    (_bank_dir(bank) / "validation.json").write_text(json.dumps(reports, indent=2, default=float) + "\n")
+    save_bank(b, bank_dir(bank))
+    (bank_dir(bank) / "validation.json").write_text(json.dumps(reports, indent=2, default=float) + "\n")
     _print_bank(b)
     failed = [k for k, r in reports.items() if not r["passed"]]
     for k in failed:
@@ -841,15 +828,10 @@ def audit_command(
     """
     import shlex
 
+    from iceaudit.api import audit
     from iceaudit.audit.baselines import parse_methods
-    from iceaudit.audit.classifier import load_card, load_classifier
-    from iceaudit.audit.runner import AuditSettings, check_out, run_audit
-    from iceaudit.audit.sample import resolve_device
-    from iceaudit.bank.format import load_bank
-    from iceaudit.criteria.eyes import load_parser
-    from iceaudit.stylegan2.loaders import load_generator
+    from iceaudit.audit.classifier import load_card
 
-    check_out(out_dir, resume)
     methods = parse_methods(baselines)
     size = None
     if input_size is not None:
@@ -861,36 +843,32 @@ def audit_command(
     model_card = load_card(card, name=name, input_size=size, crop=crop, value_range=value_range, mean=mean, std=std,
                            channel_order=channel_order, head=head, index=index, threshold=threshold,
                            positive_class=positive_class, factory=factory)
-    dev = resolve_device(device)
-    clf = load_classifier(classifier, model_card, device=dev)
-    if not clf.differentiable:
+    if classifier.lower().endswith(".onnx"):
         console.print("[yellow]note:[/] ONNX classifier: no gradients, so gradient-based baselines will be skipped.")
-    G = load_generator(generator, device=dev)
-    bank_dir = str(_bank_dir(bank)) if bank else _default_bank(generator)
-    settings = AuditSettings(
-        n=n, seed=seed, psi=psi, n_steps=steps, n_null=null, device=str(dev), batch_images=batch,
+    result = audit(
+        classifier, model_card, generator=generator, bank=bank, n=n, seed=seed, device=device, baselines=methods,
+        out=out_dir, parser=parser, parser_labels=parser_labels, card_path=card, psi=psi, n_steps=steps,
+        n_null=null, batch_images=batch, resume=resume, sanity=sanity,
         subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
-        out=out_dir, resume=resume, command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
-        generator_name=generator, bank_path=bank_dir, card_path=card, sanity=sanity, baselines=methods,
-        parser=load_parser(parser or ("facelab" if generator == "demo" else None), label_order=parser_labels)
-        if methods else None,
+        command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
     )
-    result = run_audit(clf, G, load_bank(bank_dir), settings)
     _print_drivers(result)
 
 
 def _print_drivers(result) -> None:
+    """The ranked drivers of an `iceaudit.api.Audit`, as a table, then the verdict."""
     from rich.table import Table
 
     table = Table(title=f"drivers of {result.summary['classifier']['name']}", title_justify="left")
     for col in ("rank", "subspace", "slope / unit", "95% CI", "flip rate", "p (Holm)", "significant"):
         table.add_column(col, justify="left" if col in ("subspace", "significant") else "right")
-    for d in result.drivers:
-        table.add_row(str(d.rank), d.name, f"{d.slope:+.4f}", f"{d.ci_low:+.4f} .. {d.ci_high:+.4f}",
-                      f"{100 * d.flip_rate:.0f}%", f"{d.p_adjusted:.3g}", "[bold green]yes[/]" if d.significant else "no")
+    for d in result.summary["drivers"]:
+        table.add_row(str(d["rank"]), d["name"], f"{d['slope']:+.4f}", f"{d['ci_low']:+.4f} .. {d['ci_high']:+.4f}",
+                      f"{100 * d['flip_rate']:.0f}%", f"{d['p_adjusted']:.3g}",
+                      "[bold green]yes[/]" if d["significant"] else "no")
     out.print(table)
-    out.print(result.summary["verdict"])
-    out.print(f"wrote {result.out}/summary.json, results.parquet, images/")
+    out.print(result.verdict)
+    out.print(f"wrote {result.dir}/summary.json, results.parquet, images/")
 
 
 
@@ -971,14 +949,10 @@ def demo(
     import shlex
     from pathlib import Path
 
+    from iceaudit.api import audit
     from iceaudit.audit.baselines import DEFAULT_METHODS
-    from iceaudit.audit.classifier import load_card, load_classifier
-    from iceaudit.audit.runner import AuditSettings, check_out, run_audit
-    from iceaudit.bank.format import load_bank
-    from iceaudit.criteria.eyes import load_parser
     from iceaudit.report import build_report
     from iceaudit.resources import demo_classifier, shipped_policy
-    from iceaudit.stylegan2.loaders import load_generator
 
     if classifier not in DEMO_CLASSIFIERS:
         raise UserError(f"unknown demo classifier {classifier!r}; choose one of: {', '.join(DEMO_CLASSIFIERS)}",
@@ -986,16 +960,8 @@ def demo(
     model, card = demo_classifier(classifier)
     policy_path = shipped_policy(policy)
     audit_dir = Path(out_dir or f"demo-out/{classifier}")
-    check_out(audit_dir, resume=False)
-    bank_dir = _default_bank("demo")
-    clf = load_classifier(model, load_card(card), device="cpu")
-    G = load_generator("demo", device="cpu")
-    settings = AuditSettings(
-        n=n, seed=seed, device="cpu", out=str(audit_dir), generator_name="demo", bank_path=bank_dir, card_path=str(card),
-        baselines=list(DEFAULT_METHODS), parser=load_parser("facelab"),
-        command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
-    )
-    result = run_audit(clf, G, load_bank(bank_dir), settings)
+    result = audit(model, card, generator="demo", n=n, seed=seed, device="cpu", baselines=list(DEFAULT_METHODS),
+                   out=audit_dir, command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]))
     _print_drivers(result)
     formats = [f.strip().lower() for f in format.split(",") if f.strip()]
     with console.status("Building the report…"):

@@ -84,3 +84,18 @@ def demo_classifier(name: str) -> tuple[Path, Path]:
     """The shipped FaceLab classifier `name`: (TorchScript file, model card)."""
     folder = examples_dir() / "facelab"
     return folder / f"{name}.pt", folder / f"{name}.toml"
+
+
+def bank_dir(name_or_path: str | Path) -> Path:
+    """Where a bank is: a path that exists (or has a folder part), else a bank's name,
+    looked up in ./subspace_bank/ (a checkout's own banks) and then among the shipped ones.
+
+    Args:
+        name_or_path: a bank directory, or a bank's name such as ``"demo"``.
+    """
+    path = Path(name_or_path)
+    if path.is_dir() or path.parent != Path("."):
+        return path
+    if (Path("subspace_bank") / path).is_dir():
+        return Path("subspace_bank") / path
+    return shipped_bank(str(name_or_path))

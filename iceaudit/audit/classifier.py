@@ -396,3 +396,32 @@ class _OnnxModel:
         import numpy as np
 
         return torch.from_numpy(np.concatenate(outs)).to(x.device)
+
+
+def wrap_classifier(model: Callable[[torch.Tensor], Any], card: ModelCard | None = None,
+                    device: torch.device | str = "cpu") -> Classifier:
+    """An in-memory model (an ``nn.Module`` or any tensor → tensor callable) -> Classifier.
+
+    What a notebook holds: no file, so the provenance hash is taken over the module's
+    state dict (parameters and buffers, in order) and is ``None`` for a plain callable.
+
+    Args:
+        model: maps preprocessed images [N, 3, H, W] (as the card says) to logits [N] or [N, K].
+        card: preprocessing and output head; default: a ModelCard with its defaults.
+        device: where the model runs (a module is moved there).
+    """
+    card = card or ModelCard()
+    device = torch.device(device)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        h = hashlib.sha256()
+        for key, value in model.state_dict().items():
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        kind = "torchscript" if isinstance(model, torch.jit.ScriptModule) else "module"
+        return Classifier(model, card, kind, differentiable=True, path=None, sha256=h.hexdigest(), device=device)
+    if not callable(model):
+        raise UserError(f"classifier must be a file path, an nn.Module or a callable, got {type(model).__name__}")
+    return Classifier(model, card, "callable", differentiable=True, path=None, sha256=None, device=device)
