@@ -107,3 +107,37 @@ def test_chromium_shows_every_attribution_map_and_walk_strip(tools, built_report
     assert section.count('class="map-img"') == len(ok)
     assert section.count('class="unnamed-strip"') == len(base["attfind"]["unnamed_drivers"])
     assert "image missing" not in section
+
+
+def _viewer(dom: str, sid: str) -> str:
+    start = dom.index(f'data-subspace="{sid}" data-frames=')
+    return dom[dom.rindex("<div", 0, start): dom.index('<div class="strips">', start)]
+
+
+def test_walk_viewer_slider_changes_frame_and_score_offline(tools, built_report, shortcut_audit, tmp_path):
+    """Drive the slider in headless Chromium: move it to the last step of the first driver's walk;
+    the viewer must show the last frame of every face and that frame's score."""
+    html, _, _ = built_report
+    page = html.read_text()
+    assert not re.search(r'(src|href)="https?:', page), "the report must not reach the network"
+    summary = load_summary(shortcut_audit)
+    sid = next(iter(summary["walk_strips"]))
+    entries = summary["walk_strips"][sid]
+    last = len(entries[0]["alphas"]) - 1
+    drive = (f"<script>var v = document.querySelector('.walk-viewer[data-subspace=\"{sid}\"]');"
+             f"var s = v.querySelector('.walk-slider'); s.value = {last};"
+             "s.dispatchEvent(new Event('input'));</script></body>")
+    driven = tmp_path / "driven.html"
+    driven.write_text(page.replace("</body>", drive))
+    before, after = _viewer(browser.dump_dom(html), sid), _viewer(browser.dump_dom(driven), sid)
+    assert "hidden" not in before.split(">")[0]  # the script showed the viewer
+    assert "Walk viewer" not in browser.pdf_text(built_report[1])  # the PDF keeps the static strips
+    assert 'data-frame="' + str(last) + '"' in after and 'data-frame="' + str(last) + '"' not in before
+    assert "background-position: 100% 0%" in after
+    section = page[page.index(f'id="driver-{sid}"'):]
+    section = section[: section.index("</section>")]
+    static = [re.findall(r'class="score[^"]*" data-value="([^"]*)"', fig)[last]  # the static strips' last scores
+              for fig in section.split('<figure class="strip"')[1:]]
+    shown = re.findall(r'class="walk-score[^"]*"[^>]*>([^<]*)<', after)
+    assert shown == [f"{float(v):.3f}" for v in static] and len(shown) == len(entries)
+    assert f"{entries[0]['alphas'][last]:+.2f} units" in after
