@@ -60,23 +60,24 @@ def shipped_bank(name: str) -> Path:
 
 
 def shipped_policy(name_or_path: str | Path) -> Path:
-    """A policy file: `name_or_path` if it exists, else a shipped policy of that name.
+    """A policy file: a path as given, or a shipped policy's bare name.
 
     Args:
-        name_or_path: a path, or a shipped policy's name with or without ``.toml``
-            (``fairness``, ``examples/policies/fairness.toml``).
+        name_or_path: a path (anything with a folder part or a suffix: the policy
+            reader reports a missing file), or a shipped policy's name:
+            ``fairness``, ``fairness-strict``, ``smile-release``.
 
     Raises:
-        UserError: neither a file nor a shipped policy.
+        UserError: a bare name that is neither a file here nor a shipped policy.
     """
     path = Path(name_or_path)
-    if path.is_file():
+    if path.is_file() or path.parent != Path(".") or path.suffix:
         return path
-    shipped = examples_dir() / "policies" / (path.stem + ".toml")
+    shipped = examples_dir() / "policies" / f"{path.name}.toml"
     if shipped.is_file():
         return shipped
     names = sorted(p.stem for p in (examples_dir() / "policies").glob("*.toml"))
-    raise UserError(f"policy {str(name_or_path)!r} not found, and no shipped policy has that name "
+    raise UserError(f"no policy file {str(name_or_path)!r}, and no shipped policy has that name "
                     f"(shipped: {', '.join(names)})")
 
 
