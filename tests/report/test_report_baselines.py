@@ -149,17 +149,3 @@ def test_templates_are_found_in_a_checkout_and_in_an_installed_package(tmp_path,
         templates_dir(site / "iceaudit" / "report" / "render.py")
     monkeypatch.setenv("ICEAUDIT_TEMPLATES", str(here))
     assert templates_dir(site / "iceaudit" / "report" / "render.py") == here
-
-
-def test_setup_installs_report_templates_into_the_package():
-    import ast
-
-    root = Path(__file__).resolve().parents[2]
-    call = next(n for n in ast.walk(ast.parse((root / "setup.py").read_text())) if isinstance(n, ast.Call)
-                and getattr(n.func, "id", "") == "setup")
-    kw = {k.arg: k.value for k in call.keywords}
-    assert ast.literal_eval(kw["package_dir"]) == {"iceaudit.report_templates": "report_templates"}
-    assert "iceaudit.report_templates" in ast.unparse(kw["packages"])
-    pyproject = (root / "pyproject.toml").read_text()
-    assert '"iceaudit.report_templates" = ["*.j2", "*.css"]' in pyproject
-    assert all((root / "report_templates" / f).is_file() for f in TEMPLATE_FILES)
