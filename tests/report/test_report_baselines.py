@@ -17,7 +17,7 @@ import pytest
 from iceaudit.errors import UserError
 from iceaudit.report import build_report
 from iceaudit.report.model import load_report_model
-from iceaudit.report.render import TEMPLATE_FILES, templates_dir
+from iceaudit.report.render import templates_dir
 from iceaudit.summary import load_summary
 from test_report import Cells, shown
 
