@@ -608,6 +608,20 @@ def _truth(name: str | None):
     return FactorTruth()
 
 
+def _generator_of_bank(bank: str) -> str:
+    """The shipped generator a bank records (by fingerprint); says which one it uses."""
+    from iceaudit.bank.format import load_bank
+    from iceaudit.stylegan2.loaders import shipped_generator_for
+
+    recorded = load_bank(bank_dir(bank)).generator_fingerprint
+    name = shipped_generator_for(recorded)
+    if name is None:
+        raise UserError(f"bank {bank!r} was built for generator {recorded[:16]}…, which is not one iceaudit ships",
+                        hint="Pass the generator it was built for: --generator FILE.")
+    console.print(f"using generator {name!r} (fingerprint {recorded[:16]}…), the one bank {bank!r} records")
+    return name
+
+
 def _load_bank_for(bank: str, generator: str):
     from iceaudit.bank.format import load_bank
     from iceaudit.stylegan2.loaders import load_generator
@@ -700,7 +714,8 @@ def bank_show_command(subspace_id: str = typer.Argument(..., metavar="ID"), bank
                   "onto every other subspace's criterion, pixel drift outside the target region. "
                   "Prints the table and stores validation.json in the bank.")
 def bank_validate_command(
-    generator: str = typer.Option(..., "--generator", "-g", help="The generator the bank was built for."),
+    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="The generator the bank was built for "
+                                            "(default: the shipped generator whose fingerprint the bank records, e.g. `demo`)."),
     bank: str = _BANK_OPT,
     landmarks: Optional[str] = typer.Option(None, "--landmarks", help=_LANDMARKS_HELP),
     parser: Optional[str] = typer.Option(None, "--parser", help=_PARSER_HELP),
@@ -720,6 +735,8 @@ def bank_validate_command(
     from iceaudit.bank.validate import Thresholds, validate_subspace
     from iceaudit.criteria.spec import Measured
 
+    if generator is None:
+        generator = _generator_of_bank(bank)
     b, G = _load_bank_for(bank, generator)
     eyes_spec = b.meta.get("eyes_spec", {})
     eyes = _eyes(eyes_spec, landmarks, parser, label_order, parser_size, fan_size)
@@ -875,6 +892,15 @@ def _print_drivers(result) -> None:
 # --- report, gate and demo commands ---------------------------------------------
 
 
+def _report_formats(value: str) -> list[str]:
+    """``--format html,pdf`` -> ["html", "pdf"]; anything else is bad input (checked before any work)."""
+    formats = [f.strip().lower() for f in value.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("html", "pdf")]
+    if bad or not formats:
+        raise UserError(f"--format: expected html and/or pdf, got {value!r}")
+    return formats
+
+
 @app.command()
 def report(
     audit_dir: str = typer.Argument(..., help="Audit directory (holds summary.json, results.parquet, images/)."),
@@ -890,10 +916,7 @@ def report(
     from iceaudit.report import build_report
     from iceaudit.resources import shipped_policy
 
-    formats = [f.strip().lower() for f in format.split(",") if f.strip()]
-    bad = [f for f in formats if f not in ("html", "pdf")]
-    if bad or not formats:
-        raise UserError(f"--format: expected html and/or pdf, got {format!r}")
+    formats = _report_formats(format)
     with console.status("Building the report (charts, HTML" + (", PDF" if "pdf" in formats else "") + ")…"):
         written = build_report(audit_dir, formats=formats, policy=policy and shipped_policy(policy), out_dir=out_dir)
     for path in written:
@@ -951,19 +974,21 @@ def demo(
 
     from iceaudit.api import audit
     from iceaudit.audit.baselines import DEFAULT_METHODS
+    from iceaudit.gate import load_policy
     from iceaudit.report import build_report
     from iceaudit.resources import demo_classifier, shipped_policy
 
     if classifier not in DEMO_CLASSIFIERS:
         raise UserError(f"unknown demo classifier {classifier!r}; choose one of: {', '.join(DEMO_CLASSIFIERS)}",
                         hint="To audit your own model use `iceaudit audit --classifier PATH --card CARD`.")
+    formats = _report_formats(format)
     model, card = demo_classifier(classifier)
     policy_path = shipped_policy(policy)
+    load_policy(policy_path)  # a bad policy is bad input before the audit, not after it
     audit_dir = Path(out_dir or f"demo-out/{classifier}")
     result = audit(model, card, generator="demo", n=n, seed=seed, device="cpu", baselines=list(DEFAULT_METHODS),
                    out=audit_dir, command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]))
     _print_drivers(result)
-    formats = [f.strip().lower() for f in format.split(",") if f.strip()]
     with console.status("Building the report…"):
         written = build_report(audit_dir, formats=formats, policy=policy_path)
     for path in written:

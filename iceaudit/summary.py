@@ -35,7 +35,7 @@ absent, and the report then says what is missing instead of failing.
 - ``fairness`` (report): {protected: [ids], findings: [{subspace,
   statement}]} — ``protected`` defaults to the bank's ``protected`` tags.
 - ``validity`` (report):
-  ``null_floor``: {n_directions, quantile, abs_slope} — pooled |slope| of
+  ``null_floor``: {n_directions, quantile, abs_slope} — the ``quantile`` (1 - level/2) of the pooled |slope| of
   random directions (same space, layers and norm as each subspace);
   ``own_criterion``: {id: {criterion, effect_per_unit, expected, ok}} — how
   much one unit of the walk moves the subspace's own criterion (calibrated to

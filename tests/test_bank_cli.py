@@ -143,3 +143,24 @@ def test_missing_weights_name_the_file_and_where_to_put_it(world, capsys, tmp_pa
                        "--out", str(tmp_path / "b"))
     assert code == 2 and "recipe 'nosuch' not found" in err
     assert not (tmp_path / "b").exists()
+
+
+def test_validate_defaults_to_the_shipped_generator_the_bank_records(capsys, tmp_path):
+    import shutil
+
+    from iceaudit.resources import shipped_bank
+
+    copy = tmp_path / "demo-copy"
+    shutil.copytree(shipped_bank("demo"), copy)  # validate rewrites the bank: never the shipped one
+    (copy / "validation.json").unlink()
+    code, out, err = run(capsys, "bank", "validate", "--bank", str(copy), "--faces", "2")
+    assert code in (0, 1), err  # a verdict (2 faces may fail thresholds), not a usage error
+    assert "using generator 'demo'" in " ".join((out + err).split())
+    assert json.loads((copy / "validation.json").read_text())
+
+
+def test_validate_without_generator_for_an_unshipped_one_exits_2(built, capsys):
+    before = (built / "manifest.json").read_bytes()
+    code, out, err = run(capsys, "bank", "validate", "--bank", str(built), "--faces", "2")
+    assert code == 2 and "not one iceaudit ships" in err and "--generator" in err and "Traceback" not in err
+    assert (built / "manifest.json").read_bytes() == before

@@ -308,7 +308,10 @@ def _statistics(results, subspaces, grids, threshold, settings):
                    "end_slope": t.statistic * c, "null_sigma": _finite(t.sigma * c), "null_df": t.df,
                    "null_slopes": [v * c for v in t.null_slopes], "image_change": c, "mean_abs_slope": s.mean_abs_slope,
                    "ci_excludes_zero": bool(s.ci_low > 0 or s.ci_high < 0), "unit": sub.unit,
-                   "step_range": list(sub.step_range), "space": sub.space},
+                   "step_range": list(sub.step_range), "space": sub.space,
+                   # the walk follows the basis' principal (first) row only; a k-row subspace's
+                   # other k - 1 directions are not audited, and the report says so
+                   "basis_rows": int(sub.basis.shape[0]), "rows_audited": 1},
         ))
     # Significant drivers first, then by |slope| (score per semantic unit).
     records.sort(key=lambda d: (not d.significant, -abs(d.slope), d.subspace))
@@ -324,7 +327,7 @@ def _statistics(results, subspaces, grids, threshold, settings):
                 f"{settings.min_margin_share}",
         "n_directions": settings.n_null * len(subspaces), "n_per_subspace": settings.n_null,
         "quantile": 1 - settings.level / 2,
-        "abs_slope": _finite(float(np.quantile(all_null, 1 - settings.level))),
+        "abs_slope": _finite(float(np.quantile(all_null, 1 - settings.level / 2))),
         "per_subspace": {sid: {"floor": _finite(t.floor * change[sid]), "sigma": _finite(t.sigma * change[sid]),
                                "df": t.df, "null_slopes": [v * change[sid] for v in t.null_slopes],
                                "end_slope": t.statistic * change[sid], "image_change": change[sid]}

@@ -93,6 +93,15 @@ def pct(value: Any) -> str:
     return "–" if value is None else f"{100 * float(value):.0f}%"
 
 
+def percentile(quantile: Any) -> str:
+    """0.975 -> '97.5th', 0.95 -> '95th', 0.99 -> '99th' (no rounding of the stated level)."""
+    v = round(100 * float(quantile), 3)
+    text = f"{v:g}"
+    last = int(v) % 100 if v == int(v) else None
+    suffix = "th" if last is None or 10 <= last <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(last % 10, "th")
+    return text + suffix
+
+
 def pval(value: Any) -> str:
     if value is None:
         return "–"
@@ -105,7 +114,7 @@ def _env(folder: Path) -> Any:
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=jinja2.select_autoescape(["j2", "html"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(datauri=datauri, num=num, pct=pct, pval=pval)
+    env.filters.update(datauri=datauri, num=num, pct=pct, pval=pval, percentile=percentile)
     return env
 
 

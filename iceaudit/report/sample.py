@@ -278,8 +278,8 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
         "counterfactuals": {"per_subspace": per_subspace, "best": best},
         "fairness": {"protected": protected, "findings": []},
         "validity": {
-            "null_floor": {"n_directions": N_NULL * len(ids), "quantile": 0.95,
-                           "abs_slope": float(np.quantile(np.concatenate(list(null_slopes.values())), 0.95))},
+            "null_floor": {"n_directions": N_NULL * len(ids), "quantile": 0.975,
+                           "abs_slope": float(np.quantile(np.concatenate(list(null_slopes.values())), 0.975))},
             "own_criterion": own,
             "leakage": leakage,
             "sanity": {"randomised_classifier": {"n_significant": 0, "max_abs_slope": 0.004, "passed": True,

@@ -26,6 +26,23 @@ if TYPE_CHECKING:  # pragma: no cover
 DEMO_NAME = "demo"
 DEMO_PATH = Path(__file__).resolve().parent.parent / "facelab" / "assets" / "demo_generator.safetensors"
 
+
+
+def shipped_generator_for(fingerprint: str) -> str | None:
+    """The name of the shipped generator with this fingerprint (``"demo"``), or None.
+
+    Reads the fingerprint recorded beside the shipped weights (the native JSON), so
+    nothing is loaded; the bank check re-verifies it on the loaded weights.
+    """
+    import json
+
+    try:
+        recorded = json.loads(DEMO_PATH.with_suffix(".json").read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+    return DEMO_NAME if recorded == fingerprint else None
+
+
 # The pickled magic number every legacy (non-zip) torch.save file starts with.
 _TORCH_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 

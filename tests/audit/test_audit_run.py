@@ -299,3 +299,18 @@ def test_the_report_gets_the_banks_own_validation_figures():
     assert skin["effect_per_unit"] == bank["skin_tone"].validation["own_effect"] and skin["ok"]
     assert "lip_colour" in val["leakage"]["mouth_open"]  # exempt targets are still shown
     assert _bank_validity(type(bank)(name="x", generator_fingerprint="f", subspaces=[], meta={})) == {}
+
+
+def test_null_floor_is_the_quantile_it_states(red_audit):
+    floor = red_audit.summary["validity"]["null_floor"]
+    pooled = np.abs(np.concatenate([v["null_slopes"] for v in floor["per_subspace"].values()]))
+    assert floor["quantile"] == 0.975
+    assert np.isclose(floor["abs_slope"], np.quantile(pooled, floor["quantile"]))
+    assert not np.isclose(floor["abs_slope"], np.quantile(pooled, 0.95))
+
+
+def test_multi_row_subspaces_say_only_the_principal_direction_is_walked(red_audit, bank):
+    rows = {s.id: s.basis.shape[0] for s in bank.subspaces}
+    assert max(rows.values()) > 1
+    for d in red_audit.drivers:
+        assert d.extra["basis_rows"] == rows[d.subspace] and d.extra["rows_audited"] == 1

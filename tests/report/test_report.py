@@ -188,3 +188,29 @@ def test_minimal_summary_still_makes_a_report(tmp_path):
     html = build_report(tmp_path, formats=["html"])[0].read_text()
     assert "driven mostly by smile" in html
     assert "results.parquet is missing" in html and "saved no walk strips" in html
+
+
+def test_null_floor_words_match_the_stated_quantile(built_report, shortcut_audit):
+    from iceaudit.report.render import percentile
+
+    assert [percentile(q) for q in (0.975, 0.95, 0.99, 0.5, 0.9)] == ["97.5th", "95th", "99th", "50th", "90th"]
+    quantile = load_summary(shortcut_audit)["validity"]["null_floor"]["quantile"]
+    text = " ".join(built_report[0].read_text().split())
+    assert f"({percentile(quantile)} percentile)" in text and "98th percentile" not in text
+
+
+def test_multi_row_subspace_pages_say_only_the_principal_direction_is_audited(tmp_path):
+    import json
+
+    from iceaudit.report import build_report
+    from iceaudit.report.sample import write_sample_audit
+
+    audit = write_sample_audit(tmp_path / "a", n_faces=8)
+    summary = json.loads((audit / "summary.json").read_text())
+    summary["drivers"][0].setdefault("extra", {})["basis_rows"] = 3
+    (audit / "summary.json").write_text(json.dumps(summary))
+    html = " ".join(build_report(audit, formats=["html"])[0].read_text().split())
+    first = summary["drivers"][0]["subspace"]
+    page = html[html.index(f'id="driver-{first}"'):]
+    assert "row 1 of 3 in the bank's basis" in page[: page.index("</section>")]
+    assert html.count("principal-only") == 1  # single-row subspaces carry no such note
