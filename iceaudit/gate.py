@@ -23,6 +23,12 @@ subjects (``subspace = "id"`` or ``tag = "protected"``) and at least one check::
     max_flip_rate_increase = 0.05
     tag = "protected"              # optional scope (or subspace = ...); default every driver
     required = false               # true: refuse to run without --baseline
+    allow_incomparable = false     # true: warn, not refuse, when the audits are not comparable
+
+Before a baseline is compared, the two audits are checked to be comparable
+(`iceaudit.compare`): another generator, bank content, step grid or truncation
+refuses the comparison (exit 2, naming each difference) unless
+``allow_incomparable = true``; other faces (face seed, N) are a warning.
 
 Each rule applied to one subject (a subspace) is one outcome — a JUnit
 testcase. Exit codes of the CLI: 0 every outcome passed (skipped ones do not
@@ -53,7 +59,7 @@ _RULE_KEYS = {"name": "str", "subspace": "str", "tag": "str", "must_not_be_signi
               "max_abs_slope": "number", "max_flip_rate": "rate"}
 _REQUIRE_KEYS = {"name": "str", "subspace": "str", "tag": "str", "must_be_significant": "bool",
                  "min_abs_slope": "number", "min_flip_rate": "rate"}
-_BASELINE_KEYS = {"name": "str", "subspace": "str", "tag": "str", "required": "bool",
+_BASELINE_KEYS = {"name": "str", "subspace": "str", "tag": "str", "required": "bool", "allow_incomparable": "bool",
                   "max_abs_slope_increase": "number", "max_flip_rate_increase": "rate"}
 _KIND_WORDS = {"str": "a string", "bool": "true or false", "number": "a number >= 0",
                "rate": "a number between 0 and 1", "table": "a table", "tables": "an array of tables ([[...]])"}
@@ -70,6 +76,7 @@ class Rule:
     checks: dict[str, Any] = field(default_factory=dict)  # check key -> limit
     line: int | None = None
     required: bool = False  # baseline only: refuse to run without --baseline
+    allow_incomparable: bool = False  # baseline only: warn instead of refusing an incomparable baseline
 
 
 @dataclass
@@ -108,6 +115,7 @@ class GateResult:
     audit: str
     baseline: str | None
     outcomes: list[Outcome]
+    warnings: list[str] = field(default_factory=list)  # e.g. the baseline used other faces
 
     @property
     def passed(self) -> bool:
@@ -122,7 +130,7 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "policy": self.policy, "audit": self.audit, "baseline": self.baseline,
-                "counts": self.counts, "outcomes": [asdict(o) for o in self.outcomes]}
+                "counts": self.counts, "warnings": list(self.warnings), "outcomes": [asdict(o) for o in self.outcomes]}
 
 
 # --- reading a policy ------------------------------------------------------------
@@ -218,7 +226,8 @@ def load_policy(path: str | Path) -> Policy:
             default = {"rule": f"limits on {subject}", "require": f"required driver: {subject}",
                        "baseline": f"no regression vs baseline: {subject}"}[section]
             rules.append(Rule(kind=section, name=table.get("name", default), subspace=table.get("subspace"),
-                              tag=table.get("tag"), checks=limits, line=line, required=table.get("required", False)))
+                              tag=table.get("tag"), checks=limits, line=line, required=table.get("required", False),
+                              allow_incomparable=table.get("allow_incomparable", False)))
     rules.sort(key=lambda r: r.line or 10**9)  # file order
     if not rules:
         raise UserError(f"{path}: the policy has no [[rule]], [[require]] or [baseline] entry")
@@ -307,6 +316,7 @@ def evaluate(policy: Policy, summary: dict[str, Any], baseline: dict[str, Any] |
              audit_label: str = "", baseline_label: str | None = None) -> GateResult:
     """Apply every rule of ``policy`` to ``summary`` (and ``baseline``)."""
     check_names(policy, summary)
+    warnings = _comparable(policy, summary, baseline, baseline_label)
     drivers = {d["subspace"]: d for d in summary["drivers"]}
     old = {d["subspace"]: d for d in baseline["drivers"]} if baseline is not None else None
     outcomes: list[Outcome] = []
@@ -331,7 +341,27 @@ def evaluate(policy: Policy, summary: dict[str, Any], baseline: dict[str, Any] |
             ok = all(c.passed for c in checks)
             msg = "; ".join(c.message for c in checks if not c.passed) if not ok else "; ".join(c.message for c in checks)
             outcomes.append(Outcome(rule.name, rule.kind, sid, passed=ok, message=msg, checks=checks))
-    return GateResult(policy=policy.name, audit=audit_label, baseline=baseline_label, outcomes=outcomes)
+    return GateResult(policy=policy.name, audit=audit_label, baseline=baseline_label, outcomes=outcomes,
+                      warnings=warnings)
+
+
+def _comparable(policy: Policy, summary: dict[str, Any], baseline: dict[str, Any] | None,
+                baseline_label: str | None) -> list[str]:
+    """Refuse (UserError) a baseline that measured something else; return the warnings."""
+    from iceaudit.compare import differences
+
+    rules = [r for r in policy.rules if r.kind == "baseline"]
+    if baseline is None or not rules:
+        return []
+    found = differences(summary, baseline)
+    allowed = all(r.allow_incomparable for r in rules)
+    blocking = [d for d in found if d.blocking and not allowed]
+    if blocking:
+        raise UserError(f"baseline {baseline_label or ''} is not comparable with this audit: "
+                        + "; ".join(d.describe() for d in found),
+                        hint="Audit both releases with the same generator, bank and step grid, or set "
+                             "allow_incomparable = true in the policy's [baseline] table to compare anyway.")
+    return [d.describe() for d in found]
 
 
 def run_gate(audit: str | Path, policy_path: str | Path, baseline: str | Path | None = None) -> GateResult:
@@ -398,6 +428,8 @@ def render_table(result: GateResult, console: Any) -> None:
         status = "[yellow]skipped[/]" if o.skipped else "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"
         table.add_row(escape(o.rule), escape(o.subject), escape(o.message), status)
     console.print(table)
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
     c = result.counts
     if result.passed:
         console.print(f"[bold green]PASSED[/] {c['passed']} of {c['total']} checks passed" +

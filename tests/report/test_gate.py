@@ -135,3 +135,47 @@ def test_summary_with_a_broken_driver_is_bad_input(honest_audit, tmp_path, capsy
     write_summary(summary, tmp_path / "summary.json")
     assert run(tmp_path, "--policy", FAIRNESS) == 2
     assert "flip_rate must be a number" in err_text(capsys)
+
+
+def _baseline_copy(audit: Path, tmp_path: Path, **settings) -> Path:
+    """The audit's summary with some settings changed, as another release's baseline."""
+    summary = json.loads((audit / "summary.json").read_text())
+    summary["settings"].update(settings)
+    out = tmp_path / "old" / "summary.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary))
+    return out
+
+
+def test_baseline_with_another_step_grid_is_refused_naming_the_difference(honest_audit, tmp_path, capsys):
+    alphas = load_summary(honest_audit)["settings"]["alphas"]
+    old = _baseline_copy(honest_audit, tmp_path, alphas=[a / 2 for a in alphas][::2], seed=7)
+    js = tmp_path / "gate.json"
+    assert run(honest_audit, "--policy", RELEASE, "--baseline", old, "--json", js) == 2
+    err = err_text(capsys)
+    assert "not comparable" in err and "step grid differs" in err and "face seed differs (0 vs 7" in err
+    assert "Traceback" not in err and not js.exists()
+
+
+def test_baseline_with_other_faces_only_warns(honest_audit, tmp_path, capsys):
+    old = _baseline_copy(honest_audit, tmp_path, seed=100)
+    js = tmp_path / "gate.json"
+    assert run(honest_audit, "--policy", RELEASE, "--baseline", old, "--json", js) == 0
+    assert "warning: face seed differs (0 vs 100 in the baseline)" in " ".join(capsys.readouterr().out.split())
+    assert json.loads(js.read_text())["warnings"] == ["face seed differs (0 vs 100 in the baseline)"]
+
+
+def test_allow_incomparable_turns_the_refusal_into_warnings(honest_audit, tmp_path, capsys):
+    alphas = load_summary(honest_audit)["settings"]["alphas"]
+    old = _baseline_copy(honest_audit, tmp_path, alphas=[2 * a for a in alphas])
+    policy = tmp_path / "p.toml"
+    policy.write_text("[baseline]\nmax_abs_slope_increase = 10\nallow_incomparable = true\n")
+    js = tmp_path / "gate.json"
+    assert run(honest_audit, "--policy", policy, "--baseline", old, "--json", js) == 0
+    assert any("step grid differs" in w for w in json.loads(js.read_text())["warnings"])
+
+
+def test_comparable_baseline_has_no_warning(honest_audit, tmp_path):
+    js = tmp_path / "gate.json"
+    assert run(honest_audit, "--policy", RELEASE, "--baseline", honest_audit / "summary.json", "--json", js) == 0
+    assert json.loads(js.read_text())["warnings"] == []
