@@ -336,3 +336,25 @@ def test_everything_runs_on_the_stylegan2_engine(tmp_path):
     json.dumps(out, allow_nan=False)
     assert all(v["status"] == "ok" for v in out["pixel"].values())  # gradcam included: a module model
     assert out["attfind"]["n_channels"] == len(a.channels)
+
+
+def test_every_baseline_method_reports_its_own_stage_with_counts(world, tmp_path):
+    G, ws, _ = world
+    f = channel_probe(G, ws, *PLANTED)
+    stages: dict[str, list[int]] = {}
+    totals: dict[str, int] = {}
+
+    def stage(name: str, total: int):
+        totals[name] = total
+        stages[name] = []
+        return lambda k=1: stages[name].append(k)
+
+    run_baselines(f, G, ws[:6], _bank(G), FixedParser(), "saliency,feature_ablation,latent,attfind", tmp_path,
+                  threshold=0.0, progress=stage)
+    assert set(totals) == {"Captum saliency: faces", "Captum feature_ablation: faces", "latent IG: faces",
+                           "AttFind: channel x face edits"}
+    for name, steps in stages.items():
+        assert steps and all(k > 0 for k in steps), name
+        assert sum(steps) == totals[name], name  # each bar ends at its total
+    assert totals["Captum saliency: faces"] == 6
+    assert len(stages["AttFind: channel x face edits"]) > 1  # counted as it goes, not once at the end

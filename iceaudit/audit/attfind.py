@@ -33,6 +33,7 @@ import torch
 
 from iceaudit.audit.localise import localise_channels
 from iceaudit.audit.style_space import StyleChannel, conv_channels, subspace_in_s
+from iceaudit.progress import StageProgress, no_progress
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 TARGETS = ("positive", "negative")
@@ -78,13 +79,15 @@ def style_effects(
     screen: int | None = None,
     only: Sequence[str] | None = None,
     partial: bool = True,
+    progress: StageProgress | None = None,
 ) -> ChannelEffects:
     """Score change of every face when each conv style channel moves toward its min / max.
 
     ``only`` restricts the evaluation to those channels (``"b8.conv0:3"``) or
     whole layers (``"b8.conv0"``); the others get effect 0.
     ``partial=False`` re-runs the whole synthesis for every edit (for the
-    speed-up measurement only; results are identical).
+    speed-up measurement only; results are identical). ``progress`` is told
+    the (channel, face) evaluations as they are done.
     """
     t0 = time.perf_counter()
     styles = G.styles(ws)
@@ -109,6 +112,7 @@ def style_effects(
         if evaluated[k]:
             by_layer.setdefault(ch.layer, []).append(k)
     face_block = max(1, min(n, batch_size // 2))
+    advance = (progress or no_progress)("AttFind: channel x face edits", sum(map(len, by_layer.values())) * n)
     for layer, ks in by_layer.items():
         for f0 in range(0, n, face_block):
             f1 = min(n, f0 + face_block)
@@ -133,6 +137,7 @@ def style_effects(
                     images = G.synthesis_from_styles(edited)
                 renders += images.shape[0]
                 scores = _score(score_fn, images).view(nb, len(kk), 2)
+                advance(nb * len(kk))
                 effects[f0:f1, :, kk] = (scores - base[f0:f1, None, None]).transpose(1, 2).float()
     return ChannelEffects(channels, lo, hi, base, effects, evaluated, time.perf_counter() - t0, renders)
 
@@ -277,9 +282,10 @@ def run_attfind(
     batch_size: int = 256,
     match_threshold: float = 0.5,
     out_dir: str | Path | None = None,
+    progress: StageProgress | None = None,
 ) -> dict:
     """AttFind end to end; a JSON-serialisable dict (see `iceaudit.summary`)."""
-    eff = style_effects(score_fn, G, ws, batch_size=batch_size, screen=screen)
+    eff = style_effects(score_fn, G, ws, batch_size=batch_size, screen=screen, progress=progress)
     result: dict = {
         "n_faces": int(ws.shape[0]),
         "n_channels": len(eff.channels),

@@ -31,6 +31,7 @@ from iceaudit.audit.pixel_attribution import (
     rank_regions,
 )
 from iceaudit.errors import UserError
+from iceaudit.progress import Advance, StageProgress, no_progress
 
 LATENT_METHODS = ("latent", "attfind")
 ALL_METHODS = PIXEL_METHODS + LATENT_METHODS
@@ -145,7 +146,8 @@ class PixelRun:
     first: torch.Tensor  # attributions of the first `keep` faces (for the quality metrics)
 
 
-def _pixel_method(score_fn, images, label_map, labels, method, opts: BaselineOptions, keep: int = 8) -> PixelRun:
+def _pixel_method(score_fn, images, label_map, labels, method, opts: BaselineOptions, keep: int = 8,
+                  advance: Advance = lambda k=1: None) -> PixelRun:
     """Run ``method`` batch by batch; keep only per-face region tables, the summed
     mass map and the first ``keep`` attributions (memory stays flat in N and R)."""
     from iceaudit.audit.pixel_attribution import RegionTable, pixel_mass
@@ -167,6 +169,7 @@ def _pixel_method(score_fn, images, label_map, labels, method, opts: BaselineOpt
             tables.append(RegionTable.of(attr, lm, len(labels)))
         if sum(len(a) for a in first) < keep:
             first.append(attr[: keep - sum(len(a) for a in first)])
+        advance(attr.shape[0])
     return PixelRun(
         seconds=time.perf_counter() - t0,
         mean_mass=mass_sum / images.shape[0],
@@ -187,7 +190,7 @@ def run_baselines(
     drivers: Sequence[Any] | None = None,
     threshold: float = 0.0,
     options: BaselineOptions | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: StageProgress | None = None,
 ) -> dict[str, Any]:
     """Run the chosen baselines on the audit's sampled faces.
 
@@ -196,6 +199,8 @@ def run_baselines(
     ``parser`` maps images to label maps [N, R, R] and has ``labels`` (None:
     no region results, feature_ablation skipped). ``drivers`` are the walks'
     `Driver` records (for the agreement). Figures go to ``out_dir/figures``.
+    ``progress`` gets one stage per method, counted in faces (AttFind: in
+    channel x face edits).
     """
     opts = options or BaselineOptions()
     methods = parse_methods(methods) if methods is None or isinstance(methods, str) else list(methods)
@@ -206,7 +211,7 @@ def run_baselines(
     result: dict[str, Any] = {"schema": SCHEMA, "methods": list(methods), "threshold": threshold, "options": asdict(opts)}
     if not methods:
         return result
-    say = progress or (lambda _msg: None)
+    stage = progress or no_progress
 
     pixel = [m for m in methods if m in PIXEL_METHODS]
     pix_ws = ws if opts.max_faces is None else ws[: opts.max_faces]
@@ -221,12 +226,13 @@ def run_baselines(
     maps: dict[str, Any] = {}
     mean_face = images.mean(0)
     for method in pixel:
-        say(f"baseline {method}")
+        advance = stage(f"Captum {method}: faces", n)
         if method == "feature_ablation" and label_map is None:
             pixel_out[method] = {"status": "skipped", "reason": "no face parser: feature_ablation needs part masks"}
             continue
         try:
-            run = _pixel_method(score_fn, images, label_map, labels, method, opts, keep=opts.quality_faces)
+            run = _pixel_method(score_fn, images, label_map, labels, method, opts, keep=opts.quality_faces,
+                                advance=advance)
         except MethodSkipped as why:
             pixel_out[method] = {"status": "skipped", "reason": str(why)}
             continue
@@ -261,10 +267,12 @@ def run_baselines(
     elif "latent" in methods and bank is not None:
         from iceaudit.audit.latent_attribution import latent_attribution
 
-        say("baseline latent attribution")
         t0 = time.perf_counter()
         lat_ws = ws if opts.latent_max_faces is None else ws[: opts.latent_max_faces]
+        # one IG run over all faces (their mean style is the baseline): counted when done
+        advance = stage("latent IG: faces", lat_ws.shape[0])
         lat = latent_attribution(score_fn, G, lat_ws, bank, n_steps=opts.latent_n_steps, internal_batch_size=opts.internal_batch_size)
+        advance(lat_ws.shape[0])
         lat["status"] = "ok"
         lat["seconds"] = time.perf_counter() - t0
         lat["seconds_per_face"] = lat["seconds"] / lat_ws.shape[0]
@@ -277,7 +285,6 @@ def run_baselines(
     if "attfind" in methods:
         from iceaudit.audit.attfind import run_attfind
 
-        say("baseline AttFind")
         att_ws = ws if opts.attfind_max_faces is None else ws[: opts.attfind_max_faces]
         att_labels = None
         if parser is not None:
@@ -286,6 +293,7 @@ def run_baselines(
         att = run_attfind(
             score_fn, G, att_ws, threshold=threshold, k=opts.attfind_k, bank=bank, label_map=att_labels, labels=labels,
             screen=opts.attfind_screen if differentiable else None, batch_size=opts.attfind_batch, out_dir=out_dir,
+            progress=stage,
         )
         if not differentiable:
             att["note"] = "no gradient screening (the classifier is not differentiable): every channel evaluated"

@@ -144,7 +144,7 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
     cfs: dict[str, pd.DataFrame] = {}
     total = sum(len(grids[s.id]) + 2 * settings.n_null for s in subspaces) * n
     with _progress(settings.progress) as progress:
-        task = progress.add_task("walking subspaces", total=total)
+        task = progress.add_task("walking subspaces", total=total, unit="images")
         for i, sub in enumerate(subspaces):
             shard = None if out is None else out / CHECKPOINT / f"{i:03d}_{_safe(sub.id)}"
             if shard is not None and settings.resume and _shard_done(shard):
@@ -176,9 +176,12 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
     if settings.baselines:
         from iceaudit.audit.baselines import run_baselines
 
+        from iceaudit.progress import rich_stages
+
         parser = _LabelMaps(settings.parser) if settings.parser is not None else None
-        summary["baselines"] = run_baselines(score_fn, G, faces, bank, parser, settings.baselines, out,
-                                             drivers=drivers, threshold=threshold)
+        with _progress(settings.progress) as bars:
+            summary["baselines"] = run_baselines(score_fn, G, faces, bank, parser, settings.baselines, out,
+                                                 drivers=drivers, threshold=threshold, progress=rich_stages(bars))
     if out is not None:
         _write_parquet(results, out / "results.parquet")
         _write_parquet(counterfactuals, out / "counterfactuals.parquet")
@@ -672,5 +675,5 @@ def _progress(enabled: bool):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
