@@ -358,3 +358,24 @@ def test_every_baseline_method_reports_its_own_stage_with_counts(world, tmp_path
         assert sum(steps) == totals[name], name  # each bar ends at its total
     assert totals["Captum saliency: faces"] == 6
     assert len(stages["AttFind: channel x face edits"]) > 1  # counted as it goes, not once at the end
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_gradcam_skip_names_the_factory_route_and_the_route_works(world, tmp_path):
+    from iceaudit.audit.classifier import load_card, load_classifier, wrap_classifier
+
+    _, _, images = world
+    model = SmallCNN(seed=5)
+    scripted = torch.jit.trace(model, images[:2])
+    with pytest.raises(MethodSkipped) as why:
+        attribute_pixels(scripted, images, "gradcam")
+    reason = str(why.value)
+    assert "--factory package.module:function" in reason and "`conv2`" in reason  # the route, and its layer
+    # the route: the same weights as a state dict + factory give a module classifier that Grad-CAM runs on
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    card = load_card(None, factory="baselines_world:SmallCNN", input_size=images.shape[-1])
+    clf = load_classifier(tmp_path / "weights.pt", card)
+    assert clf.kind == "module"
+    cam = attribute_pixels(clf.decision_score, images, "gradcam")
+    same = attribute_pixels(wrap_classifier(model, card).decision_score, images, "gradcam")  # same preprocessing
+    assert cam.sum() > 0 and torch.allclose(cam, same, atol=1e-7)

@@ -101,6 +101,26 @@ def classifier_parts(score_fn: Any) -> tuple[Any, bool]:
     return None, differentiable
 
 
+def _torchscript_route(model: torch.jit.ScriptModule) -> str:
+    convs = [name for name, m in model.named_modules()
+             if name and getattr(m, "original_name", type(m).__name__) == "Conv2d"]
+    return torchscript_gradcam_reason(convs[-1] if convs else None)
+
+
+def torchscript_gradcam_reason(last_conv: str | None) -> str:
+    """Why a TorchScript classifier gets no Grad-CAM, and the route by which it can.
+
+    Args:
+        last_conv: the scripted module's last named Conv2d submodule, if it keeps one.
+    """
+    where = (f"; its last Conv2d, `{last_conv}`, is the layer Grad-CAM would use" if last_conv else
+             "; this scripted module shows no named Conv2d submodule, so name the network's conv layer in its factory")
+    return ("the classifier is a TorchScript module: Grad-CAM hooks a layer, and TorchScript modules take no "
+            "forward hooks. To get it, audit the same weights as a state dict with the network's constructor: "
+            "--factory package.module:function (or `factory` in the model card), which builds an nn.Module"
+            + where)
+
+
 def find_conv_layer(score_fn: Any) -> nn.Module:
     """The last ``nn.Conv2d`` of the classifier, or `MethodSkipped` with the reason.
 
@@ -110,7 +130,7 @@ def find_conv_layer(score_fn: Any) -> nn.Module:
     if model is None:
         raise MethodSkipped("the classifier is a plain callable with no nn.Module exposed (no layer to hook)")
     if isinstance(model, torch.jit.ScriptModule):
-        raise MethodSkipped("the classifier is a TorchScript module: layer methods need forward hooks, which TorchScript does not offer")
+        raise MethodSkipped(_torchscript_route(model))
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise MethodSkipped("the classifier has no Conv2d layer for LayerGradCam")

@@ -392,8 +392,9 @@ def _sample_baselines(out: Path, drivers: list[Driver], rng: np.random.Generator
                                              "sensitivity_max_relative": None,
                                              "sensitivity_note": "not computed for feature_ablation: it re-runs the method 8 times"}}
     np.savez_compressed(out / "figures" / "baseline_maps.npz", **heats)  # mean maps [R, R], scaled to max 1
-    pixel["gradcam"] = {"status": "skipped", "reason": "the classifier is a TorchScript module: layer methods need "
-                                                       "forward hooks, which TorchScript does not offer"}
+    from iceaudit.audit.pixel_attribution import torchscript_gradcam_reason
+
+    pixel["gradcam"] = {"status": "skipped", "reason": torchscript_gradcam_reason("features.3")}
 
     walk = {d.subspace: abs(d.slope) for d in drivers}
     subs = {}
