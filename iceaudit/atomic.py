@@ -35,3 +35,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str, *, make_parents: bool = False) -> Path:
+    """Write `text` to `path` atomically (temp sibling, then rename).
+
+    Args:
+        path: the file to write.
+        text: its whole content (UTF-8).
+        make_parents: create missing parent directories first.
+    """
+    path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path

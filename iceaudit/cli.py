@@ -949,6 +949,54 @@ def gate(
         raise typer.Exit(1)
 
 
+@app.command("diff")
+def diff_command(
+    old: str = typer.Argument(..., help="The baseline audit (directory or its summary.json), e.g. the last release."),
+    new: str = typer.Argument(..., help="The candidate audit (directory or summary.json)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the comparison as JSON here."),
+    html_out: Optional[str] = typer.Option(None, "--html", help="Also write it as an HTML page (one section) here."),
+    allow_incomparable: bool = typer.Option(False, "--allow-incomparable",
+                                            help="Compare even when the audits used another generator, bank, step grid or psi."),
+) -> None:
+    """What changed between two audits: slopes with CIs, flip rates, significance, newly significant protected attributes.
+
+    Reads only summary.json files. The gate's [baseline] rules use the same comparison:
+    `iceaudit diff releases/1.2/audit runs/audit-1.3 --html diff.html`.
+    """
+    import json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from iceaudit.atomic import write_text
+    from iceaudit.compare import diff, diff_html
+    from iceaudit.summary import load_summary
+
+    d = diff(load_summary(new), load_summary(old))
+    if not d.comparable and not allow_incomparable:
+        raise UserError(f"{old} and {new} are not comparable: " + "; ".join(d.differences_text()),
+                        hint="Audit both with the same generator, bank and step grid, or pass --allow-incomparable.")
+    table = Table(title=escape(f"{old} → {new}"), title_justify="left")
+    for col in ("subspace", "slope, baseline [95% CI]", "slope, new [95% CI]", "|slope| change", "flip rate", "significance"):
+        table.add_column(col, justify="left" if col in ("subspace", "significance") else "right")
+    for c in d.changes:
+        def ci(r):
+            return f"{r['slope']:+.3g} [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}]"
+        table.add_row(escape(c.name + (" (protected)" if c.protected else "")), ci(c.old), ci(c.new),
+                      f"{c.abs_slope_increase:+.3g}", f"{100 * c.old['flip_rate']:.0f}% → {100 * c.new['flip_rate']:.0f}%",
+                      c.significance)
+    out.print(table)
+    for w in d.differences_text():
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+    if d.newly_significant_protected:
+        out.print("newly significant protected attributes: " + ", ".join(d.newly_significant_protected))
+    if json_out:
+        write_text(json_out, json.dumps(d.to_dict(), indent=2) + "\n")
+    if html_out:
+        write_text(html_out, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>iceaudit diff</title></head><body>"
+                   + diff_html(d, old, new) + "</body></html>\n")
+
+
 DEMO_CLASSIFIERS = ("smiling_skin_shortcut", "smiling", "eyeglasses_background_shortcut", "random_init")
 
 

@@ -94,3 +94,102 @@ def differences(new: dict[str, Any], old: dict[str, Any]) -> list[Difference]:
             continue
         found.append(Difference(aspect, a, b, blocking))
     return found
+
+
+@dataclass(frozen=True)
+class DriverChange:
+    """One subspace measured by both audits: what it was and what it is."""
+
+    subspace: str
+    name: str
+    protected: bool
+    old: dict[str, Any]  # the baseline's driver record (summary.json)
+    new: dict[str, Any]
+
+    @property
+    def abs_slope_increase(self) -> float:
+        return abs(float(self.new["slope"])) - abs(float(self.old["slope"]))
+
+    @property
+    def flip_rate_increase(self) -> float:
+        return float(self.new["flip_rate"]) - float(self.old["flip_rate"])
+
+    @property
+    def significance(self) -> str:
+        """``"became significant"``, ``"no longer significant"``, or ``"unchanged"``."""
+        was, now = bool(self.old["significant"]), bool(self.new["significant"])
+        return "unchanged" if was == now else "became significant" if now else "no longer significant"
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = ("slope", "ci_low", "ci_high", "flip_rate", "significant")
+        return {"subspace": self.subspace, "name": self.name, "protected": self.protected,
+                "old": {k: self.old.get(k) for k in keys}, "new": {k: self.new.get(k) for k in keys},
+                "abs_slope_increase": self.abs_slope_increase, "flip_rate_increase": self.flip_rate_increase,
+                "significance": self.significance}
+
+
+@dataclass(frozen=True)
+class AuditDiff:
+    """What changed between two audits (a baseline and a candidate release)."""
+
+    differences: list[Difference]  # how the audits themselves differ (comparability)
+    changes: list[DriverChange]  # subspaces in both, strongest |slope| change first
+    only_new: list[str]  # subspaces measured only by the new audit
+    only_old: list[str]
+
+    @property
+    def newly_significant_protected(self) -> list[str]:
+        return [c.subspace for c in self.changes if c.protected and c.significance == "became significant"]
+
+    @property
+    def comparable(self) -> bool:
+        return not any(d.blocking for d in self.differences)
+
+    def differences_text(self) -> list[str]:
+        return [d.describe() for d in self.differences]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"comparable": self.comparable, "differences": self.differences_text(),
+                "newly_significant_protected": self.newly_significant_protected,
+                "only_new": self.only_new, "only_old": self.only_old,
+                "changes": [c.to_dict() for c in self.changes]}
+
+
+def diff(new: dict[str, Any], old: dict[str, Any]) -> AuditDiff:
+    """Compare two summary.json records, subspace by subspace.
+
+    Args:
+        new: the candidate audit.
+        old: the baseline audit.
+    """
+    before = {d["subspace"]: d for d in old["drivers"]}
+    after = {d["subspace"]: d for d in new["drivers"]}
+    protected = set((new.get("fairness") or {}).get("protected") or []) | {
+        sid for sid, d in after.items() if "protected" in (d.get("tags") or [])}
+    changes = [DriverChange(sid, after[sid].get("name", sid), sid in protected, before[sid], after[sid])
+               for sid in after if sid in before]
+    changes.sort(key=lambda c: (-abs(c.abs_slope_increase), c.subspace))
+    return AuditDiff(differences=differences(new, old), changes=changes,
+                     only_new=sorted(set(after) - set(before)), only_old=sorted(set(before) - set(after)))
+
+
+def diff_html(d: AuditDiff, old_label: str, new_label: str) -> str:
+    """The diff as one self-contained HTML section (a table), for a page or a report."""
+    from html import escape
+
+    def ci(r: dict[str, Any]) -> str:
+        return f"{float(r['slope']):+.3g} [{float(r['ci_low']):+.3g}, {float(r['ci_high']):+.3g}]"
+
+    rows = "".join(
+        f"<tr data-subspace=\"{escape(c.subspace)}\"><td>{escape(c.name)}{' (protected)' if c.protected else ''}</td>"
+        f"<td>{ci(c.old)}</td><td>{ci(c.new)}</td><td>{c.abs_slope_increase:+.3g}</td>"
+        f"<td>{100 * float(c.old['flip_rate']):.0f}% → {100 * float(c.new['flip_rate']):.0f}%</td>"
+        f"<td>{escape(c.significance)}</td></tr>" for c in d.changes)
+    notes = "".join(f"<li>{escape(x)}</li>" for x in d.differences_text())
+    alarm = (f"<p class=\"alarm\">Newly significant protected attributes: "
+             f"{escape(', '.join(d.newly_significant_protected))}</p>" if d.newly_significant_protected else "")
+    return (f"<section id=\"diff\"><h2>What changed: {escape(old_label)} → {escape(new_label)}</h2>{alarm}"
+            + (f"<ul class=\"diff-notes\">{notes}</ul>" if notes else "")
+            + "<table class=\"diff\"><thead><tr><th>subspace</th><th>slope, baseline [95% CI]</th>"
+              "<th>slope, new [95% CI]</th><th>|slope| change</th><th>flip rate</th><th>significance</th>"
+              f"</tr></thead><tbody>{rows}</tbody></table></section>")

@@ -278,6 +278,13 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _change(new: dict[str, Any], old: dict[str, Any]):
+    """The same driver comparison `iceaudit diff` shows."""
+    from iceaudit.compare import DriverChange
+
+    return DriverChange(new["subspace"], new.get("name", new["subspace"]), False, old, new)
+
+
 def _check(d: dict[str, Any], key: str, limit: Any, old: dict[str, Any] | None = None) -> CheckResult:
     if key == "must_not_be_significant":
         value, ok = bool(d["significant"]), not (limit and d["significant"])
@@ -299,12 +306,12 @@ def _check(d: dict[str, Any], key: str, limit: Any, old: dict[str, Any] | None =
         ok, msg = value >= limit, f"flip rate {_fmt(value)} vs min {_fmt(limit)}"
     elif key == "max_abs_slope_increase":
         assert old is not None
-        value = abs(float(d["slope"])) - abs(float(old["slope"]))
+        value = _change(d, old).abs_slope_increase
         ok = value <= limit
         msg = f"|slope| {_fmt(abs(float(old['slope'])))} -> {_fmt(abs(float(d['slope'])))} (change {value:+.3g}, max +{_fmt(limit)})"
     elif key == "max_flip_rate_increase":
         assert old is not None
-        value = float(d["flip_rate"]) - float(old["flip_rate"])
+        value = _change(d, old).flip_rate_increase
         ok = value <= limit
         msg = f"flip rate {_fmt(float(old['flip_rate']))} -> {_fmt(float(d['flip_rate']))} (change {value:+.3g}, max +{_fmt(limit)})"
     else:  # pragma: no cover - load_policy only admits the keys above
@@ -398,12 +405,9 @@ def junit_xml(result: GateResult) -> str:
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    from iceaudit.atomic import write_text as write_atomic
+
+    return write_atomic(path, text, make_parents=True)
 
 
 def write_json(result: GateResult, path: str | Path) -> Path:
