@@ -141,3 +141,17 @@ def test_walk_viewer_slider_changes_frame_and_score_offline(tools, built_report,
     shown = re.findall(r'class="walk-score[^"]*"[^>]*>([^<]*)<', after)
     assert shown == [f"{float(v):.3f}" for v in static] and len(shown) == len(entries)
     assert f"{entries[0]['alphas'][last]:+.2f} units" in after
+
+
+def test_diff_page_shows_every_shared_subspace_in_chromium(tools, honest_audit, shortcut_audit, tmp_path):
+    from iceaudit.cli import main
+
+    page = tmp_path / "diff.html"
+    with pytest.raises(SystemExit) as exc:
+        main(["diff", str(honest_audit), str(shortcut_audit), "--html", str(page)])
+    assert exc.value.code in (0, None)
+    dom = browser.dump_dom(page)
+    shared = {d["subspace"] for d in load_summary(honest_audit)["drivers"]} & \
+        {d["subspace"] for d in load_summary(shortcut_audit)["drivers"]}
+    assert set(re.findall(r'<tr data-subspace="([^"]+)"', dom)) == shared
+    assert "Newly significant protected attributes: skin_tone" in words(dom)
