@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from cli_helpers import run_cli
 from iceaudit.cli import main
 from iceaudit.criteria.bisenet import BiSeNetParser
 from iceaudit.stylegan2.loaders import save_native
@@ -42,14 +43,7 @@ verified = false
 """
 
 
-def run(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    cap = capsys.readouterr()
-    return code, cap.out, " ".join(cap.err.split())
+run = run_cli
 
 
 def _gen(seed):

@@ -3,17 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from iceaudit.cli import main
-
-
-def run(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    cap = capsys.readouterr()
-    return code, " ".join(cap.err.split())
+from cli_helpers import run_cli
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -24,6 +14,6 @@ def run(capsys, *args):
 ])
 def test_bad_demo_options_exit_2_before_the_audit(capsys, tmp_path, option, value, message):
     out = tmp_path / "demo"
-    code, err = run(capsys, "demo", option, value, "--out", str(out))
+    code, _, err = run_cli(capsys, "demo", option, value, "--out", str(out))
     assert code == 2 and message in err and "Traceback" not in err
     assert not out.exists()  # nothing written: refused before the audit started
