@@ -370,7 +370,7 @@ def test_torchscript_gradcam_skip_names_the_factory_route_and_the_route_works(wo
     with pytest.raises(MethodSkipped) as why:
         attribute_pixels(scripted, images, "gradcam")
     reason = str(why.value)
-    assert "--factory package.module:function" in reason and "`conv2`" in reason  # the route, and its layer
+    assert "--factory package.module:function" in reason and "`conv2`" in reason and "TorchScript" in reason  # the route, and its layer
     # the route: the same weights as a state dict + factory give a module classifier that Grad-CAM runs on
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     card = load_card(None, factory="baselines_world:SmallCNN", input_size=images.shape[-1])

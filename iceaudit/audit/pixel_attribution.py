@@ -113,12 +113,9 @@ def torchscript_gradcam_reason(last_conv: str | None) -> str:
     Args:
         last_conv: the scripted module's last named Conv2d submodule, if it keeps one.
     """
-    where = (f"; its last Conv2d, `{last_conv}`, is the layer Grad-CAM would use" if last_conv else
-             "; this scripted module shows no named Conv2d submodule, so name the network's conv layer in its factory")
-    return ("the classifier is a TorchScript module: Grad-CAM hooks a layer, and TorchScript modules take no "
-            "forward hooks. To get it, audit the same weights as a state dict with the network's constructor: "
-            "--factory package.module:function (or `factory` in the model card), which builds an nn.Module"
-            + where)
+    layer = f" (it would use `{last_conv}`, the last Conv2d)" if last_conv else ""
+    return ("TorchScript modules take no forward hooks, which Grad-CAM needs: audit the same weights as a "
+            f"state dict with --factory package.module:function (an nn.Module) to get it{layer}")
 
 
 def find_conv_layer(score_fn: Any) -> nn.Module:
