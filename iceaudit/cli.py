@@ -608,25 +608,19 @@ def _truth(name: str | None):
     return FactorTruth()
 
 
-def _generator_of_bank(bank: str) -> str:
-    """The shipped generator a bank records (by fingerprint); says which one it uses."""
+def _load_bank_for(bank: str, generator: str | None):
+    """The bank and its generator; without `generator`, the shipped one whose fingerprint the bank records."""
     from iceaudit.bank.format import load_bank
-    from iceaudit.stylegan2.loaders import shipped_generator_for
-
-    recorded = load_bank(bank_dir(bank)).generator_fingerprint
-    name = shipped_generator_for(recorded)
-    if name is None:
-        raise UserError(f"bank {bank!r} was built for generator {recorded[:16]}…, which is not one iceaudit ships",
-                        hint="Pass the generator it was built for: --generator FILE.")
-    console.print(f"using generator {name!r} (fingerprint {recorded[:16]}…), the one bank {bank!r} records")
-    return name
-
-
-def _load_bank_for(bank: str, generator: str):
-    from iceaudit.bank.format import load_bank
-    from iceaudit.stylegan2.loaders import load_generator
+    from iceaudit.stylegan2.loaders import load_generator, shipped_generator_for
 
     b = load_bank(bank_dir(bank))
+    if generator is None:
+        generator = shipped_generator_for(b.generator_fingerprint)
+        if generator is None:
+            raise UserError(f"bank {bank!r} was built for generator {b.generator_fingerprint[:16]}…, "
+                            "which is not one iceaudit ships", hint="Pass the generator it was built for: --generator FILE.")
+        console.print(f"using generator {generator!r} (fingerprint {b.generator_fingerprint[:16]}…), "
+                      f"the one bank {bank!r} records")
     G = load_generator(generator)
     b.check_generator(G.fingerprint())
     return b, G
@@ -735,8 +729,6 @@ def bank_validate_command(
     from iceaudit.bank.validate import Thresholds, validate_subspace
     from iceaudit.criteria.spec import Measured
 
-    if generator is None:
-        generator = _generator_of_bank(bank)
     b, G = _load_bank_for(bank, generator)
     eyes_spec = b.meta.get("eyes_spec", {})
     eyes = _eyes(eyes_spec, landmarks, parser, label_order, parser_size, fan_size)
@@ -759,8 +751,9 @@ def bank_validate_command(
                 reports[s.id] = rep
                 b.subspaces[i] = replace(s, validation={**(s.validation or {}), **rep})
             bar.advance(task)
-    save_bank(b, bank_dir(bank))
-    (bank_dir(bank) / "validation.json").write_text(json.dumps(reports, indent=2, default=float) + "\n")
+    folder = bank_dir(bank)
+    save_bank(b, folder)
+    (folder / "validation.json").write_text(json.dumps(reports, indent=2, default=float) + "\n")
     _print_bank(b)
     failed = [k for k, r in reports.items() if not r["passed"]]
     for k in failed:
@@ -790,15 +783,6 @@ def bank_sheet_command(
 
 
 # --- audit command -------------------------------------------------------------
-
-
-def _default_bank(generator: str) -> str:
-    from iceaudit.resources import shipped_bank
-
-    if generator == "demo":
-        return str(shipped_bank("demo"))
-    raise UserError("--bank is required with a generator other than `demo`",
-                    hint="Pass the bank built for this generator: --bank subspace_bank/<name>.")
 
 
 @app.command("audit")
