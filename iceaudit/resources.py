@@ -52,7 +52,7 @@ def shipped_bank(name: str) -> Path:
     """
     folder = shipped_banks_dir() / name
     if not (folder / "manifest.json").is_file():
-        shipped = sorted(p.name for p in shipped_banks_dir().glob("*/manifest.json") for p in [p.parent])
+        shipped = sorted(m.parent.name for m in shipped_banks_dir().glob("*/manifest.json"))
         raise UserError(f"no shipped subspace bank named {name!r} in this installation of iceaudit "
                         f"(shipped: {', '.join(shipped) or 'none'})",
                         hint="Pass a bank directory with --bank DIR, or build one with `iceaudit bank build`.")
