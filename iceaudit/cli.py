@@ -817,6 +817,10 @@ def audit_command(
     index: Optional[int] = typer.Option(None, "--index", help="Card: logit index / softmax class / sigmoid unit."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Card: decision threshold (score > threshold = positive)."),
     positive_class: Optional[str] = typer.Option(None, "--positive-class", help="Card: name of the positive class."),
+    backend: str = typer.Option("local", "--backend", help="Where the walks run: `local` (this process) or `ray` (Ray actors: one per GPU, or per CPU; same numbers). Needs `pip install 'iceaudit[ray]'`."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --backend ray: `auto` or HOST:PORT of a running cluster (`ray start --head`); default: start a local Ray instance."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="With --backend ray: number of actors (default: the cluster's GPUs, or its CPUs)."),
+    shard_faces: int = typer.Option(64, "--shard-faces", help="Faces per unit of work (a unit walks one subspace for a shard of faces); smaller units spread better over workers."),
 ) -> None:
     """Audit a classifier: which interpretable subspaces move its decision, with evidence.
 
@@ -849,7 +853,8 @@ def audit_command(
     result = audit(
         classifier, model_card, generator=generator, bank=bank, n=n, seed=seed, device=device, baselines=methods,
         out=out_dir, parser=parser, parser_labels=parser_labels, card_path=card, psi=psi, n_steps=steps,
-        n_null=null, batch_images=batch, resume=resume, sanity=sanity,
+        n_null=null, batch_images=batch, resume=resume, sanity=sanity, backend=backend, ray_address=ray_address,
+        workers=workers, shard_faces=shard_faces,
         subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
         command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
     )

@@ -370,13 +370,17 @@ def _module_from_factory(spec: str, weights: Path, device: torch.device) -> torc
 class _OnnxModel:
     """onnxruntime session as a callable on torch tensors (no gradients)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | bytes) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
             raise UserError("reading ONNX classifiers needs onnxruntime", hint="pip install 'iceaudit[onnx]'") from None
+        if isinstance(path, bytes):
+            self.model_bytes, path = path, "<bytes>"
+        else:
+            self.model_bytes = Path(path).read_bytes()  # kept: a worker process rebuilds the session from it
         try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(self.model_bytes, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001
             raise UserError(f"classifier {path} is not a readable ONNX model ({err})") from None
         inp = self.session.get_inputs()[0]

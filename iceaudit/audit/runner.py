@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import sys
-import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,10 +35,13 @@ import torch
 
 from iceaudit import __version__
 from iceaudit.audit.classifier import Classifier
-from iceaudit.audit.counterfactuals import smallest_flips
+from iceaudit.audit.backends import BACKENDS, AuditWork, BackendOptions, open_backend
 from iceaudit.audit.sample import Faces, default_n, resolve_device, sample_faces
 from iceaudit.audit.stats import end_slope, holm, null_floor_tests, walk_stats, zero_index
-from iceaudit.audit.walks import Walker, alpha_grid, end_to_end_change, match_image_change, null_directions
+from iceaudit.audit.units import (Calibration, UnitResult, WalkOptions, WalkUnit, calibration_name, merge_walks,
+                                  plan_units, unit_images)
+from iceaudit.audit.units import _on
+from iceaudit.audit.walks import Walker, alpha_grid
 from iceaudit.bank.edit import check_compatible
 from iceaudit.bank.format import Bank, Subspace
 from iceaudit.errors import UserError
@@ -80,6 +82,15 @@ class AuditSettings:
     sanity: bool = False  # also audit a copy of the classifier with re-initialised weights (doubles the time)
     baselines: list[str] = field(default_factory=list)  # Captum / latent / AttFind methods (parse_methods); [] = none
     parser: Any = None  # face parser (criteria convention: logits + `labels`) for region-level baselines
+    # Where the walks run (not part of the result: any backend gives the same numbers, and
+    # --resume continues an audit on another one). Units are (subspace, face shard) pieces.
+    shard_faces: int = 64  # faces per walk unit
+    backend: str = "local"  # "local" | "ray"
+    ray_address: str | None = None  # None: a local Ray instance; "auto" / HOST:PORT: an existing cluster
+    workers: int | None = None  # Ray actors (default: one per GPU, or per CPU)
+
+    def backend_options(self) -> BackendOptions:
+        return BackendOptions(kind=self.backend, ray_address=self.ray_address, workers=self.workers)
 
 
 @dataclass
@@ -123,13 +134,19 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
         raise UserError("n_steps must be at least 2 (a walk needs steps on both sides of 0)")
     if settings.n_null < 2:
         raise UserError("n_null must be at least 2 (the null floor needs a spread)")
+    if settings.shard_faces < 1:
+        raise UserError(f"--shard-faces must be at least 1 (got {settings.shard_faces})")
+    if settings.backend not in BACKENDS:
+        raise UserError(f"--backend must be one of {', '.join(BACKENDS)} (got {settings.backend!r})")
+    if settings.workers is not None and settings.workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {settings.workers})")
 
     run_key = {
         "classifier_sha256": classifier.sha256, "card": classifier.card.to_dict(), "generator": fingerprint,
         "bank": bank_hash(bank), "subspaces": [s.id for s in subspaces], "n": n, "seed": settings.seed,
         "psi": settings.psi, "n_steps": settings.n_steps, "n_null": settings.n_null,
         "partial": settings.partial, "bisect_steps": settings.bisect_steps, "device": device.type,
-        "batch_images": batch,
+        "batch_images": batch, "shard_faces": settings.shard_faces,
     }
     out = Path(settings.out) if settings.out is not None else None
     if out is not None:
@@ -140,28 +157,14 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
     score_fn = classifier.decision_score
     threshold = classifier.threshold
 
-    walks: dict[str, pd.DataFrame] = {}
-    cfs: dict[str, pd.DataFrame] = {}
-    total = sum(len(grids[s.id]) + 2 * settings.n_null for s in subspaces) * n
-    with _progress(settings.progress) as progress:
-        task = progress.add_task("walking subspaces", total=total, unit="images")
-        for i, sub in enumerate(subspaces):
-            shard = None if out is None else out / CHECKPOINT / f"{i:03d}_{_safe(sub.id)}"
-            if shard is not None and settings.resume and _shard_done(shard):
-                walks[sub.id] = pd.read_parquet(f"{shard}.walks.parquet")
-                cfs[sub.id] = pd.read_parquet(f"{shard}.cf.parquet")
-                progress.advance(task, (len(grids[sub.id]) + 2 * settings.n_null) * n)
-                continue
-            progress.update(task, description=f"walking {sub.name}")
-            w, c, batch = _walk_subspace(G, faces, sub, grids[sub.id], score_fn, threshold, settings, batch,
-                                         lambda k, a: progress.advance(task, k * a))
-            walks[sub.id], cfs[sub.id] = w, c
-            if shard is not None:
-                _write_parquet(c, Path(f"{shard}.cf.parquet"))
-                _write_parquet(w, Path(f"{shard}.walks.parquet"))  # written last: marks the shard done
-
-    results = pd.concat([walks[s.id] for s in subspaces], ignore_index=True)
-    counterfactuals = pd.concat([cfs[s.id] for s in subspaces], ignore_index=True)
+    options = WalkOptions(n_null=settings.n_null, null_seed=settings.seed, partial=settings.partial,
+                          bisect_steps=settings.bisect_steps, threshold=threshold)
+    work = AuditWork(G=G, classifier=classifier, faces=faces, subspaces={s.id: s for s in subspaces}, grids=grids,
+                     options=options, batch=batch)
+    units = plan_units(subspaces, n, settings.shard_faces)
+    walked = _walk_units(work, subspaces, units, settings, out)
+    results, counterfactuals = walked.results, walked.counterfactuals
+    batch = work.batch
     drivers, null_info = _statistics(results, subspaces, grids, threshold, settings)
     per_face = _per_face(results, counterfactuals, subspaces, faces, threshold)
 
@@ -171,6 +174,10 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
                                grids, score_fn, batch, settings)
     summary = _summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids, drivers,
                        null_info, counterfactuals, per_face, images)
+    # how the walks ran: provenance only (the numbers do not depend on it)
+    summary["provenance"]["execution"] = {"backend": settings.backend, "workers": walked.workers,
+                                          "units": len(units), "units_from_checkpoint": walked.resumed,
+                                          "shard_faces": settings.shard_faces}
     if settings.sanity:
         summary["validity"]["sanity"] = {"randomised_classifier": _sanity(classifier, G, bank, settings)}
     if settings.baselines:
@@ -204,63 +211,82 @@ class _LabelMaps:
 # -- walking ---------------------------------------------------------------------------------------
 
 
-def _walk_subspace(G, faces: Faces, sub: Subspace, alphas: np.ndarray, score_fn, threshold: float,
-                   settings: AuditSettings, batch: int, advance) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """Walk one subspace and its null directions; refine its counterfactuals.
-    On CUDA out-of-memory the batch is halved and the subspace redone."""
-    while True:
-        try:
-            return (*_walk_subspace_once(G, faces, sub, alphas, score_fn, threshold, settings, batch, advance), batch)
-        except torch.cuda.OutOfMemoryError:
-            if batch <= 1:
-                raise UserError("out of GPU memory even with one image per batch: use --device cpu") from None
-            batch //= 2
-            torch.cuda.empty_cache()
+def _walk_units(work: AuditWork, subspaces: list[Subspace], units: list[WalkUnit], settings: AuditSettings,
+                out: Path | None) -> "_Walked":
+    """Run (or, with ``resume``, read back) every calibration and walk unit; each is written to
+    the checkpoint as it finishes; the merged tables come back."""
+    ckpt = out / CHECKPOINT if out is not None else None
+    calibrations: dict[str, Calibration] = {}
+    finished: list[UnitResult] = []
+    if ckpt is not None and settings.resume:
+        for i, sub in enumerate(subspaces):
+            path = ckpt / f"{calibration_name(i, sub.id)}.calib.json"
+            if path.is_file():
+                calibrations[sub.id] = Calibration.from_json(json.loads(path.read_text()))
+        for unit in units:
+            shard = ckpt / unit.name
+            if _shard_done(shard):
+                finished.append(UnitResult(unit, pd.read_parquet(f"{shard}.walks.parquet"),
+                                           pd.read_parquet(f"{shard}.cf.parquet"), work.batch, worker="checkpoint"))
+    done = {r.unit for r in finished}
+    todo = [u for u in units if u not in done]
+    uncalibrated = [s.id for s in subspaces if s.id in {u.subspace for u in todo} and s.id not in calibrations]
+    images = {u: unit_images(u, len(work.grids[u.subspace]), settings.n_null) for u in units}
+    workers = 0
+    with _progress(settings.progress) as progress:
+        task = progress.add_task("walking subspaces", total=sum(images.values()), unit="images")
+        progress.advance(task, sum(images[u] for u in done))
+        if todo:
+            backend = open_backend(settings.backend_options(), work)
+            workers = backend.workers
+            rate = _Throughput(len(units), len(done))
+            try:
+                progress.update(task, description=f"calibrating {len(uncalibrated)} subspaces on "
+                                                  f"{backend.workers} {settings.backend} worker(s)")
+                for cal in backend.calibrate(uncalibrated):
+                    calibrations[cal.subspace] = cal
+                    if ckpt is not None:
+                        i = next(k for k, s in enumerate(subspaces) if s.id == cal.subspace)
+                        _write_text(json.dumps(cal.to_json()) + "\n", ckpt / f"{calibration_name(i, cal.subspace)}.calib.json")
+                progress.update(task, description=rate.describe())
+                for result in backend.walk(todo, calibrations, lambda k: progress.advance(task, k)):
+                    if ckpt is not None:
+                        shard = ckpt / result.unit.name
+                        _write_parquet(result.counterfactuals, Path(f"{shard}.cf.parquet"))
+                        _write_parquet(result.walks, Path(f"{shard}.walks.parquet"))  # written last: marks it done
+                    finished.append(result)
+                    progress.update(task, description=rate.add(result, images[result.unit]))
+            finally:
+                backend.close()
+    results, counterfactuals = merge_walks(finished, subspaces, settings.n_null)
+    return _Walked(results, counterfactuals, workers=workers, resumed=len(done))
 
 
-def _walk_subspace_once(G, faces, sub, alphas, score_fn, threshold, settings, batch, advance):
-    advance_ends = lambda k: advance(k, 2)
-    device = faces.ws.device
-    frames = []
-    walker = Walker(G, faces, _on(sub, device), score_fn, batch_images=batch, partial=settings.partial)
-    scores = walker.grid(alphas, on_batch=lambda k: advance(k, len(alphas)))
-    ends = alphas[[0, -1]]  # nulls are walked to the two ends only (the test uses end-to-end slopes)
-    # Nulls change the image as much as the subspace does (not merely the same latent norm:
-    # a unit measured on small landmarks needs a long latent step, and a random step that
-    # long wrecks the face, which any classifier notices).
-    target = end_to_end_change(walker, ends)
-    frames.append(_long(scores, sub.id, alphas, faces.seeds, target))
-    walker_of = lambda d: Walker(G, faces, _on(d, device), score_fn, batch_images=batch, partial=settings.partial)  # noqa: E731
-    for null in null_directions(sub, settings.n_null, seed=_null_seed(settings.seed, sub.id)):
-        null = match_image_change(null, walker_of, target, ends)
-        nw = walker_of(null)
-        frames.append(_long(nw.grid(ends, on_batch=advance_ends), null.id, ends, faces.seeds, target))
-    step, after = smallest_flips(walker, alphas, scores, threshold, settings.bisect_steps)
-    before = scores[:, zero_index(alphas)]
-    ok = ~np.isnan(step)
-    cf = pd.DataFrame({"sample": np.flatnonzero(ok).astype(np.int64), "seed": faces.seeds[ok],
-                       "subspace": sub.id, "step": step[ok], "score_before": before[ok], "score_after": after[ok]})
-    return pd.concat(frames, ignore_index=True), cf
+@dataclass
+class _Walked:
+    results: pd.DataFrame
+    counterfactuals: pd.DataFrame
+    workers: int  # backend workers used (0: everything came from the checkpoint)
+    resumed: int  # units read back from the checkpoint
 
 
-def _on(sub: Subspace, device: torch.device) -> Subspace:
-    from dataclasses import replace
+class _Throughput:
+    """The walking bar's description: units done and images/s per worker."""
 
-    return replace(sub, basis=sub.basis.to(device))
+    def __init__(self, n_units: int, n_done: int) -> None:
+        self.n_units, self.n_done = n_units, n_done
+        self.images: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
 
+    def add(self, result: UnitResult, images: int) -> str:
+        self.n_done += 1
+        self.images[result.worker] = self.images.get(result.worker, 0) + images
+        self.seconds[result.worker] = self.seconds.get(result.worker, 0.0) + result.seconds
+        return self.describe()
 
-def _long(scores: np.ndarray, sid: str, alphas: np.ndarray, seeds: np.ndarray, image_change: float) -> pd.DataFrame:
-    n, a = scores.shape
-    return pd.DataFrame({
-        "sample": np.repeat(np.arange(n, dtype=np.int64), a), "seed": np.repeat(seeds, a),
-        "subspace": sid, "alpha": np.tile(alphas, n), "score": scores.reshape(-1),
-        # mean |image(hi) - image(lo)| of the subspace's walk (its nulls are matched to it)
-        "image_change": np.float64(image_change),
-    })
-
-
-def _null_seed(seed: int, sid: str) -> int:
-    return (int(seed) * 1_000_003 + zlib.crc32(sid.encode())) % (2**63)
+    def describe(self) -> str:
+        rates = ", ".join(f"{w} {self.images[w] / max(self.seconds[w], 1e-9):.0f}" for w in sorted(self.images))
+        return f"walking {self.n_done}/{self.n_units} units" + (f" · img/s {rates}" if rates else "")
 
 
 def _auto_batch(device: torch.device, resolution: int) -> int:

@@ -1,0 +1,136 @@
+"""The Ray backend gives exactly the local backend's audit, survives a killed worker and
+resumes what another backend started. A local Ray instance with 2 CPUs: 2 workers."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray  # part of the [test] extra
+import torch
+
+import audit_synth
+from audit_synth import MeanRed, base_scores, redness_classifier, synthetic_bank, tiny_generator
+from iceaudit.api import load_classifier
+from iceaudit.audit.classifier import ModelCard
+from iceaudit.audit.runner import AuditSettings, run_audit
+from iceaudit.errors import UserError
+
+N = 16
+SETTINGS = AuditSettings(n=N, n_steps=5, n_null=3, n_bootstrap=300, progress=False, shard_faces=4, strip_faces=2,
+                         n_counterfactual_images=2, strip_subspaces=2)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray.cloudpickle as cloudpickle
+
+    # Test-only classes travel to the workers by value (the workers cannot import tests/).
+    for module in (audit_synth, sys.modules[__name__]):
+        cloudpickle.register_pickle_by_value(module)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+    for module in (audit_synth, sys.modules[__name__]):
+        cloudpickle.unregister_pickle_by_value(module)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    G = tiny_generator()
+    return G, synthetic_bank(G), redness_classifier(G, tmp_path_factory.mktemp("clf"), N)
+
+
+@pytest.fixture(scope="module")
+def local_audit(tiny, tmp_path_factory):
+    G, bank, clf = tiny
+    out = tmp_path_factory.mktemp("local") / "audit"
+    run_audit(clf, G, bank, replace(SETTINGS, out=out))
+    return out
+
+
+def _same_audit(a: Path, b: Path) -> None:
+    """Bit for bit: the tables, and summary.json but for its provenance (time, command, backend)."""
+    for table in ("results", "counterfactuals"):
+        left, right = pd.read_parquet(a / f"{table}.parquet"), pd.read_parquet(b / f"{table}.parquet")
+        pd.testing.assert_frame_equal(left, right, check_exact=True)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    sa.pop("provenance"), sb.pop("provenance")
+    assert sa == sb
+
+
+def test_ray_backend_gives_the_local_audit_bit_for_bit(cluster, tiny, local_audit, tmp_path):
+    G, bank, clf = tiny
+    out = tmp_path / "ray"
+    result = run_audit(clf, G, bank, replace(SETTINGS, out=out, backend="ray", workers=2))
+    _same_audit(local_audit, out)
+    execution = result.summary["provenance"]["execution"]
+    assert execution == {"backend": "ray", "workers": 2, "units": len(bank.subspaces) * (N // 4), "units_from_checkpoint": 0,
+                         "shard_faces": 4}
+    # every unit was written to the checkpoint as it arrived
+    assert len(list((out / "checkpoint").glob("*.walks.parquet"))) == execution["units"]
+
+
+class KillsItsWorkerOnce(torch.nn.Module):
+    """MeanRed, but the first forward in a process other than the driver's SIGKILLs that process."""
+
+    def __init__(self, marker: str, driver_pid: int) -> None:
+        super().__init__()
+        self.inner, self.marker, self.driver_pid = MeanRed(), marker, driver_pid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if os.getpid() != self.driver_pid and os.path.exists(self.marker):
+            try:
+                os.unlink(self.marker)
+            except FileNotFoundError:  # the other worker got there first
+                return self.inner(x)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(x)
+
+
+def test_a_killed_worker_is_replaced_and_the_result_is_unchanged(cluster, tiny, local_audit, tmp_path):
+    G, bank, _ = tiny
+    marker = tmp_path / "kill-once"
+    marker.write_text("")
+    card = ModelCard(name="redness", head="logit", threshold=float(np.median(base_scores(G, MeanRed(), N))),
+                     positive_class="red")
+    clf = load_classifier(KillsItsWorkerOnce(str(marker), os.getpid()), card)
+    out = tmp_path / "ray-killed"
+    run_audit(clf, G, bank, replace(SETTINGS, out=out, backend="ray", workers=2))
+    assert not marker.exists()  # a worker really died
+    # same numbers as the TorchScript MeanRed audited locally (the card is the same)
+    for table in ("results", "counterfactuals"):
+        pd.testing.assert_frame_equal(pd.read_parquet(local_audit / f"{table}.parquet"),
+                                      pd.read_parquet(out / f"{table}.parquet"), check_exact=True)
+
+
+def test_resume_on_ray_reuses_the_shards_a_local_run_wrote(cluster, tiny, local_audit, tmp_path):
+    import shutil
+
+    G, bank, clf = tiny
+    out = tmp_path / "interrupted"
+    shutil.copytree(local_audit / "checkpoint", out / "checkpoint")  # as a local run killed after some units
+    shards = sorted((out / "checkpoint").glob("*.walks.parquet"))
+    for shard in shards[len(shards) // 2:]:
+        shard.unlink()  # its .cf.parquet stays, as when a run dies between the two writes
+    kept = {p.name: p.stat().st_mtime_ns for shard in shards[:len(shards) // 2]
+            for p in (shard, shard.with_name(shard.name.replace(".walks.", ".cf.")))}
+    result = run_audit(clf, G, bank, replace(SETTINGS, out=out, backend="ray", workers=2, resume=True))
+    _same_audit(local_audit, out)
+    assert result.summary["provenance"]["execution"]["units_from_checkpoint"] == len(shards) - len(shards) // 2
+    assert {p: (out / "checkpoint" / p).stat().st_mtime_ns for p in kept} == kept  # not recomputed, not rewritten
+
+
+def test_ray_options_are_checked_before_any_work(tiny, tmp_path):
+    G, bank, clf = tiny
+    with pytest.raises(UserError, match="--workers must be at least 1"):
+        run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "a", backend="ray", workers=0))
+    with pytest.raises(UserError, match="--backend must be one of local, ray"):
+        run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "b", backend="dask"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
