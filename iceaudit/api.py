@@ -115,19 +115,21 @@ def audit(classifier: "str | Path | torch.nn.Module | Callable | Classifier",
     check_out(out_dir, bool(settings.get("resume", False)))
     methods = parse_methods(baselines)
     dev = resolve_device(device)
-    is_demo = isinstance(generator, str) and generator == "demo"
+    generator_name = settings.pop("generator_name", str(generator) if isinstance(generator, (str, Path)) else None)
+    is_demo = generator_name == "demo"
     if bank is None and not is_demo:
         raise UserError("a bank is required with a generator other than `demo`",
                         hint="Pass the bank built for this generator: bank=DIR (CLI: --bank DIR).")
     card_path = settings.pop("card_path", str(card) if isinstance(card, (str, Path)) else None)
+    given_bank_path = settings.pop("bank_path", None)
     clf = load_classifier(classifier, card, device=dev)
     G = load_generator(str(generator), device=dev) if isinstance(generator, (str, Path)) else generator
     bank_path = None if isinstance(bank, Bank) else bank_dir(bank if bank is not None else "demo")
     bank_obj = bank if isinstance(bank, Bank) else load_bank(bank_path)
     run_settings = AuditSettings(
         n=n, seed=seed, device=str(dev), out=str(out_dir), baselines=methods,
-        generator_name=str(generator) if isinstance(generator, (str, Path)) else None,
-        bank_path=str(bank_path) if bank_path else None,
+        generator_name=generator_name,
+        bank_path=given_bank_path or (str(bank_path) if bank_path else None),
         card_path=card_path,
         parser=load_parser(parser or ("facelab" if is_demo else None), label_order=parser_labels) if methods else None,
         **settings,

@@ -134,3 +134,55 @@ def test_ray_options_are_checked_before_any_work(tiny, tmp_path):
     with pytest.raises(UserError, match="--backend must be one of local, ray"):
         run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "b", backend="dask"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_sweep_on_ray_gates_each_model_as_the_local_sweep_does(cluster, world, tmp_path):
+    from audit_synth import Constant, save_script
+    from iceaudit.sweep import find_classifiers, run_sweep
+
+    save_script(Constant(), tmp_path / "constant.pt")
+    (tmp_path / "constant.toml").write_text('name = "constant"\nhead = "logit"\nthreshold = 0.0\n')
+    models = find_classifiers([world["classifier"], tmp_path / "constant.pt"])
+    policy = tmp_path / "policy.toml"
+    policy.write_text('name = "no red"\n[[rule]]\nname = "redness moves little"\nsubspace = "redness"\n'
+                      'max_abs_slope = 0.01\n')
+    options = dict(generator=str(world["generator"]), bank=str(world["bank"]), formats=(), n=N, n_steps=5, n_null=3,
+                   n_bootstrap=300, shard_faces=4, baselines=[], progress=False)
+    indexes = {backend: run_sweep(models, policy, tmp_path / backend, backend=backend, workers=2, **options)
+               for backend in ("local", "ray")}
+    for backend, index in indexes.items():
+        assert [(m.name, m.passed) for m in index.models] == [("red", False), ("constant", True)], backend
+    assert [m.slopes for m in indexes["ray"].models] == [m.slopes for m in indexes["local"].models]
+    for name in ("red", "constant"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local" / name / "results.parquet"),
+                                      pd.read_parquet(tmp_path / "ray" / name / "results.parquet"), check_exact=True)
+
+
+def test_the_package_imports_and_refuses_the_ray_backend_clearly_without_ray(tmp_path):
+    import subprocess
+
+    code = ("import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
+            "import iceaudit, iceaudit.api, iceaudit.audit.runner, iceaudit.sweep, iceaudit.cli\n"
+            "from iceaudit.audit.ray_backend import import_ray\n"
+            "from iceaudit.errors import UserError\n"
+            "try:\n    import_ray()\nexcept UserError as e:\n    print(e.message, '|', e.hint)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--backend ray needs Ray | pip install 'iceaudit[ray]'" in proc.stdout
+
+
+def test_cli_audit_on_ray_writes_the_local_numbers(cluster, world, tmp_path, capsys):
+    from cli_helpers import run_cli
+
+    common = ["audit", "--classifier", str(world["classifier"]), "--card", str(world["card"]), "--generator",
+              str(world["generator"]), "--bank", str(world["bank"]), "--n", "8", "--steps", "5", "--null", "3",
+              "--baselines", "none", "--shard-faces", "4"]
+    outs = {}
+    for backend in ("local", "ray"):
+        outs[backend] = tmp_path / backend
+        code, _, err = run_cli(capsys, *common, "--out", str(outs[backend]), "--backend", backend, "--workers", "2")
+        assert code == 0, err
+    _same_audit(outs["local"], outs["ray"])
+    summary = json.loads((outs["ray"] / "summary.json").read_text())
+    assert summary["provenance"]["execution"]["backend"] == "ray"
+    assert "--backend ray" in summary["provenance"]["command"]
