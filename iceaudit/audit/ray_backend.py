@@ -49,6 +49,7 @@ def connect(address: str | None, workers: int | None) -> bool:
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
                               "configure_logging": False}
     if address:
+        _check_reachable(address)
         kwargs["address"] = address
     elif workers:
         kwargs["num_cpus"] = max(int(workers), 1)
@@ -58,6 +59,30 @@ def connect(address: str | None, workers: int | None) -> bool:
         raise UserError(f"--ray-address {address}: cannot connect to a Ray cluster ({err})",
                         hint="Start one with `ray start --head`, or leave --ray-address out for a local instance.") from None
     return True
+
+
+def preflight(address: str | None) -> None:
+    """Before any work: Ray is installed, and a HOST:PORT given answers."""
+    import_ray()
+    if address:
+        _check_reachable(address)
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A HOST:PORT that does not answer is refused now (Ray itself would retry for minutes)."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--ray-address must be `auto` or HOST:PORT (got {address!r})")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise UserError(f"--ray-address {address}: no Ray cluster answers there ({err.strerror or err})",
+                        hint="Start one with `ray start --head` (it prints the address), or leave "
+                             "--ray-address out for a local instance.") from None
 
 
 class _AuditWorker:

@@ -148,6 +148,10 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
         "partial": settings.partial, "bisect_steps": settings.bisect_steps, "device": device.type,
         "batch_images": batch, "shard_faces": settings.shard_faces,
     }
+    if settings.backend == "ray":  # an unreachable cluster or a missing Ray is refused before any work
+        from iceaudit.audit.ray_backend import preflight
+
+        preflight(settings.ray_address)
     out = Path(settings.out) if settings.out is not None else None
     if out is not None:
         prepare_out(out, settings.resume, run_key)

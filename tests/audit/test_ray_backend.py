@@ -133,7 +133,11 @@ def test_ray_options_are_checked_before_any_work(tiny, tmp_path):
         run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "a", backend="ray", workers=0))
     with pytest.raises(UserError, match="--backend must be one of local, ray"):
         run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "b", backend="dask"))
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(UserError, match="no Ray cluster answers there"):
+        run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "c", backend="ray", ray_address="127.0.0.1:1"))
+    with pytest.raises(UserError, match="must be `auto` or HOST:PORT"):
+        run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "d", backend="ray", ray_address="head-node"))
+    assert not any((tmp_path / d).exists() for d in "abcd")
 
 
 def test_a_sweep_on_ray_gates_each_model_as_the_local_sweep_does(cluster, world, tmp_path):
