@@ -94,7 +94,9 @@ def audit(classifier: "str | Path | torch.nn.Module | Callable | Classifier",
             default ``facelab`` with the demo generator).
         parser_labels: label order of a BiSeNet checkpoint (bisenet, parsenet, facer).
         **settings: further `AuditSettings` fields: ``psi``, ``n_steps``, ``n_null``,
-            ``batch_images``, ``subspaces``, ``sanity``, ``resume``, ``command``, ``progress``.
+            ``batch_images``, ``subspaces``, ``sanity``, ``resume``, ``command``, ``progress``;
+            where the walks run: ``backend`` (``"local"`` or ``"ray"``), ``workers``,
+            ``ray_address``, ``shard_faces`` (docs/scale-out.md).
 
     Returns:
         The Audit, read back from the directory it wrote.

@@ -8,13 +8,16 @@ Audit directory::
     counterfactuals.parquet            sample, seed, subspace, step, score_before, score_after
     images/counterfactuals/sample_NNNN_{original,<id>,diff,pair}.png
     images/walks/<id>/sample_NNNN.png  one face across the strip's steps, left to right
-    checkpoint/run.json                what the audit is of (checked by --resume)
-    checkpoint/NNN_<id>.walks.parquet  one shard per subspace (its walk + its nulls)
-    checkpoint/NNN_<id>.cf.parquet     that subspace's counterfactuals
+    checkpoint/run.json                         what the audit is of (checked by --resume)
+    checkpoint/NNN_<id>.calib.json              the subspace's image-change target and null units
+    checkpoint/NNN_<id>.fSSSSSS.walks.parquet   one unit: the subspace's walk + its nulls for a face shard
+    checkpoint/NNN_<id>.fSSSSSS.cf.parquet      that unit's counterfactuals
 
-Shards are written atomically (temporary file, then rename) as each subspace
-finishes; ``resume=True`` reuses the shards of a run with identical inputs and
-settings, so an interrupted audit finishes with the same numbers.
+The walks are cut into units (`iceaudit.audit.units`) run by a backend (this process,
+or Ray actors: `iceaudit.audit.backends`). Each unit is written atomically (temporary
+file, then rename) as it finishes; ``resume=True`` reuses the units of a run with
+identical inputs and settings, on either backend, so an interrupted audit finishes with
+the same numbers.
 """
 from __future__ import annotations
 
