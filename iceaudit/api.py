@@ -113,6 +113,7 @@ def audit(classifier: "str | Path | torch.nn.Module | Callable | Classifier",
     unknown = sorted(set(settings) - {f for f in AuditSettings.__dataclass_fields__})
     if unknown:
         raise UserError(f"audit(): unknown option(s) {', '.join(unknown)}")
+    AuditSettings(n=n, seed=seed, **settings).check()  # bad numbers are refused before any loading
     out_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="iceaudit-audit-"))
     check_out(out_dir, bool(settings.get("resume", False)))
     methods = parse_methods(baselines)

@@ -77,13 +77,17 @@ class ModelCard:
     factory: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.input_size, int):
-            self.input_size = (self.input_size, self.input_size)
+        for key in ("name", "crop", "resize", "channel_order", "head", "positive_class"):
+            if not isinstance(getattr(self, key), str):
+                raise UserError(f"model card: {key} must be a string, got {getattr(self, key)!r}")
+        if self.factory is not None and not isinstance(self.factory, str):
+            raise UserError(f"model card: factory must be a string package.module:function, got {self.factory!r}")
         if self.input_size is not None:
-            size = tuple(int(v) for v in self.input_size)
-            if len(size) != 2 or min(size) < 1:
-                raise UserError(f"model card: input_size must be N or [H, W] with positive sizes, got {self.input_size}")
-            self.input_size = size
+            sides = [self.input_size] * 2 if not isinstance(self.input_size, (list, tuple)) else list(self.input_size)
+            if len(sides) != 2 or not all(_is_int(v) and MIN_INPUT_SIDE <= v <= MAX_INPUT_SIDE for v in sides):
+                raise UserError(f"model card: input_size must be N or [H, W] with whole sizes from {MIN_INPUT_SIDE} "
+                                f"to {MAX_INPUT_SIDE} pixels, got {self.input_size!r}")
+            self.input_size = (int(sides[0]), int(sides[1]))
         if self.crop not in CROP_PRESETS:
             raise UserError(f"model card: crop must be one of {', '.join(CROP_PRESETS)}, not {self.crop!r}")
         if self.crop_box is not None:
@@ -112,11 +116,14 @@ class ModelCard:
             raise UserError(f"model card: channel_order must be RGB or BGR, not {self.channel_order!r}")
         if self.head not in HEADS:
             raise UserError(f"model card: head must be one of {', '.join(HEADS)}, not {self.head!r}")
+        if not _is_int(self.index) or self.index < 0:
+            raise UserError(f"model card: index must be a whole number >= 0, got {self.index!r}")
         self.index = int(self.index)
-        if self.index < 0:
-            raise UserError(f"model card: index must be >= 0, got {self.index}")
         if self.threshold is None:
             self.threshold = 0.0 if self.head == "logit" else 0.5
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
+                or not math.isfinite(self.threshold):
+            raise UserError(f"model card: threshold must be a finite number, got {self.threshold!r}")
         self.threshold = float(self.threshold)
         if self.head != "logit" and not 0.0 < self.threshold < 1.0:
             raise UserError(f"model card: a {self.head} head gives probabilities; threshold {self.threshold} must be in (0, 1)")
@@ -133,6 +140,13 @@ class ModelCard:
         return d
 
 
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 8, 4096  # a model input outside this is a typo, not a face classifier
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _triple(name: str, value: Any) -> tuple[float, float, float]:
     if isinstance(value, (int, float)):
         value = [value] * 3
@@ -142,7 +156,7 @@ def _triple(name: str, value: Any) -> tuple[float, float, float]:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         out = ()
-    if len(out) != 3:
+    if len(out) != 3 or not all(math.isfinite(v) for v in out):
         raise UserError(f"model card: {name} must be one number or three (R, G, B), got {value!r}")
     return out
 
@@ -158,7 +172,12 @@ def load_card(path: str | Path | None = None, **overrides: Any) -> ModelCard:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"model card not found: {path}")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"model card {path}: not a text file (a card is TOML or YAML, UTF-8)") from None
+        except OSError as err:
+            raise UserError(f"model card {path}: cannot read it ({err.strerror})") from None
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
                 import yaml

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -51,6 +52,7 @@ from iceaudit.errors import UserError
 from iceaudit.summary import Driver, compose_verdict, write_summary
 
 CHECKPOINT = "checkpoint"
+MAX_FACES = 65_536  # faces per audit: their latents alone are ~2.4 GB at 1024 px (18 × 512 floats each)
 RUN_FILE = "run.json"
 
 
@@ -92,6 +94,35 @@ class AuditSettings:
     ray_address: str | None = None  # None: a local Ray instance; "auto" / HOST:PORT: an existing cluster
     workers: int | None = None  # Ray actors (default: one per GPU, or per CPU)
 
+    def check(self) -> None:
+        """Every number in range, before any model is loaded (one message naming the flag)."""
+        def whole(value, flag, lo, hi=None, none_ok=False):
+            if value is None and none_ok:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+                limit = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+                raise UserError(f"{flag} must be a whole number {limit} (got {value!r})")
+
+        def real(value, flag, lo, hi):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not lo <= value <= hi:
+                raise UserError(f"{flag} must be a number from {lo} to {hi} (got {value!r})")
+
+        whole(self.n, "--n", 2, MAX_FACES, none_ok=True)
+        whole(self.seed, "--seed", 0, 2**32 - (self.n or 2))
+        real(self.psi, "--psi", 0.0, 1.5)
+        whole(self.n_steps, "--steps", 2, 201)
+        whole(self.n_null, "--null", 2, 1000)
+        whole(self.batch_images, "--batch", 1, 65536, none_ok=True)
+        whole(self.bisect_steps, "bisect_steps", 0, 64)
+        whole(self.n_bootstrap, "n_bootstrap", 100, 1_000_000)
+        real(self.level, "level", 1e-9, 0.5)
+        real(self.min_margin_share, "min_margin_share", 0.0, 100.0)
+        whole(self.shard_faces, "--shard-faces", 1)
+        whole(self.workers, "--workers", 1, 100_000, none_ok=True)
+        if self.backend not in BACKENDS:
+            raise UserError(f"--backend must be one of {', '.join(BACKENDS)} (got {self.backend!r})")
+
     def backend_options(self) -> BackendOptions:
         return BackendOptions(kind=self.backend, ray_address=self.ray_address, workers=self.workers)
 
@@ -115,6 +146,7 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
     from dataclasses import replace
 
     settings = settings or AuditSettings()
+    settings.check()
     if isinstance(bank, (str, Path)):
         settings = replace(settings, bank_path=settings.bank_path or str(bank))
         bank = load_bank(bank)
@@ -133,16 +165,6 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
     classifier.validate(G.img_resolution)
     n = settings.n or default_n(device)
     batch = settings.batch_images or _auto_batch(device, G.img_resolution)
-    if settings.n_steps < 2:
-        raise UserError("n_steps must be at least 2 (a walk needs steps on both sides of 0)")
-    if settings.n_null < 2:
-        raise UserError("n_null must be at least 2 (the null floor needs a spread)")
-    if settings.shard_faces < 1:
-        raise UserError(f"--shard-faces must be at least 1 (got {settings.shard_faces})")
-    if settings.backend not in BACKENDS:
-        raise UserError(f"--backend must be one of {', '.join(BACKENDS)} (got {settings.backend!r})")
-    if settings.workers is not None and settings.workers < 1:
-        raise UserError(f"--workers must be at least 1 (got {settings.workers})")
 
     run_key = {
         "classifier_sha256": classifier.sha256, "card": classifier.card.to_dict(), "generator": fingerprint,
@@ -616,6 +638,9 @@ def check_out(out: str | Path, resume: bool) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory; nothing was written")
+    if resume and not (out.is_dir() and any(out.iterdir())):
+        raise UserError(f"--resume: {out} holds no interrupted audit ({'it is empty' if out.is_dir() else 'it does not exist'})",
+                        hint="Run without --resume to start the audit there.")
     if out.is_dir() and any(out.iterdir()):
         if not resume:
             raise UserError(

@@ -46,6 +46,33 @@ def test_card_toml_yaml_and_flags(tmp_path):
         load_card(head="sigmoid", threshold=2.0)
 
 
+@pytest.mark.parametrize("key, value, words", [
+    ("threshold", "x", "threshold must be a finite number"),
+    ("threshold", float("nan"), "threshold must be a finite number"),
+    ("index", "x", "index must be a whole number >= 0"),
+    ("index", 1.5, "index must be a whole number >= 0"),
+    ("input_size", 100000, "input_size must be N or [H, W] with whole sizes from 8 to 4096"),
+    ("input_size", 3, "input_size must be N or [H, W] with whole sizes from 8 to 4096"),
+    ("input_size", [64, "x"], "input_size must be N or [H, W]"),
+    ("name", 7, "name must be a string"),
+    ("mean", [0.5, float("inf"), 0.5], "mean must be one number or three"),
+])
+def test_card_fields_of_the_wrong_type_or_size_are_refused_by_name(tmp_path, key, value, words):
+    with pytest.raises(UserError) as err:
+        load_card(None, **{key: value})
+    assert words in err.value.message
+
+
+def test_a_card_that_is_not_text_is_one_message(tmp_path, capsys):
+    from cli_helpers import run_cli
+
+    card = tmp_path / "card.toml"
+    card.write_bytes(bytes(range(256)) * 4)
+    code, _, err = run_cli(capsys, "audit", "--classifier", str(tmp_path / "m.pt"), "--card", str(card),
+                           "--out", str(tmp_path / "out"))
+    assert code == 2 and "not a text file" in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
 def test_preprocess_geometry_range_order(tmp_path):
     path = save_script(Identity(), tmp_path / "id.pt")
     img = torch.full((1, 3, 10, 10), -1.0)
@@ -58,11 +85,13 @@ def test_preprocess_geometry_range_order(tmp_path):
     assert torch.allclose(x[0, 2], torch.full((8, 8), (255 - 30) / 2))  # red is last in BGR; mean in model order
     assert torch.allclose(x[0, 0], torch.full((8, 8), (0 - 10) / 2))
     assert load_classifier(path, ModelCard(crop="celeba")).preprocess(img).shape == (1, 3, 10, 10)  # back to R
-    clf = load_classifier(path, ModelCard(input_size=5))
-    assert clf.preprocess(torch.rand(2, 3, 20, 20) * 2 - 1).shape == (2, 3, 5, 5)
-    clf = load_classifier(path, ModelCard(crop_box=(0.0, 0.5, 0.5, 0.5), input_size=5))
-    x = clf.preprocess(img)  # top-right quarter: its first row is the 0.3 row
-    assert x.shape == (1, 3, 5, 5) and torch.allclose(x[0, :, 0], torch.full((3, 5), 0.65))
+    clf = load_classifier(path, ModelCard(input_size=8))
+    assert clf.preprocess(torch.rand(2, 3, 20, 20) * 2 - 1).shape == (2, 3, 8, 8)
+    img16 = torch.full((1, 3, 16, 16), -1.0)
+    img16[:, :, 0, :] = 0.3
+    clf = load_classifier(path, ModelCard(crop_box=(0.0, 0.5, 0.5, 0.5), input_size=8))
+    x = clf.preprocess(img16)  # top-right quarter: its first row is the 0.3 row
+    assert x.shape == (1, 3, 8, 8) and torch.allclose(x[0, :, 0], torch.full((3, 8), 0.65))
 
 
 def test_heads(tmp_path):
