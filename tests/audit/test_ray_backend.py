@@ -129,7 +129,7 @@ def test_resume_on_ray_reuses_the_shards_a_local_run_wrote(cluster, tiny, local_
 
 def test_ray_options_are_checked_before_any_work(tiny, tmp_path):
     G, bank, clf = tiny
-    with pytest.raises(UserError, match="--workers must be at least 1"):
+    with pytest.raises(UserError, match="--workers must be a whole number from 1"):
         run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "a", backend="ray", workers=0))
     with pytest.raises(UserError, match="--backend must be one of local, ray"):
         run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "b", backend="dask"))
