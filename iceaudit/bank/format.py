@@ -121,6 +121,84 @@ def save_bank(bank: Bank, directory: str | Path) -> Path:
     return directory
 
 
+MAX_MANIFEST_BYTES = 64 << 20
+ORTHONORMAL_TOL = 1e-3  # max |B Bᵀ − I|: float32 bases from an orthonormalisation are ~1e-6
+_TOP_KEYS = {"schema_version", "name", "generator_fingerprint", "meta", "subspaces"}
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "name": (str,), "description": (str,), "tags": (list,), "space": (str,), "layers": (list,),
+    "unit": (str,), "unit_norm": (int, float), "step_range": (list,), "method": (str,), "criterion": (str,),
+    "dim": (int,), "rank": (int,),
+}
+_ENTRY_OPTIONAL: dict[str, tuple[type, ...]] = {"eigenvalues": (list,), "validation": (dict,), "verified": (bool,)}
+
+
+def check_manifest(manifest: Any, where: str | Path) -> None:
+    """The manifest's structure, types and ranges, each fault named with its subspace."""
+    import math
+
+    if not isinstance(manifest, dict):
+        raise UserError(f"{where}: a bank manifest is a JSON object, not a {type(manifest).__name__}")
+    unknown = sorted(set(manifest) - _TOP_KEYS)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_TOP_KEYS))})")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise UserError(
+            f"{where}: bank schema version {manifest.get('schema_version')!r} is not supported "
+            f"(this iceaudit reads version {SCHEMA_VERSION})"
+        )
+    for key in ("name", "generator_fingerprint"):
+        if not isinstance(manifest.get(key), str):
+            raise UserError(f"{where}: {key} must be a string")
+    if not isinstance(manifest.get("meta", {}), dict):
+        raise UserError(f"{where}: meta must be an object")
+    entries = manifest.get("subspaces")
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"{where}: subspaces must be a non-empty list (the bank has no subspaces)")
+    seen: set[str] = set()
+    for k, entry in enumerate(entries):
+        label = f"{where}: subspace #{k + 1}"
+        if not isinstance(entry, dict):
+            raise UserError(f"{label} is not an object")
+        if isinstance(entry.get("id"), str):
+            label = f"{where}: subspace {entry['id']!r}"
+        missing = [key for key in _ENTRY_TYPES if key not in entry]
+        if missing:
+            raise UserError(f"{label} lacks {', '.join(missing)}")
+        unknown = sorted(set(entry) - set(_ENTRY_TYPES) - set(_ENTRY_OPTIONAL))
+        if unknown:
+            raise UserError(f"{label}: unknown key(s) {', '.join(unknown)}")
+        for key, types in {**_ENTRY_TYPES, **_ENTRY_OPTIONAL}.items():
+            value = entry.get(key)
+            if key in entry and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+                raise UserError(f"{label}: {key} must be {' or '.join(t.__name__ for t in types)}, got {value!r}")
+        if entry["id"] in seen:
+            raise UserError(f"{label}: the id appears twice")
+        seen.add(entry["id"])
+        if entry["space"] not in SPACES:
+            raise UserError(f"{label}: space must be one of {', '.join(SPACES)}, not {entry['space']!r}")
+        if entry["dim"] < 1 or entry["rank"] < 1 or entry["rank"] > entry["dim"]:
+            raise UserError(f"{label}: dim {entry['dim']} and rank {entry['rank']} must satisfy 1 <= rank <= dim")
+        if not (math.isfinite(entry["unit_norm"]) and entry["unit_norm"] > 0):
+            raise UserError(f"{label}: unit_norm must be a finite number > 0, got {entry['unit_norm']!r}")
+        sr = entry["step_range"]
+        if len(sr) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                   for v in sr):
+            raise UserError(f"{label}: step_range must be two finite numbers [low, high], got {sr!r}")
+        if not sr[0] < sr[1]:
+            raise UserError(f"{label}: step_range {sr!r} is empty or reversed (low must be below high)")
+
+
+def _check_orthonormal(basis: torch.Tensor, sid: str, where: str | Path) -> None:
+    b = basis.double()
+    if not torch.isfinite(b).all():
+        raise UserError(f"{where}: basis {sid!r} holds NaN or infinite values")
+    err = float((b @ b.T - torch.eye(b.shape[0], dtype=b.dtype)).abs().max())
+    if err > ORTHONORMAL_TOL:
+        what = "is all zeros" if float(b.abs().max()) == 0.0 else f"rows are not orthonormal (max |B Bᵀ − I| = {err:.3g})"
+        raise UserError(f"{where}: basis {sid!r} {what}; walks along it would not be in the calibrated units",
+                        hint="Rebuild the bank with `iceaudit bank build`.")
+
+
 def load_bank(directory: str | Path) -> Bank:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -130,15 +208,16 @@ def load_bank(directory: str | Path) -> Bank:
     for p in (mpath, bpath):
         if not p.is_file():
             raise UserError(f"not a subspace bank: {p} is missing")
+    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+        raise UserError(f"{mpath}: {mpath.stat().st_size} bytes is too large for a bank manifest "
+                        f"(at most {MAX_MANIFEST_BYTES})")
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{mpath}: not valid JSON ({err})") from None
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise UserError(
-            f"{mpath}: bank schema version {manifest.get('schema_version')!r} is not supported "
-            f"(this iceaudit reads version {SCHEMA_VERSION})"
-        )
+    except RecursionError:
+        raise UserError(f"{mpath}: nested too deeply to be a bank manifest") from None
+    check_manifest(manifest, mpath)
     try:
         tensors = load_file(str(bpath))
     except (SafetensorError, OSError) as err:
@@ -153,6 +232,7 @@ def load_bank(directory: str | Path) -> Bank:
         basis = tensors[sid]
         if tuple(basis.shape) != (rank, dim):
             raise UserError(f"{bpath}: basis {sid!r} has shape {tuple(basis.shape)}, manifest says {(rank, dim)}")
+        _check_orthonormal(basis, sid, bpath)
         entry["step_range"] = tuple(entry["step_range"])
         subspaces.append(Subspace(basis=basis, **entry))
     return Bank(
