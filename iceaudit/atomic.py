@@ -12,14 +12,36 @@ from iceaudit.errors import UserError
 
 
 def check_output_path(path: str | Path) -> Path:
-    """`path` as a Path whose parent directory exists (else a UserError)."""
+    """`path` as a Path whose parent directory exists and is writable (else a UserError)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"output path {path} is a directory; give a file name")
     if not path.parent.is_dir():
-        raise UserError(f"output directory does not exist: {path.parent}",
-                        hint=f"Create it first (mkdir -p {path.parent}).")
+        _refuse_missing_dir(path.parent, f"output directory does not exist: {path.parent}")
+    if not os.access(path.parent, os.W_OK):
+        raise UserError(f"cannot write {path}: {path.parent} is not writable")
     return path
+
+
+def ensure_dir(path: str | Path, what: str = "output directory") -> Path:
+    """Create directory `path` (and its parents), or say in one line why it cannot be."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"cannot use the {what} {path}: {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _refuse_missing_dir(path, f"cannot create the {what} {path} ({err.strerror})")
+    if not os.access(path, os.W_OK):
+        raise UserError(f"{what} {path} is not writable")
+    return path
+
+
+def _refuse_missing_dir(path: Path, message: str) -> None:
+    blocker = next((p for p in [path, *path.parents] if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UserError(f"{message}: {blocker} is a file, not a directory")
+    raise UserError(message, hint=f"Create it first (mkdir -p {path}).")
 
 
 @contextlib.contextmanager
@@ -47,7 +69,7 @@ def write_text(path: str | Path, text: str, *, make_parents: bool = False) -> Pa
     """
     path = Path(path)
     if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path.parent)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

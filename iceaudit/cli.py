@@ -8,6 +8,7 @@ is instant.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -925,9 +926,14 @@ def gate(
     Reads only summary.json files, so it runs in any CI job:
     `iceaudit gate runs/audit-1 --policy examples/policies/fairness.toml --junit gate.xml`.
     """
+    from iceaudit.atomic import check_output_path, ensure_dir
     from iceaudit.gate import render_table, run_gate, write_json, write_junit
     from iceaudit.resources import shipped_policy
 
+    for target in (junit, json_out):  # an unwritable output is refused before the gate runs
+        if target:
+            ensure_dir(Path(target).parent)
+            check_output_path(target)
     result = run_gate(audit_dir, shipped_policy(policy), baseline)
     render_table(result, out)
     if junit:
@@ -957,9 +963,13 @@ def diff_command(
     from rich.markup import escape
     from rich.table import Table
 
-    from iceaudit.atomic import write_text
+    from iceaudit.atomic import check_output_path, write_text
     from iceaudit.compare import diff, diff_html
     from iceaudit.summary import load_summary
+
+    for target in (json_out, html_out):
+        if target:
+            check_output_path(target)
 
     d = diff(load_summary(new), load_summary(old))
     if not d.comparable and not allow_incomparable:

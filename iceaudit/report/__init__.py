@@ -18,21 +18,17 @@ log = logging.getLogger(__name__)
 def build_report(audit_dir: str | Path, formats: Iterable[str] = ("html", "pdf"), policy: str | Path | None = None,
                  out_dir: str | Path | None = None) -> list[Path]:
     """Write report.html and/or report.pdf; return the paths written (HTML first)."""
+    from iceaudit.atomic import ensure_dir, write_text
     from iceaudit.report.model import load_report_model
     from iceaudit.report.render import render_html, render_pdf
 
     formats = list(formats)
     model = load_report_model(audit_dir, policy=policy)
-    out = Path(out_dir) if out_dir is not None else Path(audit_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(Path(out_dir) if out_dir is not None else Path(audit_dir), "report directory")  # before rendering
     html = render_html(model)
     written = []
     if "html" in formats:
-        path = out / "report.html"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(html, encoding="utf-8")
-        tmp.replace(path)
-        written.append(path)
+        written.append(write_text(out / "report.html", html))
     if "pdf" in formats:
         path = out / "report.pdf"
         for warning in render_pdf(html, path):

@@ -136,11 +136,17 @@ class ReportModel:
         return next(d for d in self.drivers if d["subspace"] == sid)
 
 
+MAX_IMAGE_PIXELS = 50_000_000  # an audit's widest strip at 1024 px is ~5 × 1024 × 4 × 1024 ≈ 21 M
+
+
 def to_jpeg(path: Path, quality: int = 90, min_height: int = 0) -> bytes:
     """Re-encode an image as JPEG (weasyprint draws JPEG much faster than PNG)."""
     from PIL import Image
 
-    with Image.open(path) as im:
+    with Image.open(path) as im:  # lazy: only the header is read here
+        if im.width * im.height > MAX_IMAGE_PIXELS:
+            raise OSError(f"{im.width} × {im.height} pixels is larger than any audit image "
+                          f"(limit {MAX_IMAGE_PIXELS:,}); not decoded")
         im = im.convert("RGB")
         if min_height and im.height < min_height:  # small faces: upsample once, crisp in print
             scale = -(-min_height // im.height)
@@ -151,6 +157,8 @@ def to_jpeg(path: Path, quality: int = 90, min_height: int = 0) -> bytes:
 
 
 def _image(audit_dir: Path, rel: str | None, missing: list[str], what: str, min_height: int = 0) -> bytes | None:
+    from PIL import Image
+
     if not rel:
         return None
     path = (audit_dir / rel).resolve()
@@ -162,7 +170,7 @@ def _image(audit_dir: Path, rel: str | None, missing: list[str], what: str, min_
         return None
     try:
         return to_jpeg(path, min_height=min_height)
-    except OSError as err:
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         missing.append(f"{what}: image {rel} cannot be read ({err})")
         return None
 
