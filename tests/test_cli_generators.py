@@ -227,3 +227,41 @@ def test_conditional_generator_needs_a_class(capsys, tmp_path):
     expected = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png"))[:, 8:16], expected)
 
+
+
+def _tiny_native(tmp_path):
+    torch.manual_seed(0)
+    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs={"num_layers": 2},
+                  synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+    weights, config = save_native(G, tmp_path / "g")
+    return weights, config, json.loads(config.read_text())
+
+
+@pytest.mark.parametrize("case, words", [
+    ("deeply nested", "nested too deeply to be a generator config"),
+    ("a list", "is not an iceaudit generator config"),
+    ("version of another kind", "has format_version 'x'"),
+    ("unknown nested kwarg", "cannot build a StyleGAN2 generator from its config"),
+    ("kwargs not a mapping", "generator config is not a mapping"),
+    ("no fingerprint", "lacks 'fingerprint'"),
+])
+def test_malformed_native_metadata_is_one_message(tmp_path, capsys, case, words):
+    weights, config, base = _tiny_native(tmp_path)
+    kwargs = base["init_kwargs"]
+    text = {
+        "deeply nested": "[" * 200_000 + "]" * 200_000,
+        "a list": json.dumps([base]),
+        "version of another kind": json.dumps({**base, "format_version": "x"}),
+        "unknown nested kwarg": json.dumps({**base, "init_kwargs": {**kwargs, "mapping_kwargs": {"a": {"b": {}}}}}),
+        "kwargs not a mapping": json.dumps({**base, "init_kwargs": "x"}),
+        "no fingerprint": json.dumps({k: v for k, v in base.items() if k != "fingerprint"}),
+    }[case]
+    config.write_text(text)
+    try:
+        main(["info", str(weights)])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and words in err, err
+    assert "Traceback" not in err

@@ -25,7 +25,8 @@ def construct_generator(init_kwargs: Mapping[str, Any], source: str = "") -> Gen
         raise UserError(f"{source}: generator config is not a mapping")
     try:
         return Generator(**dict(init_kwargs))
-    except (TypeError, ValueError, AssertionError, KeyError, RuntimeError, OverflowError) as exc:
+    except (TypeError, ValueError, AssertionError, KeyError, RuntimeError, OverflowError, RecursionError,
+            MemoryError) as exc:
         raise UserError(f"{source}: cannot build a StyleGAN2 generator from its config ({exc})") from exc
 
 

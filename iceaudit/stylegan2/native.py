@@ -63,21 +63,33 @@ def save_native(G: Generator, path: str | Path, metadata: Mapping[str, Any] | No
     return weights, config_path
 
 
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def _json(data: bytes, where: str) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{where} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{where} is nested too deeply to be a generator config") from None
+
+
 def _read_config(config_path: Path, weights: Path) -> dict[str, Any]:
     from safetensors import safe_open
 
     if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{config_path} is not valid JSON ({exc})") from exc
+        if config_path.stat().st_size > MAX_CONFIG_BYTES:
+            raise UserError(f"{config_path}: {config_path.stat().st_size} bytes is too large for a generator config")
+        config = _json(config_path.read_bytes(), str(config_path))
     else:  # weights file alone: its header carries the config
         with safe_open(str(weights), framework="pt") as f:
             header = f.metadata() or {}
         if header.get("format") != FORMAT:
             raise UserError(f"{weights} has no generator config: expected {config_path.name} beside it")
-        config = {"format": FORMAT, "format_version": int(header.get("format_version", 0)),
-                  "init_kwargs": json.loads(header.get("init_kwargs", "null")),
+        version = str(header.get("format_version", "0"))
+        config = {"format": FORMAT, "format_version": int(version) if version.isdigit() else version,
+                  "init_kwargs": _json(header.get("init_kwargs", "null").encode(), f"{weights} (init_kwargs)"),
                   "fingerprint": header.get("fingerprint"), "metadata": {}}
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise UserError(f"{config_path} is not an iceaudit generator config (no \"format\": \"{FORMAT}\")")
