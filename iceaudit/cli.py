@@ -1030,8 +1030,6 @@ def sweep_command(
                       resume=resume, backend=backend, ray_address=ray_address, workers=workers, device=device,
                       n=n, seed=seed, baselines=parse_methods(baselines), shard_faces=shard_faces,
                       subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None)
-    from pathlib import Path
-
     from rich.markup import escape
     from rich.table import Table
 

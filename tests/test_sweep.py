@@ -89,4 +89,7 @@ def test_bad_sweep_input_is_refused_before_any_audit(tmp_path, capsys):
     code, _, err = run_cli(capsys, "sweep", "--classifiers", str(tmp_path), "--policy", "fairness",
                            "--out", str(tmp_path / "o"))
     assert code == 2 and "unknown key(s) threshhold" in err and not (tmp_path / "o").exists()
+    code, _, err = run_cli(capsys, "sweep", "--classifiers", str(tmp_path), "--policy", "fairness",
+                           "--out", str(tmp_path / "o"), "--backend", "ray", "--workers", "0")
+    assert code == 2 and "--workers must be a whole number from 1" in err and not (tmp_path / "o").exists()
     assert find_classifiers(str(tmp_path))[0].card == tmp_path / "m.toml"

@@ -44,7 +44,7 @@ from iceaudit.audit.sample import Faces, default_n, resolve_device, sample_faces
 from iceaudit.audit.stats import end_slope, holm, null_floor_tests, walk_stats, zero_index
 from iceaudit.audit.units import (Calibration, UnitResult, WalkOptions, WalkUnit, calibration_name, merge_walks,
                                   plan_units, unit_images)
-from iceaudit.audit.units import _on
+from iceaudit.audit.units import on_device, safe_id
 from iceaudit.audit.walks import Walker, alpha_grid
 from iceaudit.bank.edit import check_compatible
 from iceaudit.bank.format import Bank, Subspace
@@ -485,11 +485,11 @@ def _write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, 
     samples = np.arange(min(settings.strip_faces, len(faces)))
     for sid in shown:
         alphas = _strip_alphas(grids[sid])
-        walker = Walker(G, faces, _on(by_id[sid], device), score_fn, batch_images=batch, partial=settings.partial)
+        walker = Walker(G, faces, on_device(by_id[sid], device), score_fn, batch_images=batch, partial=settings.partial)
         imgs = walker.images(np.repeat(samples, len(alphas)), np.tile(alphas, len(samples)))
         entries = []
         for j, s in enumerate(samples):
-            rel = f"images/walks/{_safe(sid)}/sample_{s:04d}.png"
+            rel = f"images/walks/{safe_id(sid)}/sample_{s:04d}.png"
             _save(_hstack([_to_pil(im) for im in imgs[j * len(alphas):(j + 1) * len(alphas)]]), out / rel)
             sc = results[(results["subspace"] == sid) & (results["sample"] == s)].set_index("alpha")["score"]
             entries.append({"sample": int(s), "image": rel, "alphas": [float(a) for a in alphas],
@@ -499,13 +499,13 @@ def _write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, 
     shown_faces = per_face[per_face["best_subspace"].notna()].head(settings.n_counterfactual_images)
     for row in shown_faces.itertuples():
         sid, step = row.best_subspace, float(row.best_step)
-        walker = Walker(G, faces, _on(by_id[sid], device), score_fn, batch_images=batch, partial=settings.partial)
+        walker = Walker(G, faces, on_device(by_id[sid], device), score_fn, batch_images=batch, partial=settings.partial)
         orig, cf = walker.images(np.array([row.sample, row.sample]), np.array([0.0, step]))
         stem = f"images/counterfactuals/sample_{row.sample:04d}"
         o, c = _to_pil(orig), _to_pil(cf)
         diff = (cf - orig).abs().mean(0)
         diff = (diff / diff.max().clamp_min(1e-8) * 2 - 1).expand(3, -1, -1)
-        paths = {"original": f"{stem}_original.png", "counterfactual": f"{stem}_{_safe(sid)}.png",
+        paths = {"original": f"{stem}_original.png", "counterfactual": f"{stem}_{safe_id(sid)}.png",
                  "diff": f"{stem}_diff.png", "pair": f"{stem}_pair.png"}
         _save(o, out / paths["original"])
         _save(c, out / paths["counterfactual"])
@@ -696,10 +696,6 @@ def _write_text(text: str, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def _safe(sid: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", sid)
 
 
 def _select(bank: Bank, ids: list[str] | None) -> list[Subspace]:

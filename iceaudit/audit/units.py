@@ -90,14 +90,17 @@ class UnitResult:
     worker: str = "local"
 
 
+def safe_id(sid: str) -> str:
+    """A subspace id as a file-name part."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", sid)
+
+
 def calibration_name(sub_index: int, subspace: str) -> str:
-    return f"{sub_index:03d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', subspace)}"
+    return f"{sub_index:03d}_{safe_id(subspace)}"
 
 
 def plan_units(subspaces: list[Subspace], n_faces: int, shard_faces: int) -> list[WalkUnit]:
-    """Every (subspace, face shard) unit, in merge order."""
-    if shard_faces < 1:
-        raise UserError(f"--shard-faces must be at least 1 (got {shard_faces})")
+    """Every (subspace, face shard) unit, in merge order (``shard_faces`` >= 1: `AuditSettings.check`)."""
     return [WalkUnit(i, sub.id, a, min(a + shard_faces, n_faces))
             for i, sub in enumerate(subspaces) for a in range(0, n_faces, shard_faces)]
 
@@ -122,7 +125,7 @@ def calibrate(G, faces: Faces, sub: Subspace, alphas: np.ndarray, score_fn: Scor
     """The image change of ``sub``'s walk over its range (on the first faces), and each null
     direction's unit scaled to change the image as much (see `match_image_change`)."""
     first = face_shard(faces, 0, min(CALIBRATION_FACES, len(faces)))
-    sub = _on(sub, first.ws.device)
+    sub = on_device(sub, first.ws.device)
     ends = alphas[[0, -1]]
 
     def walker_of(s: Subspace) -> Walker:
@@ -161,7 +164,7 @@ def walk_unit(G, faces: Faces, unit: WalkUnit, sub: Subspace, alphas: np.ndarray
 def _walk_unit_once(G, faces, unit, sub, alphas, calibration, score_fn, options, batch, advance):
     shard = face_shard(faces, unit.start, unit.stop)
     offset = unit.start
-    sub = _on(sub, shard.ws.device)
+    sub = on_device(sub, shard.ws.device)
     ends = alphas[[0, -1]]
     tick = (lambda k, a: advance(k * a)) if advance is not None else (lambda k, a: None)
 
@@ -203,7 +206,7 @@ def merge_walks(results: list[UnitResult], subspaces: list[Subspace], n_null: in
     return pd.concat(walks, ignore_index=True), pd.concat(cfs, ignore_index=True)
 
 
-def _on(sub: Subspace, device: torch.device) -> Subspace:
+def on_device(sub: Subspace, device: torch.device) -> Subspace:
     return replace(sub, basis=sub.basis.to(device))
 
 
