@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def load_classifier(classifier: "str | Path | torch.nn.Module | Callable | Classifier",
                     card: "str | Path | Mapping[str, Any] | ModelCard | None" = None,
-                    device: "str | torch.device" = "cpu") -> "Classifier":
+                    device: "str | torch.device" = "cpu", trust: bool = False) -> "Classifier":
     """A classifier with its model card, from a file or from memory.
 
     Args:
@@ -37,9 +37,12 @@ def load_classifier(classifier: "str | Path | torch.nn.Module | Callable | Class
         card: the model card: a TOML/YAML path, a dict of card keys, or a ModelCard;
             None takes the card's defaults (input at generator size, logit 0, threshold 0).
         device: where the model runs.
+        trust: you trust the file's source: TorchScript (which runs its own code) is
+            loaded and a card's factory may be any callable. ONNX and state dict +
+            ``nn.Module`` factory need no trust (docs/security.md).
 
     Example:
-        >>> clf = iceaudit.load_classifier("smile.pt", "smile.toml")
+        >>> clf = iceaudit.load_classifier("smile.pt", "smile.toml", trust=True)
     """
     from iceaudit.audit.classifier import Classifier, ModelCard, load_card, wrap_classifier
     from iceaudit.audit.classifier import load_classifier as load_file
@@ -53,7 +56,7 @@ def load_classifier(classifier: "str | Path | torch.nn.Module | Callable | Class
     else:
         model_card = load_card(card)
     if isinstance(classifier, (str, Path)):
-        return load_file(classifier, model_card, device=device)
+        return load_file(classifier, model_card, device=device, trust=trust)
     return wrap_classifier(classifier, model_card, device=device)
 
 
@@ -75,7 +78,8 @@ def audit(classifier: "str | Path | torch.nn.Module | Callable | Classifier",
           generator: "str | Path | Generator" = "demo", bank: "str | Path | Bank | None" = None,
           n: int | None = None, seed: int = 0, device: str = "auto",
           baselines: str | Sequence[str] = "default", out: str | Path | None = None,
-          parser: str | None = None, parser_labels: str = "bisenet", **settings: Any) -> "Audit":
+          parser: str | None = None, parser_labels: str = "bisenet", trust_classifier: bool = False,
+          **settings: Any) -> "Audit":
     """Audit a classifier: which interpretable subspaces move its decision, with evidence.
 
     Args:
@@ -93,6 +97,8 @@ def audit(classifier: "str | Path | torch.nn.Module | Callable | Classifier",
         parser: face parser for region baselines (a BiSeNet checkpoint or ``facelab``;
             default ``facelab`` with the demo generator).
         parser_labels: label order of a BiSeNet checkpoint (bisenet, parsenet, facer).
+        trust_classifier: run a TorchScript classifier file (it carries code) or any
+            factory callable; see `load_classifier` and docs/security.md.
         **settings: further `AuditSettings` fields: ``psi``, ``n_steps``, ``n_null``,
             ``batch_images``, ``subspaces``, ``sanity``, ``resume``, ``command``, ``progress``;
             where the walks run: ``backend`` (``"local"`` or ``"ray"``), ``workers``,
@@ -125,7 +131,7 @@ def audit(classifier: "str | Path | torch.nn.Module | Callable | Classifier",
                         hint="Pass the bank built for this generator: bank=DIR (CLI: --bank DIR).")
     card_path = settings.pop("card_path", str(card) if isinstance(card, (str, Path)) else None)
     given_bank_path = settings.pop("bank_path", None)
-    clf = load_classifier(classifier, card, device=dev)
+    clf = load_classifier(classifier, card, device=dev, trust=trust_classifier)
     G = load_generator(str(generator), device=dev) if isinstance(generator, (str, Path)) else generator
     bank_path = None if isinstance(bank, Bank) else bank_dir(bank if bank is not None else "demo")
     bank_obj = bank if isinstance(bank, Bank) else load_bank(bank_path)

@@ -475,7 +475,7 @@ def facelab_train_classifiers(
                     "seconds": round(time.time() - t0, 1)}
         path = export(name, model, Path(out_dir), training)
         if TRAINED[name]:
-            clf = load_classifier(path, load_card(path.with_suffix(".toml")))
+            clf = load_classifier(path, load_card(path.with_suffix(".toml")), trust=True)  # written just now
             acc = accuracy_on_renders(clf.decision_score, name)
             out.print(f"{name}: accuracy {acc['accuracy']:.3f} on {acc['n']} unconfounded held-out renders")
         else:
@@ -492,7 +492,7 @@ def _planted(name: str):
     card = Path(name) if name.endswith(".toml") else EXAMPLES / f"{name}.toml"
     if not card.is_file():
         raise UserError(f"no classifier card {card}", hint="shipped: " + ", ".join(PLANTED))
-    return load_classifier(card.with_suffix(".pt"), load_card(card))
+    return load_classifier(card.with_suffix(".pt"), load_card(card), trust=True)  # developer command: FaceLab files
 
 
 @facelab_app.command("oracle")
@@ -783,12 +783,17 @@ def bank_sheet_command(
 
 
 
+TRUST_HELP = ("Run a TorchScript classifier file (it carries code that runs on load and on every batch) and accept "
+              "any factory callable: only for models whose source you trust. ONNX and state dict + --factory "
+              "need no trust (docs/security.md).")
+
+
 # --- audit command -------------------------------------------------------------
 
 
 @app.command("audit")
 def audit_command(
-    classifier: str = typer.Option(..., "--classifier", "-c", help="TorchScript file, state dict (with --factory) or .onnx."),
+    classifier: str = typer.Option(..., "--classifier", "-c", help="A .onnx file, a state dict (with --factory), or a TorchScript file (with --trust-classifier)."),
     out_dir: str = typer.Option(..., "--out", "-o", help="Audit directory to write (new or empty; with --resume: the interrupted one)."),
     card: Optional[str] = typer.Option(None, "--card", help="Model card (TOML or YAML): preprocessing, output head, threshold. Flags below override it."),
     generator: str = typer.Option("demo", "--generator", "-g", help="Generator file, or `demo` for the shipped FaceLab generator."),
@@ -806,7 +811,7 @@ def audit_command(
     baselines: str = typer.Option("default", "--baselines", help="Captum pixel attributions, latent attribution and AttFind beside the walks: `none`, `default`, `all` or a comma-separated list (see docs/baselines.md)."),
     parser: Optional[str] = typer.Option(None, "--parser", help="Face parser for region-level baselines: a BiSeNet checkpoint, or `facelab` (default with the demo generator)."),
     parser_labels: str = typer.Option("bisenet", "--parser-labels", help="Label order of a BiSeNet checkpoint: bisenet (zllrunning/facexlib), parsenet (facexlib) or facer."),
-    factory: Optional[str] = typer.Option(None, "--factory", help="package.module:function building the network for a state dict."),
+    factory: Optional[str] = typer.Option(None, "--factory", help="The network for a state dict: package.module:Class from an installed package (an nn.Module class, or a function annotated -> nn.Module), or path/to/nets.py:Class."),
     name: Optional[str] = typer.Option(None, "--name", help="Card: classifier name shown in the report."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Card: model input size, N or HxW (default: generator resolution)."),
     crop: Optional[str] = typer.Option(None, "--crop", help="Card: ffhq (full aligned face), celeba (central 80% square) or none."),
@@ -822,6 +827,7 @@ def audit_command(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --backend ray: `auto` or HOST:PORT of a running cluster (`ray start --head`); default: start a local Ray instance."),
     workers: Optional[int] = typer.Option(None, "--workers", help="With --backend ray: number of actors (default: the cluster's GPUs, or its CPUs)."),
     shard_faces: int = typer.Option(64, "--shard-faces", help="Faces per unit of work (a unit walks one subspace for a shard of faces); smaller units spread better over workers."),
+    trust_classifier: bool = typer.Option(False, "--trust-classifier", envvar="ICEAUDIT_TRUST_CLASSIFIER", help=TRUST_HELP),
 ) -> None:
     """Audit a classifier: which interpretable subspaces move its decision, with evidence.
 
@@ -855,7 +861,7 @@ def audit_command(
         classifier, model_card, generator=generator, bank=bank, n=n, seed=seed, device=device, baselines=methods,
         out=out_dir, parser=parser, parser_labels=parser_labels, card_path=card, psi=psi, n_steps=steps,
         n_null=null, batch_images=batch, resume=resume, sanity=sanity, backend=backend, ray_address=ray_address,
-        workers=workers, shard_faces=shard_faces,
+        workers=workers, shard_faces=shard_faces, trust_classifier=trust_classifier,
         subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
         command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
     )
@@ -1015,6 +1021,7 @@ def sweep_command(
     workers: Optional[int] = typer.Option(None, "--workers", help="With --backend ray: number of actors."),
     shard_faces: int = typer.Option(64, "--shard-faces", help="Faces per unit of work."),
     subspaces: Optional[str] = typer.Option(None, "--subspaces", help="Comma-separated subspace ids to audit (default: all)."),
+    trust_classifier: bool = typer.Option(False, "--trust-classifier", envvar="ICEAUDIT_TRUST_CLASSIFIER", help=TRUST_HELP),
 ) -> None:
     """Audit many classifiers on the same faces, gate each, write one index: exit 0 when all pass,
     1 when one fails, 2 on bad input (a model that cannot be audited is an error row; the rest still run).
@@ -1028,7 +1035,7 @@ def sweep_command(
     models = find_classifiers(classifiers)
     index = run_sweep(models, policy, out_dir, generator=generator, bank=bank, baseline_dir=baseline, formats=formats,
                       resume=resume, backend=backend, ray_address=ray_address, workers=workers, device=device,
-                      n=n, seed=seed, baselines=parse_methods(baselines), shard_faces=shard_faces,
+                      trust_classifier=trust_classifier, n=n, seed=seed, baselines=parse_methods(baselines), shard_faces=shard_faces,
                       subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None)
     from rich.markup import escape
     from rich.table import Table

@@ -142,7 +142,7 @@ def run_sweep(models: list[SweepModel], policy: str | Path, out: str | Path, *, 
               bank: str | Path | None = None, baseline_dir: str | Path | None = None,
               formats: Sequence[str] = ("html",), resume: bool = False, backend: str = "local",
               ray_address: str | None = None, workers: int | None = None, device: str = "auto",
-              **audit_options: Any) -> SweepIndex:
+              trust_classifier: bool = False, **audit_options: Any) -> SweepIndex:
     """Audit, gate and report every model; write index.json, index.html and junit.xml.
 
     Args:
@@ -157,6 +157,7 @@ def run_sweep(models: list[SweepModel], policy: str | Path, out: str | Path, *, 
         resume: reuse finished audits in ``out`` and resume interrupted ones.
         backend, ray_address, workers: where the walks run (one Ray connection for the sweep).
         device: ``auto``, ``cpu``, ``cuda``…
+        trust_classifier: run TorchScript classifier files (they carry code); docs/security.md.
         **audit_options: `iceaudit.audit` options shared by all models (n, seed, baselines,
             n_steps, n_null, shard_faces, progress, …).
     """
@@ -166,6 +167,7 @@ def run_sweep(models: list[SweepModel], policy: str | Path, out: str | Path, *, 
     from iceaudit.audit.classifier import load_card
     from iceaudit.audit.runner import AuditSettings
     from iceaudit.audit.sample import resolve_device
+    from iceaudit.audit.trust import check_runnable
     from iceaudit.gate import load_policy
     from iceaudit.resources import bank_dir, shipped_policy
     from iceaudit.stylegan2.loaders import load_generator
@@ -184,12 +186,16 @@ def run_sweep(models: list[SweepModel], policy: str | Path, out: str | Path, *, 
     policy_path = shipped_policy(policy)
     load_policy(policy_path)
     cards = {m.name: load_card(m.card) for m in models}  # every card checked before any audit
+    for m in models:  # and every TorchScript file refused at once unless trusted
+        if m.classifier.suffix.lower() != ".onnx" and not cards[m.name].factory:
+            check_runnable(m.classifier, trust_classifier)
     dev = resolve_device(device)
     bank_path = bank_dir(bank if bank is not None else "demo")
     shared = _Shared(G=load_generator(generator, device=dev), bank=load_bank(bank_path), bank_path=str(bank_path),
                      generator=str(generator), policy=policy_path, baseline_dir=baseline_dir, formats=tuple(formats),
                      resume=resume, options=dict(audit_options, device=str(dev), backend=backend,
-                                                  ray_address=ray_address, workers=workers))
+                                                  ray_address=ray_address, workers=workers,
+                                                  trust_classifier=trust_classifier))
     out.mkdir(parents=True, exist_ok=True)
     started_ray = False
     if backend == "ray":

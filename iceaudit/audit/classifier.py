@@ -2,9 +2,12 @@
 
 Inputs a user has:
 
-- a TorchScript file (``torch.jit.save``);
-- a ``package.module:factory`` callable returning an ``nn.Module`` plus a state
-  dict file (read with ``torch.load(weights_only=True)``: never unpickled);
+- a TorchScript file (``torch.jit.save``): it runs its own code, so it is loaded
+  only with ``trust`` (``--trust-classifier``), see `iceaudit.audit.trust`;
+- a ``package.module:Class`` (an ``nn.Module`` from an installed package, or a
+  function annotated to return one; or ``path/to/file.py:Class`` named by the
+  user) plus a state dict file (read with ``torch.load(weights_only=True)``:
+  never unpickled);
 - an ONNX file (needs onnxruntime). ONNX models give no gradients: only the
   gradient-free parts of iceaudit (walks, statistics, counterfactuals by
   bisection, perturbation baselines) can use them. ``Classifier.differentiable``
@@ -25,7 +28,7 @@ output is the decision (TOML or YAML file, every key also a CLI flag)::
     index = 0                   # the logit index / softmax class / sigmoid unit
     threshold = 0.5             # default: 0 for logit, 0.5 otherwise
     positive_class = "smiling"
-    factory = "mypkg.nets:build"  # only for state-dict weights
+    factory = "mypkg.nets:Net"  # only for state-dict weights: an installed nn.Module class (or a function -> nn.Module)
 
 Decision score (``score > threshold`` means the positive class):
 ``logit``: ``out[:, index]``; ``sigmoid``: ``sigmoid(out[:, index])``;
@@ -34,7 +37,6 @@ Decision score (``score > threshold`` means the positive class):
 from __future__ import annotations
 
 import hashlib
-import importlib
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -44,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from iceaudit.errors import UserError
+from iceaudit.audit.trust import check_runnable, is_path_spec, resolve_factory, trust_from_env
 
 HEADS = ("logit", "softmax", "sigmoid")
 VALUE_RANGES = {(0.0, 1.0), (-1.0, 1.0), (0.0, 255.0)}
@@ -193,6 +196,10 @@ def load_card(path: str | Path | None = None, **overrides: Any) -> ModelCard:
             raise UserError(f"model card {path}: cannot parse it ({err})") from None
         if not isinstance(data, dict):
             raise UserError(f"model card {path}: expected a table of keys")
+    if isinstance(data.get("factory"), str) and is_path_spec(data["factory"]) and overrides.get("factory") is None:
+        raise UserError(f"model card {path}: factory {data['factory']!r} names a file; a card may only name an installed "
+                        "package's network (package.module:Class)",
+                        hint="Name the file yourself if you trust it: --factory path/to/nets.py:Class.")
     data.update({k: v for k, v in overrides.items() if v is not None})
     unknown = sorted(set(data) - set(CARD_KEYS))
     if unknown:
@@ -315,8 +322,19 @@ class Classifier:
             self.decision_score(torch.zeros(2, 3, resolution, resolution, device=self.device))
 
 
-def load_classifier(path: str | Path, card: ModelCard | None = None, device: torch.device | str = "cpu") -> Classifier:
-    """TorchScript file, ``card.factory`` + state dict, or ``.onnx`` -> Classifier."""
+def load_classifier(path: str | Path, card: ModelCard | None = None, device: torch.device | str = "cpu",
+                    trust: bool = False) -> Classifier:
+    """A classifier file and its card -> Classifier.
+
+    Args:
+        path: an ``.onnx`` file (onnxruntime), a state dict (with ``card.factory``), or a
+            TorchScript file. TorchScript runs its own code, so it is loaded only when
+            `trust` is set (or ICEAUDIT_TRUST_CLASSIFIER=1) or it ships with iceaudit
+            (see `iceaudit.audit.trust`).
+        card: preprocessing and output head; default: a ModelCard with its defaults.
+        device: where the model runs (ONNX always runs on the CPU).
+        trust: the user trusts the file's source: run TorchScript, call any factory.
+    """
     card = card or ModelCard()
     device = torch.device(device)
     path = Path(path)
@@ -329,9 +347,10 @@ def load_classifier(path: str | Path, card: ModelCard | None = None, device: tor
         model = _OnnxModel(path)
         return Classifier(model, card, "onnx", differentiable=False, path=str(path), sha256=digest, device=torch.device("cpu"))
     if card.factory:
-        model = _module_from_factory(card.factory, path, device)
+        model = _module_from_factory(card.factory, path, device, trust)
         kind = "module"
     else:
+        check_runnable(path, trust)
         try:
             model = torch.jit.load(str(path), map_location=device)
         except Exception as err:  # noqa: BLE001
@@ -350,14 +369,8 @@ def load_classifier(path: str | Path, card: ModelCard | None = None, device: tor
     return Classifier(model, card, kind, differentiable=True, path=str(path), sha256=digest, device=device)
 
 
-def _module_from_factory(spec: str, weights: Path, device: torch.device) -> torch.nn.Module:
-    mod_name, _, fn_name = spec.partition(":")
-    if not mod_name or not fn_name:
-        raise UserError(f"factory {spec!r} must look like package.module:function")
-    try:
-        factory = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as err:
-        raise UserError(f"cannot import factory {spec!r}: {err}") from None
+def _module_from_factory(spec: str, weights: Path, device: torch.device, trust: bool) -> torch.nn.Module:
+    factory = resolve_factory(spec, trusted=trust or trust_from_env())
     try:
         model = factory()
     except Exception as err:  # noqa: BLE001
