@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from iceaudit import dirlock
 from iceaudit.errors import UserError
 
 CLASSIFIER_SUFFIXES = (".pt", ".pth", ".ts", ".onnx", ".safetensors")
@@ -161,7 +162,6 @@ def run_sweep(models: list[SweepModel], policy: str | Path, out: str | Path, *, 
         **audit_options: `iceaudit.audit` options shared by all models (n, seed, baselines,
             n_steps, n_null, shard_faces, progress, …).
     """
-    import torch
 
     from iceaudit.api import load_bank
     from iceaudit.audit.classifier import load_card
@@ -173,7 +173,7 @@ def run_sweep(models: list[SweepModel], policy: str | Path, out: str | Path, *, 
     from iceaudit.stylegan2.loaders import load_generator
 
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not resume)):
+    if out.exists() and (not out.is_dir() or (not dirlock.is_empty(out) and not resume)):
         raise UserError(f"--out {out} exists and is not an empty directory; nothing was written",
                         hint="Pass --resume to finish an interrupted sweep there, or choose a new directory.")
     if bank is None and generator != "demo":
@@ -196,7 +196,14 @@ def run_sweep(models: list[SweepModel], policy: str | Path, out: str | Path, *, 
                      resume=resume, options=dict(audit_options, device=str(dev), backend=backend,
                                                   ray_address=ray_address, workers=workers,
                                                   trust_classifier=trust_classifier))
-    out.mkdir(parents=True, exist_ok=True)
+    with dirlock.hold(out, "sweep"):  # one sweep per directory
+        return _sweep_all(models, cards, out, shared, backend, ray_address, workers)
+
+
+def _sweep_all(models: list[SweepModel], cards: dict, out: Path, shared: "_Shared", backend: str,
+               ray_address: str | None, workers: int | None) -> SweepIndex:
+    import torch
+
     started_ray = False
     if backend == "ray":
         from iceaudit.audit.ray_backend import connect
@@ -251,7 +258,7 @@ def _sweep_one(m: SweepModel, card, out: Path, shared: _Shared) -> SweepEntry:
             result = Audit.load(audit_dir)  # finished before the interruption
         else:
             result = audit(m.classifier, card, generator=shared.G, bank=shared.bank, out=audit_dir,
-                           resume=shared.resume and audit_dir.is_dir() and any(audit_dir.iterdir()),
+                           resume=shared.resume and audit_dir.is_dir() and not dirlock.is_empty(audit_dir),
                            card_path=entry.card, generator_name=shared.generator, bank_path=shared.bank_path,
                            **shared.options)
     except UserError as err:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import contextlib
 import os
 import platform
 import re
@@ -37,7 +38,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from iceaudit import __version__
+from iceaudit import __version__, dirlock
+from iceaudit.atomic import atomic_path, write_text
 from iceaudit.audit.classifier import Classifier
 from iceaudit.audit.backends import BACKENDS, AuditWork, BackendOptions, open_backend
 from iceaudit.audit.sample import Faces, default_n, resolve_device, sample_faces
@@ -178,52 +180,56 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
 
         preflight(settings.ray_address)
     out = Path(settings.out) if settings.out is not None else None
-    if out is not None:
-        prepare_out(out, settings.resume, run_key)
+    with contextlib.ExitStack() as held:
+        if out is not None:
+            check_out(out, settings.resume)
+            held.enter_context(dirlock.hold(out, "audit"))  # one audit per directory; dropped on exit or kill
+            prepare_out(out, settings.resume, run_key)  # re-checked under the lock
 
-    faces = sample_faces(G, n, seed=settings.seed, psi=settings.psi, device=device, batch_size=batch)
-    grids = {s.id: alpha_grid(s.step_range, settings.n_steps) for s in subspaces}
-    score_fn = classifier.decision_score
-    threshold = classifier.threshold
+        faces = sample_faces(G, n, seed=settings.seed, psi=settings.psi, device=device, batch_size=batch)
+        grids = {s.id: alpha_grid(s.step_range, settings.n_steps) for s in subspaces}
+        score_fn = classifier.decision_score
+        threshold = classifier.threshold
 
-    options = WalkOptions(n_null=settings.n_null, null_seed=settings.seed, partial=settings.partial,
-                          bisect_steps=settings.bisect_steps, threshold=threshold)
-    work = AuditWork(G=G, classifier=classifier, faces=faces, subspaces={s.id: s for s in subspaces}, grids=grids,
-                     options=options, batch=batch)
-    units = plan_units(subspaces, n, settings.shard_faces)
-    walked = _walk_units(work, subspaces, units, settings, out)
-    results, counterfactuals = walked.results, walked.counterfactuals
-    batch = work.batch
-    drivers, null_info = _statistics(results, subspaces, grids, threshold, settings)
-    per_face = _per_face(results, counterfactuals, subspaces, faces, threshold)
+        options = WalkOptions(n_null=settings.n_null, null_seed=settings.seed, partial=settings.partial,
+                              bisect_steps=settings.bisect_steps, threshold=threshold)
+        work = AuditWork(G=G, classifier=classifier, faces=faces, subspaces={s.id: s for s in subspaces}, grids=grids,
+                         options=options, batch=batch)
+        units = plan_units(subspaces, n, settings.shard_faces)
+        walked = _walk_units(work, subspaces, units, settings, out)
+        results, counterfactuals = walked.results, walked.counterfactuals
+        batch = work.batch
+        drivers, null_info = _statistics(results, subspaces, grids, threshold, settings)
+        per_face = _per_face(results, counterfactuals, subspaces, faces, threshold)
 
-    images: dict[str, Any] = {"walk_strips": {}, "best": []}
-    if out is not None:
-        images = _write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, results,
-                               grids, score_fn, batch, settings)
-    summary = _summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids, drivers,
-                       null_info, counterfactuals, per_face, images)
-    # how the walks ran: provenance only (the numbers do not depend on it)
-    summary["provenance"]["execution"] = {"backend": settings.backend, "workers": walked.workers,
-                                          "units": len(units), "units_from_checkpoint": walked.resumed,
-                                          "shard_faces": settings.shard_faces}
-    if settings.sanity:
-        summary["validity"]["sanity"] = {"randomised_classifier": _sanity(classifier, G, bank, settings)}
-    if settings.baselines:
-        from iceaudit.audit.baselines import run_baselines
+        images: dict[str, Any] = {"walk_strips": {}, "best": []}
+        if out is not None:
+            images = _write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, results,
+                                   grids, score_fn, batch, settings)
+        summary = _summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids, drivers,
+                           null_info, counterfactuals, per_face, images)
+        # how the walks ran: provenance only (the numbers do not depend on it)
+        summary["provenance"]["execution"] = {"backend": settings.backend, "workers": walked.workers,
+                                              "units": len(units), "units_from_checkpoint": walked.resumed,
+                                              "shard_faces": settings.shard_faces}
+        if settings.sanity:
+            summary["validity"]["sanity"] = {"randomised_classifier": _sanity(classifier, G, bank, settings)}
+        if settings.baselines:
+            from iceaudit.audit.baselines import run_baselines
 
-        from iceaudit.progress import rich_stages
+            from iceaudit.progress import rich_stages
 
-        parser = _LabelMaps(settings.parser) if settings.parser is not None else None
-        with _progress(settings.progress) as bars:
-            summary["baselines"] = run_baselines(score_fn, G, faces, bank, parser, settings.baselines, out,
-                                                 drivers=drivers, threshold=threshold, progress=rich_stages(bars))
-    if out is not None:
-        _write_parquet(results, out / "results.parquet")
-        _write_parquet(counterfactuals, out / "counterfactuals.parquet")
-        write_summary(summary, out / "summary.json")
-    return AuditResult(summary=summary, drivers=drivers, results=results, counterfactuals=counterfactuals,
-                       per_face=per_face, faces=faces, out=out)
+            parser = _LabelMaps(settings.parser) if settings.parser is not None else None
+            with _progress(settings.progress) as bars:
+                summary["baselines"] = run_baselines(score_fn, G, faces, bank, parser, settings.baselines, out,
+                                                     drivers=drivers, threshold=threshold, progress=rich_stages(bars),
+                                                     checkpoint=out / CHECKPOINT / "baselines" if out is not None else None)
+        if out is not None:
+            _write_parquet(results, out / "results.parquet")
+            _write_parquet(counterfactuals, out / "counterfactuals.parquet")
+            write_summary(summary, out / "summary.json")
+        return AuditResult(summary=summary, drivers=drivers, results=results, counterfactuals=counterfactuals,
+                           per_face=per_face, faces=faces, out=out)
 
 
 class _LabelMaps:
@@ -464,9 +470,8 @@ def _hstack(images):
 
 def _save(im, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    im.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG")
 
 
 def _strip_alphas(alphas: np.ndarray, k: int = 5) -> np.ndarray:
@@ -638,10 +643,10 @@ def check_out(out: str | Path, resume: bool) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory; nothing was written")
-    if resume and not (out.is_dir() and any(out.iterdir())):
+    if resume and not (out.is_dir() and not dirlock.is_empty(out)):
         raise UserError(f"--resume: {out} holds no interrupted audit ({'it is empty' if out.is_dir() else 'it does not exist'})",
                         hint="Run without --resume to start the audit there.")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and not dirlock.is_empty(out):
         if not resume:
             raise UserError(
                 f"--out {out} is not empty; nothing was written",
@@ -662,7 +667,7 @@ def prepare_out(out: Path, resume: bool, run_key: dict[str, Any]) -> None:
     check_out(out, resume)
     run_file = out / CHECKPOINT / RUN_FILE
     key = json.loads(json.dumps(run_key, default=str))
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and not dirlock.is_empty(out):
         try:
             old = json.loads(run_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -687,15 +692,12 @@ def _shard_done(shard: Path) -> bool:
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def _write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def _select(bank: Bank, ids: list[str] | None) -> list[Subspace]:
