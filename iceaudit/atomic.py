@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from iceaudit.errors import UserError
+from iceaudit.errors import UserError, storage_full
 
 
 def check_output_path(path: str | Path) -> Path:
@@ -55,6 +55,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as err:
+        full = storage_full(err, path)  # a full disk is the user's to fix: one message naming the file
+        if full is None:
+            raise
+        raise full from None
     finally:
         tmp_path.unlink(missing_ok=True)
 

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from iceaudit import __version__
+from iceaudit.atomic import write_text
 from iceaudit.resources import bank_dir
 from iceaudit.errors import UserError
 
@@ -523,7 +524,7 @@ def facelab_oracle(
         out.print(f"\n### {name}  (n={n}, step={step} of each range, seed={seed}; * = CI excludes 0)\n")
         out.print(markdown(rows), highlight=False)
     if json_out:
-        Path(json_out).write_text(json.dumps({k: as_records(v) for k, v in tables.items()}, indent=2) + "\n")
+        write_text(json_out, json.dumps({k: as_records(v) for k, v in tables.items()}, indent=2) + "\n")
         out.print(f"wrote {json_out}")
 
 
@@ -754,7 +755,7 @@ def bank_validate_command(
             bar.advance(task)
     folder = bank_dir(bank)
     save_bank(b, folder)
-    (folder / "validation.json").write_text(json.dumps(reports, indent=2, default=float) + "\n")
+    write_text(folder / "validation.json", json.dumps(reports, indent=2, default=float) + "\n")
     _print_bank(b)
     failed = [k for k, r in reports.items() if not r["passed"]]
     for k in failed:
@@ -1109,7 +1110,12 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     try:
         app(args=args, prog_name="iceaudit", standalone_mode=True)
-    except UserError as err:
+    except (UserError, OSError) as raised:
+        from iceaudit.errors import storage_full
+
+        err = raised if isinstance(raised, UserError) else storage_full(raised)  # a full disk is the user's to fix
+        if err is None:
+            raise
         if debug:
             console.print_exception()
         from rich.markup import escape

@@ -6,6 +6,8 @@ traceback. Anything else escaping the CLI is a bug in iceaudit.
 """
 from __future__ import annotations
 
+import errno
+
 
 class UserError(Exception):
     """Bad input or usage: one clear message, exit code 2."""
@@ -19,3 +21,25 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+_FULL = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size limit was reached",
+         errno.EDQUOT: "the disk quota is exhausted"}
+_FULL_WORDS = {"no space left": errno.ENOSPC, "file too large": errno.EFBIG, "quota exceeded": errno.EDQUOT}
+
+
+def storage_full(err: BaseException, path: object = None) -> UserError | None:
+    """The one-line message for a write that failed because storage ran out
+    (ENOSPC, EFBIG under RLIMIT_FSIZE, EDQUOT) of the file `path`, or None for any
+    other error.
+    Libraries that wrap the OS error (pyarrow) are recognised by their text."""
+    if not isinstance(err, OSError):
+        return None
+    code = err.errno if err.errno in _FULL else next(
+        (c for words, c in _FULL_WORDS.items() if words in str(err).lower()), None)
+    if code is None:
+        return None
+    target = path if path is not None else getattr(err, "filename", None)
+    where = f" while writing {target}" if target else ""
+    return UserError(f"{_FULL[code]}{where}: that file was not written; files already complete are intact",
+                     hint="Free some space and run the same command again (an interrupted audit or sweep: add --resume).")

@@ -139,10 +139,9 @@ def write_summary(summary: dict[str, Any], path: str | Path) -> Path:
     payload = dict(summary)
     payload["schema_version"] = SCHEMA_VERSION
     payload["drivers"] = [asdict(d) if isinstance(d, Driver) else d for d in payload.get("drivers", [])]
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)  # never leave a half-written summary behind
-    return path
+    from iceaudit.atomic import write_text
+
+    return write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")  # never half-written
 
 
 def load_summary(path: str | Path) -> dict[str, Any]:

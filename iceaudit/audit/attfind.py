@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from iceaudit.atomic import atomic_path
 from iceaudit.audit.localise import localise_channels
 from iceaudit.audit.style_space import StyleChannel, conv_channels, subspace_in_s
 from iceaudit.progress import StageProgress, no_progress
@@ -264,7 +265,8 @@ def walk_strip(G, ws: torch.Tensor, ch: StyleChannel, lo: float, hi: float, path
     scale = max(1, 64 // r)  # tiny generators: enlarge so the strip is readable
     if scale > 1:
         strip = strip.resize((strip.width * scale, strip.height * scale), Image.NEAREST)
-    strip.save(path)
+    with atomic_path(path) as tmp:
+        strip.save(tmp, format="PNG")
     return path
 
 

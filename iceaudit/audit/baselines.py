@@ -15,11 +15,13 @@ The result is a JSON-serialisable dict whose shape is documented in
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from iceaudit.audit.pixel_attribution import (
@@ -30,6 +32,7 @@ from iceaudit.audit.pixel_attribution import (
     quality_metrics,
     rank_regions,
 )
+from iceaudit.atomic import atomic_path, write_text
 from iceaudit.errors import UserError
 from iceaudit.progress import Advance, StageProgress, no_progress
 
@@ -132,8 +135,48 @@ def save_heatmap(heat: torch.Tensor, face: torch.Tensor, path: Path, title: str)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+class BaselineCheckpoint:
+    """The finished methods of one audit's baselines, so that an audit killed
+    during the baselines resumes where it stopped (``checkpoint/baselines/``).
+
+    Each method leaves ``<method>.json`` (its summary entry and the key it was
+    computed under) and, for pixel methods, ``<method>.npy`` (its mean map),
+    written after its figures, so a file here means the method is complete.
+    The audit's run key already pins the classifier, generator, bank and faces;
+    the key here adds what only the baselines depend on.
+    """
+
+    def __init__(self, folder: Path | None, key: dict[str, Any]) -> None:
+        self.folder = folder
+        self.key = json.loads(json.dumps(key, default=str))
+
+    def load(self, method: str) -> tuple[dict[str, Any], Any] | None:
+        """(entry, mean map or None) of a finished `method`, or None."""
+        if self.folder is None or not (self.folder / f"{method}.json").is_file():
+            return None
+        try:
+            saved = json.loads((self.folder / f"{method}.json").read_text())
+            heat = np.load(self.folder / f"{method}.npy") if (self.folder / f"{method}.npy").is_file() else None
+        except (OSError, ValueError):
+            return None  # unreadable: computed again
+        if saved.get("key") != {**self.key, "method": method}:
+            return None
+        return saved["entry"], heat
+
+    def save(self, method: str, entry: dict[str, Any], heat: Any = None) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if heat is not None:
+            with atomic_path(self.folder / f"{method}.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(heat))
+        write_text(self.folder / f"{method}.json",
+                   json.dumps({"key": {**self.key, "method": method}, "entry": entry}, default=float) + "\n")
 
 
 @dataclass
@@ -191,6 +234,7 @@ def run_baselines(
     threshold: float = 0.0,
     options: BaselineOptions | None = None,
     progress: StageProgress | None = None,
+    checkpoint: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the chosen baselines on the audit's sampled faces.
 
@@ -200,7 +244,8 @@ def run_baselines(
     no region results, feature_ablation skipped). ``drivers`` are the walks'
     `Driver` records (for the agreement). Figures go to ``out_dir/figures``.
     ``progress`` gets one stage per method, counted in faces (AttFind: in
-    channel x face edits).
+    channel x face edits). ``checkpoint``: a folder where each finished method is
+    kept, and read back instead of recomputed (an audit resumed after a kill).
     """
     opts = options or BaselineOptions()
     methods = parse_methods(methods) if methods is None or isinstance(methods, str) else list(methods)
@@ -220,6 +265,9 @@ def run_baselines(
     label_map = parse_faces(parser, images) if parser is not None else None
     n = images.shape[0]
     result.update({"n_faces": n, "resolution": int(images.shape[-1]), "labels": labels})
+    done = BaselineCheckpoint(Path(checkpoint) if checkpoint is not None else None,
+                              {"options": asdict(opts), "n_faces": n, "labels": labels, "threshold": threshold,
+                               "differentiable": differentiable, "bank": bank is not None, "out": out_dir is not None})
 
     pixel_out: dict[str, Any] = {}
     regions_by_method: dict[str, dict] = {}
@@ -227,6 +275,16 @@ def run_baselines(
     mean_face = images.mean(0)
     for method in pixel:
         advance = stage(f"Captum {method}: faces", n)
+        kept = done.load(method)
+        if kept is not None:
+            entry, heat = kept
+            pixel_out[method] = entry
+            if entry.get("regions") is not None:
+                regions_by_method[method] = entry["regions"]
+            if heat is not None:
+                maps[method] = heat
+            advance(n)
+            continue
         if method == "feature_ablation" and label_map is None:
             pixel_out[method] = {"status": "skipped", "reason": "no face parser: feature_ablation needs part masks"}
             continue
@@ -252,18 +310,23 @@ def run_baselines(
             q = run.first.shape[0]
             entry["quality"] = quality_metrics(score_fn, images[:q], run.first, method, n_steps=opts.n_steps, nt_samples=opts.nt_samples)
         pixel_out[method] = entry
+        done.save(method, entry, maps[method])
     if pixel:
         result["pixel"] = pixel_out
     if out_dir is not None and maps:
-        import numpy as np
-
         (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out_dir / "figures" / "baseline_maps.npz", **maps)
+        with atomic_path(out_dir / "figures" / "baseline_maps.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{k: maps[k] for k in sorted(maps, key=pixel.index)})
         result["maps_npz"] = "figures/baseline_maps.npz"
 
     latent_scores = latent_slope = None
     if "latent" in methods and not differentiable:
         result["latent"] = {"status": "skipped", "reason": "latent attribution needs gradients; this classifier is not differentiable (ONNX)"}
+    elif "latent" in methods and bank is not None and done.load("latent") is not None:
+        result["latent"] = lat = done.load("latent")[0]
+        stage("latent IG: faces", 1)(1)
+        latent_scores = {k: v["abs_attribution"] for k, v in lat["subspaces"].items()}
+        latent_slope = {k: v["abs_slope_estimate"] for k, v in lat["subspaces"].items()}
     elif "latent" in methods and bank is not None:
         from iceaudit.audit.latent_attribution import latent_attribution
 
@@ -276,13 +339,16 @@ def run_baselines(
         lat["status"] = "ok"
         lat["seconds"] = time.perf_counter() - t0
         lat["seconds_per_face"] = lat["seconds"] / lat_ws.shape[0]
-        result["latent"] = lat
+        result["latent"] = lat = json.loads(json.dumps(lat, default=float))  # as a resumed run reads it back
+        done.save("latent", lat)
         latent_scores = {k: v["abs_attribution"] for k, v in lat["subspaces"].items()}
         latent_slope = {k: v["abs_slope_estimate"] for k, v in lat["subspaces"].items()}
     elif "latent" in methods:
         result["latent"] = {"status": "skipped", "reason": "no subspace bank"}
 
-    if "attfind" in methods:
+    if "attfind" in methods and done.load("attfind") is not None:
+        result["attfind"] = done.load("attfind")[0]
+    elif "attfind" in methods:
         from iceaudit.audit.attfind import run_attfind
 
         att_ws = ws if opts.attfind_max_faces is None else ws[: opts.attfind_max_faces]
@@ -300,7 +366,8 @@ def run_baselines(
         att["status"] = "ok"
         att["seconds"] = time.perf_counter() - t0
         att["seconds_per_face"] = att["seconds"] / att_ws.shape[0]
-        result["attfind"] = att
+        result["attfind"] = att = json.loads(json.dumps(att, default=float))
+        done.save("attfind", att)
 
     if bank is not None and (drivers or latent_scores or regions_by_method):
         from iceaudit.audit.agreement import compare, walk_scores

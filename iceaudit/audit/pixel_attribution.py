@@ -349,7 +349,11 @@ def quality_metrics(
             x = x[0] if isinstance(x, tuple) else x  # captum passes a tuple of inputs
             return (attribute_pixels(score_fn, x, method, **method_opts),)
 
-        sens = sensitivity_max(explain, images, perturb_radius=0.02, n_perturb_samples=n_perturb_samples)
+        # Captum draws the perturbations from the global generator: seed it here, so the number
+        # does not depend on what ran before (a resumed audit equals an uninterrupted one)
+        with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            sens = sensitivity_max(explain, images, perturb_radius=0.02, n_perturb_samples=n_perturb_samples)
         scale = attr.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
         out["sensitivity_max"] = float(sens.mean())
         out["sensitivity_max_relative"] = float(sens.mean() / scale)

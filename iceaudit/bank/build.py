@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from iceaudit.atomic import write_text
 from iceaudit.bank import correlation, pca, stylespace
 from iceaudit.bank.calibrate import calibrate, latent_sd, orient
 from iceaudit.bank.format import Bank, Subspace, save_bank
@@ -309,7 +310,7 @@ def build_bank(
     bank = Bank(name=recipe.name, generator_fingerprint=G.fingerprint(), subspaces=shipped, meta=meta)
     if out is not None:
         save_bank(bank, out)
-        (Path(out) / "validation.json").write_text(json.dumps(reports, indent=2, default=float) + "\n")
+        write_text(Path(out) / "validation.json", json.dumps(reports, indent=2, default=float) + "\n")
     return BuildResult(bank, reports, rejected, skipped)
 
 

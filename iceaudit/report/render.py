@@ -161,10 +161,10 @@ def render_pdf(html: str, path: str | Path) -> list[str]:
     logger.addHandler(handler)
     try:
         doc = weasyprint.HTML(string=html, url_fetcher=_data_only_fetcher(), media_type="print")
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        doc.write_pdf(tmp)
-        tmp.replace(path)
+        from iceaudit.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            doc.write_pdf(tmp)
     finally:
         logger.removeHandler(handler)
     return handler.messages
