@@ -265,3 +265,25 @@ def test_malformed_native_metadata_is_one_message(tmp_path, capsys, case, words)
     err = " ".join(capsys.readouterr().err.split())
     assert code == 2 and words in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ("deep", "nested deeper than 16 levels"),
+    ("list", "malformed constructor arguments"),
+    ("int_keys", "malformed constructor arguments"),
+])
+def test_malformed_init_kwargs_are_one_message(capsys, tmp_path, tiny_pkl, kwargs, words):
+    _, G = tiny_pkl
+    nested: object = 0
+    for _ in range(3000):  # deeper than Python's recursion limit (1000)
+        nested = [nested]
+    bad = {"deep": {**official_init_kwargs(G), "mapping_kwargs": {"x": nested}},
+           "list": [1, 2, 3], "int_keys": {1: 2}}[kwargs]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)  # only to write the hostile file
+    try:
+        path = write_pickle({"G_ema": generator_tree(G.state_dict(), bad)}, tmp_path / "g.pkl")
+    finally:
+        sys.setrecursionlimit(limit)
+    code, _, err = run(capsys, "info", str(path))
+    assert_user_error(code, err, words)

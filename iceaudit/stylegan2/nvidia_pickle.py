@@ -99,10 +99,14 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
     modules = state.get("_modules") or {}
     if not isinstance(modules, dict):
         raise UserError(f"malformed _modules in persistent object {meta['class_name']!r}")
+    init_args, init_kwargs = state.get("_init_args") or (), state.get("_init_kwargs") or {}
+    if not isinstance(init_args, (tuple, list)) or not isinstance(init_kwargs, dict) \
+            or not all(isinstance(k, str) for k in init_kwargs):
+        raise UserError(f"malformed constructor arguments in persistent object {meta['class_name']!r}")
     return PersistentRecord(
         class_name=meta["class_name"],
-        init_args=tuple(state.get("_init_args") or ()),
-        init_kwargs=_plain(state.get("_init_kwargs") or {}),
+        init_args=_plain(tuple(init_args)),
+        init_kwargs=_plain(init_kwargs),
         parameters=tensors("_parameters"),
         buffers=tensors("_buffers"),
         modules=dict(modules),
@@ -202,12 +206,18 @@ class ForbiddenGlobal(UserError):
         self.qualname = qualname
 
 
-def _plain(value: Any) -> Any:
-    """EasyDicts and OrderedDicts to plain dicts, numpy scalars to Python."""
+MAX_KWARGS_DEPTH = 16  # official constructor arguments nest 3 levels (synthesis_kwargs -> block kwargs)
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """EasyDicts and OrderedDicts to plain dicts, numpy scalars to Python; a
+    structure nested deeper than MAX_KWARGS_DEPTH is refused (a hostile file)."""
+    if depth > MAX_KWARGS_DEPTH:
+        raise UserError(f"constructor arguments nested deeper than {MAX_KWARGS_DEPTH} levels: not a network pickle")
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
+        return type(value)(_plain(v, depth + 1) for v in value)
     if isinstance(value, np.generic):
         return value.item()
     return value
