@@ -43,3 +43,13 @@ def storage_full(err: BaseException, path: object = None) -> UserError | None:
     where = f" while writing {target}" if target else ""
     return UserError(f"{_FULL[code]}{where}: that file was not written; files already complete are intact",
                      hint="Free some space and run the same command again (an interrupted audit or sweep: add --resume).")
+
+
+def brief(err: BaseException) -> str:
+    """One informative line of a library's exception, for a UserError message.
+    torch's refused ``weights_only`` loads put the reason after a long preamble."""
+    text = str(err).strip()
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line or type(err).__name__

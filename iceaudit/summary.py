@@ -165,8 +165,40 @@ def load_summary(path: str | Path) -> dict[str, Any]:
             f"{path}: summary schema version {data['schema_version']!r} is not supported "
             f"(this iceaudit reads version {SCHEMA_VERSION})"
         )
+    check_shape(data, path)
     _check_drivers(data, path)
     return data
+
+
+def check_shape(data: dict[str, Any], path: str | Path) -> None:
+    """Refuse a summary whose sections do not have the shape of `SUMMARY` (one line
+    naming the first wrong field; the value itself is never echoed, it may be huge)."""
+    import jsonschema
+
+    from iceaudit.summary_schema import SUMMARY
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SUMMARY).iter_errors(data))
+    if error is None:
+        return
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "top level"
+    if error.validator == "required":
+        missing = next((k for k in error.validator_value if k not in error.instance), "?")
+        problem = f"lacks the key {missing!r}"
+    elif error.validator == "type":
+        names = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true or false",
+                 "object": "an object", "array": "an array", "null": "null"}
+        wanted = [error.validator_value] if isinstance(error.validator_value, str) else error.validator_value
+        wanted = " or ".join(names.get(w, w) for w in wanted)
+        problem = f"must be {wanted}, not {_json_type(error.instance)}"
+    else:
+        problem = f"fails the {error.validator} rule"
+    raise UserError(f"{path}: not a well-formed iceaudit summary: {where} {problem}",
+                    hint="Re-run the audit with this iceaudit, or restore the summary.json it wrote.")
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
 
 
 DRIVER_NUMBERS = ("slope", "ci_low", "ci_high", "flip_rate")

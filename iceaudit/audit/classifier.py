@@ -45,7 +45,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from iceaudit.errors import UserError
+from iceaudit.errors import UserError, brief
 from iceaudit.audit.trust import check_runnable, is_path_spec, resolve_factory, trust_from_env
 
 HEADS = ("logit", "softmax", "sigmoid")
@@ -269,7 +269,7 @@ class Classifier:
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - a model failing on our input is a card problem
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = brief(err)
             raise UserError(
                 f"classifier {self.name!r} failed on input of shape {tuple(x.shape)}: {first}",
                 hint="Check input_size (and crop) in the model card: they must match what the model was trained on.",
@@ -355,7 +355,7 @@ def load_classifier(path: str | Path, card: ModelCard | None = None, device: tor
             model = torch.jit.load(str(path), map_location=device)
         except Exception as err:  # noqa: BLE001
             raise UserError(
-                f"classifier {path} is not a TorchScript model ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})",
+                f"classifier {path} is not a TorchScript model ({brief(err)})",
                 hint=(
                     "Pass a file saved with torch.jit.save; for a state dict also give the network's "
                     "constructor with --factory package.module:function (or `factory` in the card); "
@@ -380,7 +380,7 @@ def _module_from_factory(spec: str, weights: Path, device: torch.device, trust: 
     try:
         state = torch.load(str(weights), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - includes refused pickles
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = brief(err)
         raise UserError(f"classifier weights {weights} are not a readable state dict ({first})",
                         hint="Save them with torch.save(model.state_dict(), path).") from None
     if isinstance(state, dict):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iceaudit.criteria.regions import label_order
-from iceaudit.errors import UserError
+from iceaudit.errors import UserError, brief
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -177,7 +177,7 @@ class BiSeNetParser(nn.Module):
         try:
             net.load_state_dict(_load_state(path))
         except RuntimeError as err:
-            raise UserError(f"{path}: not a 19-class BiSeNet face parser ({str(err).splitlines()[0]})") from None
+            raise UserError(f"{path}: not a 19-class BiSeNet face parser ({brief(err)})") from None
         return cls(net, labels, size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iceaudit.errors import UserError
+from iceaudit.errors import UserError, brief
 
 FAN_FILE = "2DFAN4-11f355bf06.pth.tar"
 FAN_URL = "https://www.adrianbulat.com/downloads/python-fan/" + FAN_FILE
@@ -85,7 +85,7 @@ class FanLandmarks(nn.Module):
         try:
             net.load_state_dict(state)
         except RuntimeError as err:
-            raise UserError(f"{path}: not 2DFAN-4 weights ({str(err).splitlines()[0]})") from None
+            raise UserError(f"{path}: not 2DFAN-4 weights ({brief(err)})") from None
         return cls(net, **kw)
 
     def crop(self, images: torch.Tensor) -> torch.Tensor:

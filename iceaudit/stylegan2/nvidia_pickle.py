@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from iceaudit.errors import UserError
+from iceaudit.errors import UserError, brief
 
 if TYPE_CHECKING:  # pragma: no cover
     from iceaudit.stylegan2.networks import Generator
@@ -129,7 +129,7 @@ def _load_storage(data: Any) -> Any:
     try:
         return torch.load(io.BytesIO(bytes(data)), weights_only=True, map_location="cpu")
     except Exception as exc:  # torch raises many types for bad bytes
-        raise UserError(f"a tensor storage in the pickle could not be read safely: {exc}") from exc
+        raise UserError(f"a tensor storage in the pickle could not be read safely: {brief(exc)}") from exc
 
 
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *rest: Any) -> torch.Tensor:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
-from iceaudit.errors import UserError
+from iceaudit.errors import UserError, brief
 
 if TYPE_CHECKING:  # pragma: no cover
     from iceaudit.stylegan2.networks import Generator
@@ -58,7 +58,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = brief(exc)
         if "Unsupported global" in str(exc) or "weights_only" in str(exc):
             found = re.search(r"GLOBAL ([\w.]+)", str(exc))
             name = f" `{found.group(1)}`" if found else ""

@@ -134,7 +134,7 @@ def test_summary_with_a_broken_driver_is_bad_input(honest_audit, tmp_path, capsy
     summary["drivers"][2]["flip_rate"] = "high"
     write_summary(summary, tmp_path / "summary.json")
     assert run(tmp_path, "--policy", FAIRNESS) == 2
-    assert "flip_rate must be a number" in err_text(capsys)
+    assert "drivers[2].flip_rate must be a number, not a string" in err_text(capsys)
 
 
 def _baseline_copy(audit: Path, tmp_path: Path, **settings) -> Path:
