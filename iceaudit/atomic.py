@@ -10,6 +10,8 @@ from typing import Iterator
 
 from iceaudit.errors import UserError, storage_full
 
+TEMP_GLOB = ".*.tmp"  # the temporaries atomic_path writes (left behind only by a killed process)
+
 
 def check_output_path(path: str | Path) -> Path:
     """`path` as a Path whose parent directory exists and is writable (else a UserError)."""
@@ -49,7 +51,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`,
     on any error it is removed and `path` is left untouched."""
     path = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # matches TEMP_GLOB
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from iceaudit import __version__, dirlock
-from iceaudit.atomic import atomic_path, write_text
+from iceaudit.atomic import TEMP_GLOB, atomic_path, write_text
 from iceaudit.audit.classifier import Classifier
 from iceaudit.audit.backends import BACKENDS, AuditWork, BackendOptions, open_backend
 from iceaudit.audit.sample import Faces, default_n, resolve_device, sample_faces
@@ -679,6 +679,8 @@ def prepare_out(out: Path, resume: bool, run_key: dict[str, Any]) -> None:
                 "nothing was changed",
                 hint="Resume with exactly the same classifier, card, generator, bank and options, or use a new --out.",
             )
+        for stale in out.rglob(TEMP_GLOB):  # temporaries of a killed writer (we hold the directory's lock)
+            stale.unlink(missing_ok=True)
         return
     try:
         (out / CHECKPOINT).mkdir(parents=True, exist_ok=True)

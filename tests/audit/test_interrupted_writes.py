@@ -149,12 +149,15 @@ def test_an_audit_killed_during_its_baselines_resumes_to_the_uninterrupted_resul
     assert first.is_file() and not (killed / "checkpoint" / "baselines" / "latent.json").exists()
     assert not (killed / "summary.json").exists()
     kept = first.stat().st_mtime_ns
+    stale = killed / "checkpoint" / ".000_x.f000000.walks.parquet.k1ll3d.tmp"  # what a writer killed mid-file leaves
+    stale.write_bytes(b"half")
 
     for out, resume in ((killed, True), (tmp_path / "whole", False)):
         done = subprocess.run([sys.executable, "-c", script(out, resume, 0)], env=ENV, capture_output=True, text=True,
                               timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
     assert first.stat().st_mtime_ns == kept  # the finished method was read back, not recomputed
+    assert not stale.exists() and not list(killed.rglob(".*.tmp"))
     a, b = load_summary(killed), load_summary(tmp_path / "whole")
     assert _strip_seconds(a["baselines"]) == _strip_seconds(b["baselines"])
     assert a["baselines"]["pixel"]["saliency"]["status"] == "ok" and a["baselines"]["latent"]["status"] == "ok"

@@ -26,7 +26,11 @@ def blocker(tmp_path):
     lambda audit, b: ["gate", str(audit), "--policy", "fairness", "--json", str(b / "sub" / "gate.json")],
     lambda audit, b: ["diff", str(audit), str(audit), "--json", str(b / "diff.json")],
     lambda audit, b: ["diff", str(audit), str(audit), "--html", str(b / "diff.html")],
-], ids=["report --out", "gate --junit", "gate --json", "diff --json", "diff --html"])
+    lambda audit, b: ["convert", "demo", str(b / "gen.safetensors")],
+    lambda audit, b: ["convert", "demo", str(b / "gen.pt")],
+    lambda audit, b: ["generate", "--seeds", "0-1", "--out", str(b / "grid.png")],
+], ids=["report --out", "gate --junit", "gate --json", "diff --json", "diff --html", "convert native", "convert .pt",
+        "generate --out"])
 def test_an_output_under_a_file_is_one_message(honest_audit, blocker, capsys, command):
     before = sorted(p.name for p in honest_audit.iterdir())
     code, _, err = run_cli(capsys, *command(honest_audit, blocker))
