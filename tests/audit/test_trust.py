@@ -194,3 +194,15 @@ def test_what_counts_as_a_network_builder():
     def wrong() -> int: ...
     assert returns_module(torch.nn.Linear) and returns_module(typed) and returns_module(text_hint)
     assert not returns_module(untyped) and not returns_module(wrong) and not returns_module(dict)
+
+
+def test_a_sweep_refuses_untrusted_torchscript_before_any_audit(world, hostile, tmp_path, capsys):
+    from iceaudit.resources import demo_classifier
+
+    files, victim = hostile
+    shipped, _ = demo_classifier("smiling")
+    out = tmp_path / "sweep"
+    code, _, err = run_cli(capsys, "sweep", "--classifiers", f"{shipped},{files['load']}", "--policy", "fairness",
+                           "--out", str(out), "--n", "4")
+    assert code == 2 and "is TorchScript, which runs its own code" in err and str(files["load"]) in err
+    assert not out.exists() and not any(victim.iterdir())
