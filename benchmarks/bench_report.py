@@ -3,7 +3,7 @@
 Typical = 14 subspaces, 24 faces in results.parquet with 9 steps and 4 null
 directions each, walk strips for 6 subspaces x 4 faces and 8 counterfactuals
 (40 face images, 8 difference maps, 3 attribution maps). The audit directory
-is the synthetic fixture (iceaudit.report.sample): the report does not care
+is the synthetic fixture (tests/report/sample_audit.py): the report does not care
 where the numbers came from.
 
     PYTHONPATH=. python benchmarks/bench_report.py [--repeat 3]
@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+sys.path[:0] = [str(TESTS), str(TESTS / "report")]  # the synthetic audit fixture and the browser helpers
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -34,7 +37,7 @@ def main() -> None:
     from iceaudit.report import charts
     from iceaudit.report.model import load_report_model
     from iceaudit.report.render import render_html, render_pdf
-    from iceaudit.report.sample import write_sample_audit
+    from sample_audit import write_sample_audit
 
     with tempfile.TemporaryDirectory() as tmp:
         audit = write_sample_audit(Path(tmp) / "audit", n_faces=24, strip_subspaces=5)
@@ -76,7 +79,7 @@ def main() -> None:
         pdf_size = (audit / "report.pdf").stat().st_size
         html_size = (audit / "report.html").stat().st_size
         try:
-            from iceaudit.report.browser import pdf_page_count
+            from browser import pdf_page_count
 
             pages = str(pdf_page_count(audit / "report.pdf"))
         except Exception:  # poppler not installed

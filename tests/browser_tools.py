@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from iceaudit.report import browser
+import browser
 
 INSTALL = "apt-get install chromium poppler-utils"
 

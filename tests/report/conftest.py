@@ -1,11 +1,11 @@
-"""Synthetic audit directories (iceaudit.report.sample) shared by the report and gate tests."""
+"""Synthetic audit directories (tests/report/sample_audit.py) shared by the report and gate tests."""
 from __future__ import annotations
 
 import logging
 
 import pytest
 
-from iceaudit.report.sample import write_sample_audit
+from sample_audit import write_sample_audit
 
 
 @pytest.fixture(scope="session")

@@ -203,7 +203,7 @@ def test_multi_row_subspace_pages_say_only_the_principal_direction_is_audited(tm
     import json
 
     from iceaudit.report import build_report
-    from iceaudit.report.sample import write_sample_audit
+    from sample_audit import write_sample_audit
 
     audit = write_sample_audit(tmp_path / "a", n_faces=8)
     summary = json.loads((audit / "summary.json").read_text())

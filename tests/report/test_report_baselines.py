@@ -3,7 +3,7 @@
 tests/data/report_baselines/ is an audit directory whose ``baselines`` entry and
 figures are the real output of `iceaudit.audit.baselines.run_baselines` on the
 baseline tests' tiny world (regenerate with tests/report/make_baselines_audit.py).
-The report fixture (iceaudit.report.sample) must keep the same shape.
+The report fixture (tests/report/sample_audit.py) must keep the same shape.
 """
 from __future__ import annotations
 

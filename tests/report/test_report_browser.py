@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from browser_tools import require_browser_tools
-from iceaudit.report import browser
+import browser
 from iceaudit.summary import load_summary
 
 pytestmark = pytest.mark.browser

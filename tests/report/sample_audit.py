@@ -6,7 +6,7 @@ directory follows the summary.json contract in `iceaudit.summary` so that the
 report and the gate can be built and tested while the real audit is written.
 ``provenance.synthetic_fixture`` is true, and the report says so on page 1.
 
-    python -m iceaudit.report.sample OUT_DIR [--faces 24] [--no-baselines]
+    python tests/report/sample_audit.py OUT_DIR [--faces 24] [--no-baselines]
 """
 from __future__ import annotations
 
@@ -288,7 +288,7 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
         "baselines": _sample_baselines(out, drivers, rng_v, n_faces) if baselines and images else {},
         "provenance": {
             "iceaudit_version": "0.1.0", "torch": "n/a (fixture)", "python": platform.python_version(),
-            "platform": platform.platform(), "command": f"python -m iceaudit.report.sample {out}",
+            "platform": platform.platform(), "command": f"python tests/report/sample_audit.py {out}",
             "seeds": {"faces": seed, "bootstrap": seed, "null_directions": seed},
             "hashes": {"classifier": "0" * 64, "generator": "f" * 64, "bank": "b" * 64},
             "created": "2026-01-01T00:00:00Z", "synthetic_fixture": True,

@@ -2,7 +2,7 @@
 
 Used by the browser tests and to regenerate the screenshot under docs/:
 
-    python -m iceaudit.report.browser AUDIT_DIR/report.html docs/report-first-page.png
+    python tests/browser.py AUDIT_DIR/report.html docs/report-first-page.png
 
 Needs Debian's `chromium` and `poppler-utils` (`.ci/run` installs both).
 """
@@ -88,7 +88,7 @@ def pdf_text(pdf: str | Path, page: int | None = None) -> str:
 def main(argv: list[str]) -> None:
     """Screenshot of a report's first screen, saved as a small palette PNG (for docs/)."""
     if len(argv) != 2:
-        sys.exit("usage: python -m iceaudit.report.browser REPORT.html OUT.png")
+        sys.exit("usage: python tests/browser.py REPORT.html OUT.png")
     from PIL import Image
 
     png = screenshot(argv[0], argv[1], width=1000, height=1300)
