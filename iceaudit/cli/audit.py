@@ -1,0 +1,106 @@
+"""`iceaudit audit`: audit one classifier."""
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from iceaudit.cli.app import TRUST_HELP, app, console, out, _state
+from iceaudit.errors import UserError
+
+
+# --- audit command -------------------------------------------------------------
+
+
+@app.command("audit")
+def audit_command(
+    classifier: str = typer.Option(..., "--classifier", "-c", help="A .onnx file, a state dict (with --factory), or a TorchScript file (with --trust-classifier)."),
+    out_dir: str = typer.Option(..., "--out", "-o", help="Audit directory to write (new or empty; with --resume: the interrupted one)."),
+    card: Optional[str] = typer.Option(None, "--card", help="Model card (TOML or YAML): preprocessing, output head, threshold. Flags below override it."),
+    generator: str = typer.Option("demo", "--generator", "-g", help="Generator file, or `demo` for the shipped FaceLab generator."),
+    bank: Optional[str] = typer.Option(None, "--bank", "-b", help="Subspace bank directory, or a bank's name: one under ./subspace_bank/, or a shipped one (default for `demo`: the shipped demo bank)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of faces (default: 256 on CUDA, 64 on CPU)."),
+    seed: int = typer.Option(0, "--seed", help="First face seed; faces use seeds SEED..SEED+N-1 (z = RandomState(seed).randn)."),
+    psi: float = typer.Option(1.0, "--psi", help="Truncation psi (1 = the generator's full distribution)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted audit in --out (same inputs and options)."),
+    steps: int = typer.Option(9, "--steps", help="Walk grid points over each subspace's calibrated step range."),
+    null: int = typer.Option(8, "--null", help="Random directions per subspace (the null floor)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Images per batch (default: by device and resolution)."),
+    subspaces: Optional[str] = typer.Option(None, "--subspaces", help="Comma-separated subspace ids to audit (default: all)."),
+    sanity: bool = typer.Option(False, "--sanity", help="Also audit the classifier with re-initialised weights: it should show no driver (doubles the time)."),
+    baselines: str = typer.Option("default", "--baselines", help="Captum pixel attributions, latent attribution and AttFind beside the walks: `none`, `default`, `all` or a comma-separated list (see docs/baselines.md)."),
+    parser: Optional[str] = typer.Option(None, "--parser", help="Face parser for region-level baselines: a BiSeNet checkpoint, or `facelab` (default with the demo generator)."),
+    parser_labels: str = typer.Option("bisenet", "--parser-labels", help="Label order of a BiSeNet checkpoint: bisenet (zllrunning/facexlib), parsenet (facexlib) or facer."),
+    factory: Optional[str] = typer.Option(None, "--factory", help="The network for a state dict: package.module:Class from an installed package (an nn.Module class, or a function annotated -> nn.Module), or path/to/nets.py:Class."),
+    name: Optional[str] = typer.Option(None, "--name", help="Card: classifier name shown in the report."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Card: model input size, N or HxW (default: generator resolution)."),
+    crop: Optional[str] = typer.Option(None, "--crop", help="Card: ffhq (full aligned face), celeba (central 80% square) or none."),
+    value_range: Optional[str] = typer.Option(None, "--value-range", help="Card: 0,1 | -1,1 | 0,255."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Card: per-channel mean, e.g. 0.485,0.456,0.406."),
+    std: Optional[str] = typer.Option(None, "--std", help="Card: per-channel std."),
+    channel_order: Optional[str] = typer.Option(None, "--channel-order", help="Card: RGB or BGR."),
+    head: Optional[str] = typer.Option(None, "--head", help="Card: logit | softmax | sigmoid."),
+    index: Optional[int] = typer.Option(None, "--index", help="Card: logit index / softmax class / sigmoid unit."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Card: decision threshold (score > threshold = positive)."),
+    positive_class: Optional[str] = typer.Option(None, "--positive-class", help="Card: name of the positive class."),
+    backend: str = typer.Option("local", "--backend", help="Where the walks run: `local` (this process) or `ray` (Ray actors: one per GPU, or per CPU; same numbers). Needs `pip install 'iceaudit[ray]'`."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --backend ray: `auto` or HOST:PORT of a running cluster (`ray start --head`); default: start a local Ray instance."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="With --backend ray: number of actors (default: the cluster's GPUs, or its CPUs)."),
+    shard_faces: int = typer.Option(64, "--shard-faces", help="Faces per unit of work (a unit walks one subspace for a shard of faces); smaller units spread better over workers."),
+    trust_classifier: bool = typer.Option(False, "--trust-classifier", envvar="ICEAUDIT_TRUST_CLASSIFIER", help=TRUST_HELP),
+) -> None:
+    """Audit a classifier: which interpretable subspaces move its decision, with evidence.
+
+    Samples N faces, walks every subspace of the bank over its calibrated step range
+    (re-running only the generator layers after the edit), compares each with random
+    directions (the null floor), finds the smallest decision-flipping edits, and writes
+    AUDIT_DIR/summary.json, results.parquet and images/. Example:
+
+    `iceaudit audit --classifier smile.pt --card smile.toml --out runs/audit-1`
+    """
+    import shlex
+
+    from iceaudit.api import audit
+    from iceaudit.audit.baselines import parse_methods
+    from iceaudit.audit.classifier import load_card
+
+    methods = parse_methods(baselines)
+    size = None
+    if input_size is not None:
+        try:
+            size = [int(v) for v in input_size.lower().replace("x", ",").split(",")]
+        except ValueError:
+            raise UserError(f"--input-size must be N or HxW, got {input_size!r}") from None
+        size = size[0] if len(size) == 1 else size
+    model_card = load_card(card, name=name, input_size=size, crop=crop, value_range=value_range, mean=mean, std=std,
+                           channel_order=channel_order, head=head, index=index, threshold=threshold,
+                           positive_class=positive_class, factory=factory)
+    if classifier.lower().endswith(".onnx"):
+        console.print("[yellow]note:[/] ONNX classifier: no gradients, so gradient-based baselines will be skipped.")
+    result = audit(
+        classifier, model_card, generator=generator, bank=bank, n=n, seed=seed, device=device, baselines=methods,
+        out=out_dir, parser=parser, parser_labels=parser_labels, card_path=card, psi=psi, n_steps=steps,
+        n_null=null, batch_images=batch, resume=resume, sanity=sanity, backend=backend, ray_address=ray_address,
+        workers=workers, shard_faces=shard_faces, trust_classifier=trust_classifier,
+        subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
+        command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),
+    )
+    _print_drivers(result)
+
+
+def _print_drivers(result) -> None:
+    """The ranked drivers of an `iceaudit.api.Audit`, as a table, then the verdict."""
+    from rich.table import Table
+
+    table = Table(title=f"drivers of {result.summary['classifier']['name']}", title_justify="left")
+    for col in ("rank", "subspace", "slope / unit", "95% CI", "flip rate", "p (Holm)", "significant"):
+        table.add_column(col, justify="left" if col in ("subspace", "significant") else "right")
+    for d in result.summary["drivers"]:
+        table.add_row(str(d["rank"]), d["name"], f"{d['slope']:+.4f}", f"{d['ci_low']:+.4f} .. {d['ci_high']:+.4f}",
+                      f"{100 * d['flip_rate']:.0f}%", f"{d['p_adjusted']:.3g}",
+                      "[bold green]yes[/]" if d["significant"] else "no")
+    out.print(table)
+    out.print(result.verdict)
+    out.print(f"wrote {result.dir}/summary.json, results.parquet, images/")
