@@ -47,11 +47,7 @@ from xml.etree import ElementTree as ET
 
 from iceaudit.errors import UserError
 from iceaudit.summary import load_summary
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+from iceaudit.validation import read_record
 
 # key -> (expected kind, description); kinds: "str", "bool", "number", "rate"
 _TOP_KEYS = {"name": "str", "description": "str", "rule": "tables", "require": "tables", "baseline": "table"}
@@ -194,11 +190,8 @@ def load_policy(path: str | Path) -> Policy:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no policy file at {path}")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise UserError(f"{path}: not valid TOML: {err}") from None
+    data = read_record(path, "policy", "toml")
+    text = path.read_text(encoding="utf-8")
     p = str(path)
     lines = _Lines(text)
     _check_keys(data, _TOP_KEYS, p, lines, "", 0, "policy")

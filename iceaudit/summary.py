@@ -151,10 +151,9 @@ def load_summary(path: str | Path) -> dict[str, Any]:
         path = path / "summary.json"
     if not path.is_file():
         raise UserError(f"no audit summary at {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+    from iceaudit.validation import read_record
+
+    data = read_record(path, "audit summary", "json")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     missing = [k for k in REQUIRED_KEYS if k not in data]

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from iceaudit import dirlock
 from iceaudit.errors import UserError
+from iceaudit.validation import parse_record
 
 CLASSIFIER_SUFFIXES = (".pt", ".pth", ".ts", ".onnx", ".safetensors")
 CARD_SUFFIXES = (".toml", ".yaml", ".yml")
@@ -94,8 +95,8 @@ class SweepIndex:
 
     @classmethod
     def from_json(cls, text: str) -> "SweepIndex":
-        data = json.loads(text)
-        if data.get("version") != INDEX_VERSION:
+        data = parse_record(text, "sweep index", "json")
+        if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
             raise UserError(f"sweep index version {data.get('version')!r} is not {INDEX_VERSION}")
         data.pop("passed", None)
         data["models"] = [SweepEntry(**{**m, "outcomes": [RuleOutcome(**o) for o in m["outcomes"]]})

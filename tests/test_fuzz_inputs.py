@@ -257,3 +257,36 @@ def test_mutated_summaries_through_the_gate_and_the_report(data):
         refuses_cleanly(lambda: build_report(audit, formats=["html"], out_dir=out), folder, out=out)
     finally:
         shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("what, name, text", [
+    ("audit summary", "summary.json", "[" * 100_000 + "]" * 100_000),
+    ("policy", "policy.toml", "a = " + "[" * 100_000 + "]" * 100_000 + "\n"),
+    ("model card", "card.toml", "name = " + "[" * 100_000 + "]" * 100_000 + "\n"),
+    ("model card", "card.yaml", "name: " + "[" * 100_000 + "]" * 100_000 + "\n"),
+])
+def test_documents_nested_past_the_parser_are_one_message(tmp_path, what, name, text):
+    from iceaudit.audit.classifier import load_card
+    from iceaudit.gate import load_policy
+    from iceaudit.summary import load_summary
+
+    path = tmp_path / name
+    path.write_text(text)
+    load = {"audit summary": load_summary, "policy": load_policy, "model card": load_card}[what]
+    with pytest.raises(UserError, match=f"{what} {path}: (nested too deeply to be read|not valid)"):
+        load(path)
+
+
+@pytest.mark.parametrize("what, name, size", [("model card", "card.toml", 2 << 20), ("policy", "policy.toml", 2 << 20),
+                                              ("audit summary", "summary.json", 300 << 20)])
+def test_records_larger_than_any_real_one_are_refused_unread(tmp_path, what, name, size):
+    from iceaudit.audit.classifier import load_card
+    from iceaudit.gate import load_policy
+    from iceaudit.summary import load_summary
+
+    path = tmp_path / name
+    with open(path, "wb") as fh:  # sparse: nothing is really written
+        fh.truncate(size)
+    load = {"audit summary": load_summary, "policy": load_policy, "model card": load_card}[what]
+    with pytest.raises(UserError, match="is larger than any"):
+        load(path)

@@ -34,6 +34,7 @@ from iceaudit.audit.pixel_attribution import (
 )
 from iceaudit.atomic import atomic_path, write_text
 from iceaudit.errors import UserError
+from iceaudit.validation import read_record
 from iceaudit.progress import Advance, StageProgress, no_progress
 
 LATENT_METHODS = ("latent", "attfind")
@@ -160,11 +161,11 @@ class BaselineCheckpoint:
         if self.folder is None or not (self.folder / f"{method}.json").is_file():
             return None
         try:
-            saved = json.loads((self.folder / f"{method}.json").read_text())
+            saved = read_record(self.folder / f"{method}.json", "checkpoint", "json")
             heat = np.load(self.folder / f"{method}.npy") if (self.folder / f"{method}.npy").is_file() else None
-        except (OSError, ValueError):
+        except (UserError, OSError, ValueError):
             return None  # unreadable: computed again
-        if saved.get("key") != {**self.key, "method": method}:
+        if not isinstance(saved, dict) or saved.get("key") != {**self.key, "method": method} or "entry" not in saved:
             return None
         return saved["entry"], heat
 

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from iceaudit.errors import UserError, brief
+from iceaudit.validation import read_record
 from iceaudit.audit.trust import check_runnable, is_path_spec, resolve_factory, trust_from_env
 
 HEADS = ("logit", "softmax", "sigmoid")
@@ -175,25 +176,7 @@ def load_card(path: str | Path | None = None, **overrides: Any) -> ModelCard:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"model card not found: {path}")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UserError(f"model card {path}: not a text file (a card is TOML or YAML, UTF-8)") from None
-        except OSError as err:
-            raise UserError(f"model card {path}: cannot read it ({err.strerror})") from None
-        try:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text) or {}
-            else:
-                try:
-                    import tomllib
-                except ModuleNotFoundError:  # Python 3.10
-                    import tomli as tomllib
-                data = tomllib.loads(text)
-        except Exception as err:  # noqa: BLE001 - any parse error is the user's to fix
-            raise UserError(f"model card {path}: cannot parse it ({err})") from None
+        data = read_record(path, "model card", "yaml" if path.suffix.lower() in (".yaml", ".yml") else "toml") or {}
         if not isinstance(data, dict):
             raise UserError(f"model card {path}: expected a table of keys")
     if isinstance(data.get("factory"), str) and is_path_spec(data["factory"]) and overrides.get("factory") is None:

@@ -27,7 +27,6 @@ import math
 import contextlib
 import os
 import platform
-import re
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -51,6 +50,7 @@ from iceaudit.audit.walks import Walker, alpha_grid
 from iceaudit.bank.edit import check_compatible
 from iceaudit.bank.format import Bank, Subspace
 from iceaudit.errors import UserError
+from iceaudit.validation import read_record
 from iceaudit.summary import Driver, compose_verdict, write_summary
 
 CHECKPOINT = "checkpoint"
@@ -257,7 +257,7 @@ def _walk_units(work: AuditWork, subspaces: list[Subspace], units: list[WalkUnit
         for i, sub in enumerate(subspaces):
             path = ckpt / f"{calibration_name(i, sub.id)}.calib.json"
             if path.is_file():
-                calibrations[sub.id] = Calibration.from_json(json.loads(path.read_text()))
+                calibrations[sub.id] = Calibration.from_json(read_record(path, "checkpoint", "json"))
         for unit in units:
             shard = ckpt / unit.name
             if _shard_done(shard):
@@ -669,8 +669,8 @@ def prepare_out(out: Path, resume: bool, run_key: dict[str, Any]) -> None:
     key = json.loads(json.dumps(run_key, default=str))
     if out.is_dir() and not dirlock.is_empty(out):
         try:
-            old = json.loads(run_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = read_record(run_file, "checkpoint", "json")
+        except UserError:
             raise UserError(f"--resume: {run_file} is damaged; start a new audit directory") from None
         if old != key:
             changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))

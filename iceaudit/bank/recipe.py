@@ -7,17 +7,12 @@ parser kind the criteria use), optional ``[validation]`` thresholds and
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from iceaudit.errors import UserError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from iceaudit.validation import read_record
 
 METHODS = ("ice", "stylespace", "attribute", "correlation", "pca", "literature")
 RECIPE_DIR = Path(__file__).parent / "recipes"
@@ -75,10 +70,7 @@ def find_recipe(name_or_path: str) -> Path:
 
 def load_recipe(name_or_path: str) -> Recipe:
     path = find_recipe(name_or_path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid TOML ({err})") from None
+    data = read_record(path, "recipe", "toml")
     bank = dict(data.get("bank", {}))
     if "name" not in bank:
         raise UserError(f"{path}: [bank] needs a name")
