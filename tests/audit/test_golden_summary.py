@@ -1,0 +1,66 @@
+"""The audit's output does not drift: a small audit of the synthetic world, run through the
+CLI, gives the committed summary.json (tests/data/golden/summary.json) — every key and
+string the same, every number within 1e-6 relative — except what describes the run
+rather than its result (provenance, timings).
+
+After a change that is meant to move the numbers, regenerate it and review the diff:
+
+    ICEAUDIT_REGOLD=1 python -m pytest tests/audit/test_golden_summary.py
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from cli_helpers import run_cli
+
+GOLDEN = Path(__file__).parents[1] / "data" / "golden" / "summary.json"
+RUN_ONLY = ("provenance",)  # where and when it ran, not what it found
+
+
+def _result(summary: dict) -> dict:
+    def strip(value, key=""):
+        if isinstance(value, dict):
+            return {k: strip(v, k) for k, v in value.items() if k not in RUN_ONLY and not k.startswith("seconds")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+    return strip(summary)
+
+
+def _same(a, b, where="summary") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return [f"{where}: keys {sorted(set(a) ^ set(b))} differ"]
+        return [d for k in a for d in _same(a[k], b[k], f"{where}.{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{where}: {len(a)} vs {len(b)} items"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _same(x, y, f"{where}[{i}]")]
+    if isinstance(a, float) or isinstance(b, float):
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
+                and (math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) or (math.isnan(a) and math.isnan(b))):
+            return []
+        return [f"{where}: {a!r} vs {b!r}"]
+    return [] if a == b else [f"{where}: {a!r} vs {b!r}"]
+
+
+def test_a_small_audit_gives_the_committed_summary(world, tmp_path, capsys):
+    out = tmp_path / "audit"
+    code, _, err = run_cli(capsys, "audit", "--classifier", str(world["classifier"]), "--card", str(world["card"]),
+                           "--generator", str(world["generator"]), "--bank", str(world["bank"]), "--n", "8",
+                           "--steps", "5", "--null", "3", "--seed", "4", "--baselines", "saliency,latent",
+                           "--out", str(out))
+    assert code == 0, err
+    got = _result(json.loads((out / "summary.json").read_text()))
+    for entry in got.get("bank", {}), got.get("classifier", {}):
+        entry.pop("path", None)  # temporary directories
+    got["generator"]["name"] = Path(got["generator"]["name"]).name
+    if os.environ.get("ICEAUDIT_REGOLD"):
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    differences = _same(got, want)
+    assert not differences, "\n".join(differences[:20])
