@@ -289,7 +289,7 @@ def test_baselines_run_inside_the_audit_with_a_parser(G, bank, tmp_path):
 def test_the_report_gets_the_banks_own_validation_figures():
     from pathlib import Path
 
-    from iceaudit.audit.runner import _bank_validity
+    from iceaudit.audit.provenance import bank_validity as _bank_validity
     from iceaudit.bank.format import load_bank
 
     bank = load_bank(Path(__file__).resolve().parents[2] / "subspace_bank" / "demo")

@@ -1,0 +1,100 @@
+"""From the merged walks to per-subspace drivers, the null floor and the per-face table."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from iceaudit.audit.stats import end_slope, holm, null_floor_tests, walk_stats, zero_index
+from iceaudit.summary import Driver
+
+
+def _scores(results: pd.DataFrame, sid: str, n_alpha: int) -> np.ndarray:
+    rows = results[results["subspace"] == sid].sort_values(["sample", "alpha"], kind="stable")
+    return rows["score"].to_numpy().reshape(-1, n_alpha)
+
+
+def statistics(results, subspaces, grids, threshold, settings):
+    stats, tests_in, null_slopes, groups, change = {}, {}, {}, {}, {}
+    for i, sub in enumerate(subspaces):
+        alphas = grids[sub.id]
+        scores = _scores(results, sub.id, len(alphas))
+        stats[sub.id] = walk_stats(alphas, scores, threshold, seed=settings.seed * 7919 + i,
+                                   n_resamples=settings.n_bootstrap)
+        # Slopes per unit of image change: every null changes the image as much as its
+        # subspace, so nulls of one layer group share a distribution in these units and pool.
+        change[sub.id] = float(results.loc[results["subspace"] == sub.id, "image_change"].iloc[0]) or 1.0
+        tests_in[sub.id] = end_slope(alphas, scores) / change[sub.id]
+        ends = alphas[[0, -1]]
+        null_slopes[sub.id] = [end_slope(ends, _scores(results, f"null:{sub.id}:{k}", 2)) / change[sub.id]
+                               for k in range(settings.n_null)]
+        groups[sub.id] = (sub.space, json.dumps(list(sub.layers)), tuple(sub.step_range))
+    tests = null_floor_tests(tests_in, null_slopes, groups, level=settings.level)
+    p_adj = holm([tests[s.id].p_value for s in subspaces], settings.level)
+    first = subspaces[0].id
+    base = _scores(results, first, len(grids[first]))[:, zero_index(grids[first])]
+    margin = float(np.median(np.abs(base - threshold)))
+    records = []
+    for sub, pa in zip(subspaces, p_adj):
+        s, t, c = stats[sub.id], tests[sub.id], change[sub.id]
+        width = float(sub.step_range[1] - sub.step_range[0])
+        share = abs(s.slope) * width / margin if margin > 0 else float("inf")
+        holm_ok = bool(np.isfinite(pa) and pa < settings.level)
+        records.append(Driver(
+            subspace=sub.id, name=sub.name, tags=list(sub.tags), slope=s.slope, ci_low=s.ci_low, ci_high=s.ci_high,
+            mean_abs_change=s.mean_abs_change, flip_rate=s.flip_rate, monotonicity=s.monotonicity,
+            heterogeneity=s.heterogeneity, null_abs_slope=finite(t.floor * c), p_value=finite(t.p_value, 1.0),
+            p_adjusted=finite(pa, 1.0), significant=holm_ok and share >= settings.min_margin_share,
+            extra={"margin_share": finite(share, 1e9), "median_margin": margin, "beats_null": holm_ok,
+                   "end_slope": t.statistic * c, "null_sigma": finite(t.sigma * c), "null_df": t.df,
+                   "null_slopes": [v * c for v in t.null_slopes], "image_change": c, "mean_abs_slope": s.mean_abs_slope,
+                   "ci_excludes_zero": bool(s.ci_low > 0 or s.ci_high < 0), "unit": sub.unit,
+                   "step_range": list(sub.step_range), "space": sub.space,
+                   # the walk follows the basis' principal (first) row only; a k-row subspace's
+                   # other k - 1 directions are not audited, and the report says so
+                   "basis_rows": int(sub.basis.shape[0]), "rows_audited": 1},
+        ))
+    # Significant drivers first, then by |slope| (score per semantic unit).
+    records.sort(key=lambda d: (not d.significant, -abs(d.slope), d.subspace))
+    for rank, d in enumerate(records, start=1):
+        d.rank = rank
+    all_null = np.concatenate([np.abs(null_slopes[s.id]) * change[s.id] for s in subspaces])
+    null_info = {
+        "test": "two-sided t-test of each subspace's end-to-end slope (mean over faces of the score change "
+                "between the ends of its step range, per unit) against random directions in the same space "
+                "and layers, each rescaled so that walking the range changes the image as much as the "
+                "subspace does; slopes per unit of image change, sigma from the nulls' mean square pooled "
+                "per layer group; Holm over subspaces; significant also needs margin_share >= "
+                f"{settings.min_margin_share}",
+        "n_directions": settings.n_null * len(subspaces), "n_per_subspace": settings.n_null,
+        "quantile": 1 - settings.level / 2,
+        "abs_slope": finite(float(np.quantile(all_null, 1 - settings.level / 2))),
+        "per_subspace": {sid: {"floor": finite(t.floor * change[sid]), "sigma": finite(t.sigma * change[sid]),
+                               "df": t.df, "null_slopes": [v * change[sid] for v in t.null_slopes],
+                               "end_slope": t.statistic * change[sid], "image_change": change[sid]}
+                         for sid, t in tests.items()},
+    }
+    return records, null_info
+
+
+def finite(x, default=None):
+    x = float(x)
+    return x if np.isfinite(x) else default
+
+
+def per_face_table(results, counterfactuals, subspaces, faces, threshold) -> pd.DataFrame:
+    first = subspaces[0].id
+    base = results[(results["subspace"] == first) & (results["alpha"] == 0.0)].sort_values("sample")
+    score = base["score"].to_numpy()
+    rows = []
+    by_face = {k: g for k, g in counterfactuals.groupby("sample")}
+    for i in range(len(faces)):
+        g = by_face.get(i)
+        if g is None or g.empty:
+            rows.append((i, int(faces.seeds[i]), float(score[i]), bool(score[i] > threshold), [], None, None))
+            continue
+        g = g.assign(abs_step=g["step"].abs()).sort_values(["abs_step", "subspace"], kind="stable")
+        rows.append((i, int(faces.seeds[i]), float(score[i]), bool(score[i] > threshold),
+                     sorted(g["subspace"].tolist()), g["subspace"].iloc[0], float(g["step"].iloc[0])))
+    return pd.DataFrame(rows, columns=["sample", "seed", "score", "positive", "flipped_by", "best_subspace", "best_step"])
