@@ -32,9 +32,9 @@ demo-world: install
 	    --out runs/demo-generator/demo_generator
 	$(VENV)/bin/iceaudit facelab train-knobs --generator runs/demo-generator/demo_generator.safetensors \
 	    --workdir runs/demo-generator --out iceaudit/facelab/assets/demo_generator
-	$(VENV)/bin/iceaudit facelab train-estimator age
-	$(VENV)/bin/iceaudit facelab train-estimator beard
-	$(VENV)/bin/iceaudit facelab train-reader
+	$(VENV)/bin/iceaudit facelab train-estimator age --out iceaudit/facelab/assets
+	$(VENV)/bin/iceaudit facelab train-estimator beard --out iceaudit/facelab/assets
+	$(VENV)/bin/iceaudit facelab train-reader --out iceaudit/facelab/assets
 	$(VENV)/bin/iceaudit bank build --generator demo --recipe facelab --landmarks facelab --parser facelab \
 	    --truth facelab --out subspace_bank/demo --cache runs/jtj-cache
 

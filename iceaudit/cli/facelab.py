@@ -1,7 +1,7 @@
 """`iceaudit facelab ...`: the demo world's developer commands (render, train, oracle)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -21,6 +21,17 @@ facelab_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(facelab_app, name="facelab")
+
+# Options every training command shares. Trained assets go to --out, never into the installed
+# package: refresh the shipped copy in a checkout with `--out iceaudit/facelab/assets`.
+ASSETS_OUT = "runs/facelab-assets"
+AssetsOut = Annotated[str, typer.Option("--out", help="Directory for the trained net (weights + json); the shipped copy "
+                                                      "in a checkout is iceaudit/facelab/assets.")]
+Threads = Annotated[int, typer.Option("--threads", min=1, help="torch threads (1 is faster on a busy machine).")]
+NTrain = Annotated[int, typer.Option("--n-train", min=64, help="Training renders (drawn once, cached in memory).")]
+Steps = Annotated[int, typer.Option("--steps", min=1)]
+Batch = Annotated[int, typer.Option("--batch", min=1)]
+Seed = Annotated[int, typer.Option("--seed")]
 
 
 def _parse_factor_options(items: list[str]) -> dict[str, float]:
@@ -76,7 +87,7 @@ def _train_progress(total: int, what: str):
 
 
 def _train_analysis_net(kind: str, steps: int, batch: int, seed: int, run_dir: str, threads: int,
-                        n_train: int) -> None:
+                        n_train: int, out_dir: str) -> None:
     from pathlib import Path
 
     from iceaudit.facelab import analysis
@@ -85,34 +96,37 @@ def _train_analysis_net(kind: str, steps: int, batch: int, seed: int, run_dir: s
     progress, update = _train_progress(steps, kind)
     with progress:
         meta = train(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir), progress=update,
-                     threads=threads, n_train=n_train)
+                     threads=threads, n_train=n_train, out_dir=Path(out_dir))
     out.print(meta["held_out_renders"])
+    out.print(f"wrote {Path(out_dir) / kind}.*")
 
 
 @facelab_app.command("train-landmarks")
 def facelab_train_landmarks(
-    steps: int = typer.Option(1000, "--steps", min=1),
-    batch: int = typer.Option(32, "--batch", min=1),
-    seed: int = typer.Option(0, "--seed"),
+    steps: Steps = 1000,
+    batch: Batch = 32,
+    seed: Seed = 0,
     run_dir: str = typer.Option("runs/facelab-landmarks", "--run-dir", help="Checkpoints and log (resumes)."),
-    threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
-    n_train: int = typer.Option(6000, "--n-train", min=64, help="Training renders (drawn once, cached in memory)."),
+    threads: Threads = 2,
+    n_train: NTrain = 6000,
+    out_dir: AssetsOut = ASSETS_OUT,
 ) -> None:
-    """Train the FaceLab landmark regressor on renders; writes facelab/assets/landmarks.*"""
-    _train_analysis_net("landmarks", steps, batch, seed, run_dir, threads, n_train)
+    """Train the FaceLab landmark regressor on renders; writes OUT/landmarks.*"""
+    _train_analysis_net("landmarks", steps, batch, seed, run_dir, threads, n_train, out_dir)
 
 
 @facelab_app.command("train-parser")
 def facelab_train_parser(
-    steps: int = typer.Option(500, "--steps", min=1),
-    batch: int = typer.Option(24, "--batch", min=1),
-    seed: int = typer.Option(0, "--seed"),
+    steps: Steps = 500,
+    batch: Batch = 24,
+    seed: Seed = 0,
     run_dir: str = typer.Option("runs/facelab-parser", "--run-dir", help="Checkpoints and log (resumes)."),
-    threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
-    n_train: int = typer.Option(6000, "--n-train", min=64, help="Training renders (drawn once, cached in memory)."),
+    threads: Threads = 2,
+    n_train: NTrain = 6000,
+    out_dir: AssetsOut = ASSETS_OUT,
 ) -> None:
-    """Train the FaceLab face parser on renders; writes facelab/assets/parser.*"""
-    _train_analysis_net("parser", steps, batch, seed, run_dir, threads, n_train)
+    """Train the FaceLab face parser on renders; writes OUT/parser.*"""
+    _train_analysis_net("parser", steps, batch, seed, run_dir, threads, n_train, out_dir)
 
 
 
@@ -121,15 +135,16 @@ PLANTED = ("smiling", "smiling_skin_shortcut", "eyeglasses_background_shortcut",
 
 @facelab_app.command("train-reader")
 def facelab_train_reader(
-    steps: int = typer.Option(3000, "--steps", min=1),
-    batch: int = typer.Option(64, "--batch", min=1),
-    seed: int = typer.Option(0, "--seed"),
+    steps: Steps = 3000,
+    batch: Batch = 64,
+    seed: Seed = 0,
     run_dir: str = typer.Option("runs/facelab-reader", "--run-dir", help="Checkpoints and log (resumes)."),
-    threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
-    n_train: int = typer.Option(20000, "--n-train", min=64, help="Training renders (drawn once, cached in memory)."),
+    threads: Threads = 2,
+    n_train: NTrain = 20000,
+    out_dir: AssetsOut = ASSETS_OUT,
 ) -> None:
     """Train the FaceLab factor reader (image -> true factors) used to validate banks; writes
-    facelab/assets/reader.* with its held-out errors on renders and on demo-generator samples."""
+    OUT/reader.* with its held-out errors on renders and on demo-generator samples."""
     from pathlib import Path
 
     from iceaudit.facelab.reader import train_reader
@@ -138,13 +153,15 @@ def facelab_train_reader(
     progress, update = _train_progress(steps, "reader")
     with progress:
         meta = train_reader(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir), progress=update,
-                            threads=threads, n_train=n_train, generator=load_generator("demo"))
+                            threads=threads, n_train=n_train, generator=load_generator("demo"), out_dir=Path(out_dir))
     for where, errs in meta["held_out"].items():
         out.print(where, {k: v["r2"] for k, v in errs.items()})
 
 
 @facelab_app.command("evaluate-readers")
 def facelab_evaluate_readers(
+    assets: str = typer.Option(..., "--assets", help="Directory holding reader.* and *_estimator.* to re-measure and "
+                                                    "update (the shipped copy in a checkout: iceaudit/facelab/assets)."),
     generator: str = typer.Option("demo", "--generator", help="Generator whose samples to read."),
 ) -> None:
     """Re-measure the factor reader's and estimators' accuracy on a generator's samples and
@@ -153,23 +170,26 @@ def facelab_evaluate_readers(
     from iceaudit.facelab.reader import rescore_on_generator
     from iceaudit.stylegan2.loaders import load_generator
 
-    for asset, errs in rescore_on_generator(load_generator(generator)).items():
+    from pathlib import Path
+
+    for asset, errs in rescore_on_generator(load_generator(generator), directory=Path(assets)).items():
         out.print(asset, {k: v["r2"] for k, v in errs.items()})
 
 
 @facelab_app.command("train-estimator")
 def facelab_train_estimator(
     factor: str = typer.Argument(..., help="The attribute: `age` or `beard` (criteria the demo bank uses)."),
-    steps: int = typer.Option(2000, "--steps", min=1),
-    batch: int = typer.Option(64, "--batch", min=1),
+    steps: Steps = 2000,
+    batch: Batch = 64,
     seed: int = typer.Option(1, "--seed", help="Not the reader's seed (0): its own training faces."),
     run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Checkpoints and log (resumes); default runs/facelab-FACTOR."),
-    threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
-    n_train: int = typer.Option(20000, "--n-train", min=64, help="Training renders (drawn once, cached in memory)."),
+    threads: Threads = 2,
+    n_train: NTrain = 20000,
+    out_dir: AssetsOut = ASSETS_OUT,
 ) -> None:
     """Train a FaceLab attribute estimator (image -> one factor), a bank criterion where no parser
     region or landmark set measures the attribute, as a real recipe would use a pretrained age
-    estimator or attribute classifier; writes facelab/assets/FACTOR_estimator.*"""
+    estimator or attribute classifier; writes OUT/FACTOR_estimator.*"""
     from pathlib import Path
 
     from iceaudit.criteria.estimator import FACELAB_ESTIMATORS
@@ -183,7 +203,7 @@ def facelab_train_estimator(
     with progress:
         meta = train_reader(steps=steps, batch=batch, seed=seed, run_dir=Path(run_dir or f"runs/facelab-{factor}"),
                             progress=update, threads=threads, n_train=n_train, generator=load_generator("demo"),
-                            names=(factor,), width=16, asset=f"{factor}_estimator")
+                            names=(factor,), width=16, asset=f"{factor}_estimator", out_dir=Path(out_dir))
     for where, errs in meta["held_out"].items():
         out.print(where, {k: v["r2"] for k, v in errs.items()})
 
@@ -225,8 +245,8 @@ def facelab_train_knobs(
     steps: int = typer.Option(9000, "--steps", min=1, help="Training steps of the synthesis (32 faces each)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the training faces and the batch order."),
     workdir: str = typer.Option("runs/demo-generator", "--workdir", help="Checkpoint and loss log (resumes); reuses train-generator's render cache."),
-    out_path: str = typer.Option("iceaudit/facelab/assets/demo_generator", "--out",
-                                 help="Native generator to write (.safetensors + .json): the shipped demo generator by default."),
+    out_path: str = typer.Option("runs/demo-generator-knobs/demo_generator", "--out",
+                                 help="Native generator to write (.safetensors + .json); the shipped demo generator in a checkout is iceaudit/facelab/assets/demo_generator."),
     knob: list[str] = typer.Option(None, "--knob", metavar="FACTOR=LAYER",
                                    help="A factor and the style layer its knob channel is chosen in, e.g. "
                                         "skin_tone=b16.conv0 (repeat for more). Default: "
@@ -270,7 +290,7 @@ def facelab_train_classifiers(
     steps: int = typer.Option(400, "--steps", min=1),
     n_train: int = typer.Option(4000, "--n-train", min=64, help="Training renders per classifier."),
     seed: int = typer.Option(0, "--seed"),
-    out_dir: str = typer.Option("examples/facelab", "--out", help="Where the .pt and .toml files go."),
+    out_dir: str = typer.Option("runs/facelab-classifiers", "--out", help="Where the .pt and .toml files go (the shipped copy in a checkout: examples/facelab)."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch threads (1 is faster on a busy machine)."),
 ) -> None:
     """Train the planted classifiers on FaceLab renders; export TorchScript + model cards."""

@@ -191,7 +191,7 @@ def test_rescore_on_generator_rewrites_only_the_generator_figures(tmp_path):
 
 @pytest.mark.parametrize("args", [
     ["facelab", "train-knobs", "--generator", "no-such-generator.safetensors"],
-    ["facelab", "evaluate-readers", "--generator", "no-such-generator.safetensors"],
+    ["facelab", "evaluate-readers", "--assets", "assets", "--generator", "no-such-generator.safetensors"],
 ])
 def test_cli_missing_generator_exits_2(args, tmp_path, monkeypatch, capsys):
     from iceaudit.cli import main
