@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow
 
 
 def run(args: list, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ICEAUDIT_TEMPLATES")}
+    # no ICEAUDIT_TRUST_CLASSIFIER: the shipped classifiers must run untrusted-by-default from a wheel
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ICEAUDIT_TEMPLATES", "ICEAUDIT_TRUST_CLASSIFIER")}
     env["OMP_NUM_THREADS"] = "2"
     return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, **kw)
 
