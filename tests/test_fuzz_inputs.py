@@ -290,3 +290,41 @@ def test_records_larger_than_any_real_one_are_refused_unread(tmp_path, what, nam
     load = {"audit summary": load_summary, "policy": load_policy, "model card": load_card}[what]
     with pytest.raises(UserError, match="is larger than any"):
         load(path)
+
+
+# --- the same property at the command line: exit 0/1 or exit 2 with one message ------------
+
+
+def _cli(capsys, *args):
+    from cli_helpers import run_cli
+
+    code, _, err = run_cli(capsys, *args)
+    assert code in (0, 1, 2), (code, err)
+    assert "Traceback" not in err
+    if code == 2:
+        assert err.count("error:") == 1, err
+    return code
+
+
+@settings(FUZZ, max_examples=40)
+@given(data=st.data())
+def test_mutated_inputs_through_the_cli(originals, capsys, data):
+    folder = _scratch()
+    try:
+        which = data.draw(st.sampled_from(["info", "gate", "report"]), label="command")
+        if which == "info":
+            path = folder / "g.pkl"
+            path.write_bytes(mutate_bytes((originals / "snap.pkl").read_bytes(), data.draw(byte_edits, label="edits")))
+            refuses_cleanly(lambda: _cli(capsys, "info", str(path)), folder)
+        else:
+            source = ROOT / "tests" / "data" / "report_baselines" / "summary.json"
+            audit = folder / "audit"
+            audit.mkdir()
+            (audit / "summary.json").write_text(json.dumps(data.draw(json_mutation(json.loads(source.read_text())))))
+            out = folder / "out"
+            args = (["gate", str(audit), "--policy", "fairness", "--json", str(out / "gate.json")] if which == "gate"
+                    else ["report", str(audit), "--format", "html", "--out", str(out)])
+            out.mkdir()
+            refuses_cleanly(lambda: _cli(capsys, *args), folder, out=out)
+    finally:
+        shutil.rmtree(folder)
