@@ -6,6 +6,7 @@ never another exception (a traceback), and never a write outside its output dire
 Bounded: a fixed number of examples per target, derandomized so CI sees the same cases."""
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -135,8 +136,14 @@ def originals(tmp_path_factory):
     return d
 
 
-def _scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="iceaudit-fuzz-"))
+@contextlib.contextmanager
+def scratch():
+    """A fresh directory per example (hypothesis reuses a test's fixtures across examples)."""
+    folder = Path(tempfile.mkdtemp(prefix="iceaudit-fuzz-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
 
 
 @FUZZ
@@ -144,13 +151,10 @@ def _scratch() -> Path:
 def test_mutated_generator_pickles(originals, edits, truncate):
     from iceaudit.stylegan2.loaders import load_generator
 
-    folder = _scratch()
-    try:
+    with scratch() as folder:
         path = folder / "g.pkl"
         path.write_bytes(mutate_bytes((originals / "snap.pkl").read_bytes(), edits, truncate))
         refuses_cleanly(lambda: load_generator(path), folder)
-    finally:
-        shutil.rmtree(folder)
 
 
 @FUZZ
@@ -158,8 +162,7 @@ def test_mutated_generator_pickles(originals, edits, truncate):
 def test_mutated_native_generator_files(originals, data):
     from iceaudit.stylegan2.loaders import load_generator
 
-    folder = _scratch()
-    try:
+    with scratch() as folder:
         shutil.copy(originals / "gen.safetensors", folder / "gen.safetensors")
         config = originals / "gen.json"
         if data.draw(st.booleans(), label="mutate the JSON config (else the weights' header)"):
@@ -172,8 +175,6 @@ def test_mutated_native_generator_files(originals, data):
             edits = data.draw(byte_edits, label="header edits")
             (folder / "gen.safetensors").write_bytes(raw[:8] + mutate_bytes(raw[8:head], edits) + raw[head:])
         refuses_cleanly(lambda: load_generator(folder / "gen.safetensors"), folder)
-    finally:
-        shutil.rmtree(folder)
 
 
 @FUZZ
@@ -181,8 +182,7 @@ def test_mutated_native_generator_files(originals, data):
 def test_mutated_banks(originals, data):
     from iceaudit.bank.format import load_bank
 
-    folder = _scratch()
-    try:
+    with scratch() as folder:
         bank = folder / "bank"
         shutil.copytree(originals / "bank", bank)
         manifest = json.loads((bank / "manifest.json").read_text())
@@ -192,8 +192,6 @@ def test_mutated_banks(originals, data):
             raw = (bank / "bases.safetensors").read_bytes()
             (bank / "bases.safetensors").write_bytes(mutate_bytes(raw, data.draw(byte_edits, label="bases edits")))
         refuses_cleanly(lambda: load_bank(bank), folder)
-    finally:
-        shutil.rmtree(folder)
 
 
 CARD = {"name": "smile", "input_size": 64, "crop": "ffhq", "value_range": [0, 1], "mean": [0.5, 0.5, 0.5],
@@ -209,8 +207,7 @@ def test_mutated_model_cards(data, as_yaml):
     from iceaudit.audit.classifier import load_card
 
     doc = data.draw(json_mutation(CARD), label="card")
-    folder = _scratch()
-    try:
+    with scratch() as folder:
         if as_yaml:
             path = folder / "card.yaml"
             path.write_text(yaml.safe_dump(doc))
@@ -219,8 +216,6 @@ def test_mutated_model_cards(data, as_yaml):
             body = doc if isinstance(doc, dict) else {"value": doc}
             path.write_text("".join(f"{json.dumps(k)} = {toml_value(v)}\n" for k, v in body.items()))
         refuses_cleanly(lambda: load_card(path), folder)
-    finally:
-        shutil.rmtree(folder)
 
 
 @FUZZ
@@ -230,13 +225,10 @@ def test_mutated_policies(data):
 
     text = (ROOT / "examples" / "policies" / "fairness.toml").read_text()
     edits = data.draw(byte_edits, label="policy edits")
-    folder = _scratch()
-    try:
+    with scratch() as folder:
         path = folder / "policy.toml"
         path.write_bytes(mutate_bytes(text.encode(), edits))
         refuses_cleanly(lambda: load_policy(path), folder)
-    finally:
-        shutil.rmtree(folder)
 
 
 @settings(FUZZ, max_examples=100)
@@ -247,16 +239,13 @@ def test_mutated_summaries_through_the_gate_and_the_report(data):
 
     source = ROOT / "tests" / "data" / "report_baselines"
     doc = data.draw(json_mutation(json.loads((source / "summary.json").read_text())), label="summary")
-    folder = _scratch()
-    try:
+    with scratch() as folder:
         audit = folder / "audit"
         audit.mkdir()
         (audit / "summary.json").write_text(json.dumps(doc))
         out = folder / "report"
         refuses_cleanly(lambda: run_gate(audit, ROOT / "examples" / "policies" / "fairness.toml"), folder)
         refuses_cleanly(lambda: build_report(audit, formats=["html"], out_dir=out), folder, out=out)
-    finally:
-        shutil.rmtree(folder)
 
 
 @pytest.mark.parametrize("what, name, text", [
@@ -309,8 +298,7 @@ def _cli(capsys, *args):
 @settings(FUZZ, max_examples=40)
 @given(data=st.data())
 def test_mutated_inputs_through_the_cli(originals, capsys, data):
-    folder = _scratch()
-    try:
+    with scratch() as folder:
         which = data.draw(st.sampled_from(["info", "gate", "report"]), label="command")
         if which == "info":
             path = folder / "g.pkl"
@@ -326,5 +314,3 @@ def test_mutated_inputs_through_the_cli(originals, capsys, data):
                     else ["report", str(audit), "--format", "html", "--out", str(out)])
             out.mkdir()
             refuses_cleanly(lambda: _cli(capsys, *args), folder, out=out)
-    finally:
-        shutil.rmtree(folder)
