@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from iceaudit.audit.classifier import load_card, load_classifier  # noqa: E402
 from iceaudit.facelab import analysis, classifiers  # noqa: E402
-from iceaudit.facelab.knobs import Knob, _set_knobs, knob_effects  # noqa: E402
+from iceaudit.facelab.train.knobs import Knob, _set_knobs, knob_effects  # noqa: E402
 from iceaudit.facelab.latent import render_z, sample_z  # noqa: E402
 from iceaudit.facelab.reader import load_reader  # noqa: E402
 from iceaudit.facelab.render import to_uint8  # noqa: E402
 from iceaudit.facelab.sheet import grid  # noqa: E402
-from iceaudit.facelab.train_generator import fidelity  # noqa: E402
+from iceaudit.facelab.train.generator import fidelity  # noqa: E402
 from iceaudit.stylegan2.loaders import load_generator  # noqa: E402
 
 PLANTED = ("smiling", "smiling_skin_shortcut", "eyeglasses_background_shortcut")  # random_init has no label

@@ -90,7 +90,7 @@ def _train_analysis_net(kind: str, steps: int, batch: int, seed: int, run_dir: s
                         n_train: int, out_dir: str) -> None:
     from pathlib import Path
 
-    from iceaudit.facelab import analysis
+    from iceaudit.facelab.train import analysis
 
     train = {"landmarks": analysis.train_landmarks, "parser": analysis.train_parser}[kind]
     progress, update = _train_progress(steps, kind)
@@ -147,7 +147,7 @@ def facelab_train_reader(
     OUT/reader.* with its held-out errors on renders and on demo-generator samples."""
     from pathlib import Path
 
-    from iceaudit.facelab.reader import train_reader
+    from iceaudit.facelab.train.reader import train_reader
     from iceaudit.stylegan2.loaders import load_generator
 
     progress, update = _train_progress(steps, "reader")
@@ -193,7 +193,7 @@ def facelab_train_estimator(
     from pathlib import Path
 
     from iceaudit.criteria.estimator import FACELAB_ESTIMATORS
-    from iceaudit.facelab.reader import train_reader
+    from iceaudit.facelab.train.reader import train_reader
     from iceaudit.stylegan2.loaders import load_generator
 
     known = {f for _, f in FACELAB_ESTIMATORS.values()}
@@ -229,7 +229,7 @@ def facelab_train_generator(
     CPU, BENCHMARKS.md), then `train-knobs` gives it its style knobs. Writes the same native format real generators
     are converted to, so `load_generator("demo")` takes the ordinary code path.
     """
-    from iceaudit.facelab.train_generator import TrainConfig, train_and_export
+    from iceaudit.facelab.train.generator import TrainConfig, train_and_export
 
     if precision not in ("fp32", "bf16"):
         raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
@@ -266,7 +266,7 @@ def facelab_train_knobs(
     CPU cores, and the result is as faithful as its input (docs/facelab.md, "Style knobs").
     """
     from iceaudit.facelab.factors import FACTOR_NAMES
-    from iceaudit.facelab.knobs import KNOBS, KnobConfig, tune_and_export
+    from iceaudit.facelab.train.knobs import KNOBS, KnobConfig, tune_and_export
 
     layers = dict(KNOBS)
     if knob:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from iceaudit.facelab.factors import FACTOR_NAMES
-from iceaudit.facelab.knobs import Knob, KnobConfig, _set_knobs, choose_knobs, factor_directions, route_through_knobs, \
+from iceaudit.facelab.train.knobs import Knob, KnobConfig, _set_knobs, choose_knobs, factor_directions, route_through_knobs, \
     train_knobs, tune_and_export
 from iceaudit.facelab.latent import normal_coords, phi, projection, sample_z
 from iceaudit.stylegan2.loaders import load_generator, save_native
@@ -222,7 +222,7 @@ def test_cli_bad_knob_exits_2_before_anything_is_written(knob, message, tmp_path
 
 
 def test_cli_knob_layers_reach_the_tuning(tmp_path, monkeypatch):
-    import iceaudit.facelab.knobs as knobs_module
+    import iceaudit.facelab.train.knobs as knobs_module
     from iceaudit.cli import main
 
     seen = {}

@@ -8,7 +8,7 @@ import torch
 
 from iceaudit.errors import UserError
 from iceaudit.facelab.render import LABEL
-from iceaudit.facelab.train_generator import TrainConfig, pixel_weights, regression_loss, train_generator
+from iceaudit.facelab.train.generator import TrainConfig, pixel_weights, regression_loss, train_generator
 
 TINY = dict(
     z_dim=512, c_dim=0, w_dim=32, img_resolution=64, img_channels=3,
@@ -60,7 +60,7 @@ def test_training_reduces_the_loss(tmp_path):
 
 def test_mapping_init_exposes_the_factor_coordinates():
     from iceaudit.facelab.latent import projection, sample_z
-    from iceaudit.facelab.train_generator import init_mapping_from_projection
+    from iceaudit.facelab.train.generator import init_mapping_from_projection
     from iceaudit.stylegan2.networks import Generator
 
     G = Generator(**TINY)
@@ -74,7 +74,7 @@ def test_mapping_init_exposes_the_factor_coordinates():
 
 def test_readout_features_rescale_factors_and_wrap_the_hue():
     from iceaudit.facelab.factors import FACTOR_INDEX, sample_factors
-    from iceaudit.facelab.train_generator import readout_features
+    from iceaudit.facelab.train.generator import readout_features
 
     f = sample_factors(64, 1)
     feats = readout_features(f)
@@ -86,7 +86,7 @@ def test_readout_features_rescale_factors_and_wrap_the_hue():
 
 
 def test_readout_matrix_has_orthonormal_rows_off_the_axes():
-    from iceaudit.facelab.train_generator import readout_matrix
+    from iceaudit.facelab.train.generator import readout_matrix
 
     r = readout_matrix(32, 20, seed=0)
     assert torch.allclose(r @ r.T, torch.eye(20), atol=1e-5)
@@ -94,7 +94,7 @@ def test_readout_matrix_has_orthonormal_rows_off_the_axes():
 
 
 def test_mapping_pretraining_moves_w_toward_the_factor_readout():
-    from iceaudit.facelab.train_generator import (init_mapping_from_projection, pretrain_mapping, readout_matrix,
+    from iceaudit.facelab.train.generator import (init_mapping_from_projection, pretrain_mapping, readout_matrix,
                                                   readout_r2)
     from iceaudit.stylegan2.networks import Generator
 

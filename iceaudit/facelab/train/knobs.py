@@ -46,7 +46,7 @@ import torch
 from iceaudit.errors import UserError
 from iceaudit.facelab.factors import FACTOR_NAMES
 from iceaudit.facelab.latent import normal_coords, normalise_z, projection, sample_z
-from iceaudit.facelab.train_generator import batch_index, pixel_weights, regression_loss, rendered_set
+from iceaudit.facelab.train.generator import batch_index, pixel_weights, regression_loss, rendered_set
 from iceaudit.stylegan2.networks import Generator
 
 # factor -> style layer of its knob: skin colour at 16 px, the background's brightness at 64 px.
@@ -290,7 +290,7 @@ def tune_and_export(generator: str | Path, cfg: KnobConfig, workdir: str | Path,
                     log: Callable[[str], None] = print) -> dict:
     """Load a trained demo generator, add the knobs, write it to ``out``; returns its metadata."""
     from iceaudit.stylegan2.loaders import load_generator, save_native
-    from iceaudit.facelab.train_generator import fidelity
+    from iceaudit.facelab.train.generator import fidelity
 
     G = load_generator(generator)
     base = dict(getattr(G, "provenance", {}).get("metadata", {}))
