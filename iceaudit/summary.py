@@ -89,7 +89,7 @@ results.parquet (report): long table with columns sample (int), subspace
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,29 @@ from iceaudit.errors import UserError
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "drivers", "provenance")
+
+
+@dataclass
+class DriverEvidence:
+    """What a driver's call rests on, beyond its headline numbers (``extra`` in summary.json).
+    Slopes are per unit of the subspace; the null figures are random directions rescaled to
+    change the image as much as the subspace does."""
+
+    margin_share: float  # |slope| x range width / median |score - threshold|: the practical size
+    median_margin: float  # median |score - threshold| of the unedited faces
+    beats_null: bool  # Holm-adjusted p below the level (before the practical-size condition)
+    end_slope: float  # end-to-end slope tested against the nulls
+    null_sigma: float | None  # the nulls' pooled SD (per unit)
+    null_df: float  # its degrees of freedom
+    null_slopes: list[float]  # this subspace's null end slopes (per unit)
+    image_change: float  # mean image change per unit of the walk
+    mean_abs_slope: float  # mean over faces of |per-face slope|
+    ci_excludes_zero: bool
+    unit: str  # what one unit means (the bank's words)
+    step_range: list[float]  # the walked range, in units
+    space: str  # W, W+ or S
+    basis_rows: int  # rows of the subspace's basis; only the first (principal) one is walked
+    rows_audited: int = 1
 
 
 @dataclass
@@ -118,7 +141,7 @@ class Driver:
     p_adjusted: float  # Holm-adjusted over subspaces
     significant: bool
     rank: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: DriverEvidence | None = None  # None only in hand-made records (written as {})
 
 
 def agreement_word(rho: float | None) -> str:
@@ -138,7 +161,8 @@ def write_summary(summary: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     payload = dict(summary)
     payload["schema_version"] = SCHEMA_VERSION
-    payload["drivers"] = [asdict(d) if isinstance(d, Driver) else d for d in payload.get("drivers", [])]
+    payload["drivers"] = [{**asdict(d), "extra": asdict(d.extra) if d.extra else {}} if isinstance(d, Driver) else d
+                          for d in payload.get("drivers", [])]
     from iceaudit.atomic import write_text
 
     return write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")  # never half-written

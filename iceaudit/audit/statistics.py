@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from iceaudit.audit.stats import end_slope, holm, null_floor_tests, walk_stats, zero_index
-from iceaudit.summary import Driver
+from iceaudit.summary import Driver, DriverEvidence
 
 
 def _scores(results: pd.DataFrame, sid: str, n_alpha: int) -> np.ndarray:
@@ -46,14 +46,15 @@ def statistics(results, subspaces, grids, threshold, settings):
             mean_abs_change=s.mean_abs_change, flip_rate=s.flip_rate, monotonicity=s.monotonicity,
             heterogeneity=s.heterogeneity, null_abs_slope=finite(t.floor * c), p_value=finite(t.p_value, 1.0),
             p_adjusted=finite(pa, 1.0), significant=holm_ok and share >= settings.min_margin_share,
-            extra={"margin_share": finite(share, 1e9), "median_margin": margin, "beats_null": holm_ok,
-                   "end_slope": t.statistic * c, "null_sigma": finite(t.sigma * c), "null_df": t.df,
-                   "null_slopes": [v * c for v in t.null_slopes], "image_change": c, "mean_abs_slope": s.mean_abs_slope,
-                   "ci_excludes_zero": bool(s.ci_low > 0 or s.ci_high < 0), "unit": sub.unit,
-                   "step_range": list(sub.step_range), "space": sub.space,
-                   # the walk follows the basis' principal (first) row only; a k-row subspace's
-                   # other k - 1 directions are not audited, and the report says so
-                   "basis_rows": int(sub.basis.shape[0]), "rows_audited": 1},
+            extra=DriverEvidence(
+                margin_share=finite(share, 1e9), median_margin=margin, beats_null=holm_ok,
+                end_slope=t.statistic * c, null_sigma=finite(t.sigma * c), null_df=t.df,
+                null_slopes=[v * c for v in t.null_slopes], image_change=c, mean_abs_slope=s.mean_abs_slope,
+                ci_excludes_zero=bool(s.ci_low > 0 or s.ci_high < 0), unit=sub.unit,
+                step_range=list(sub.step_range), space=sub.space,
+                # the walk follows the basis' principal (first) row only; a k-row subspace's
+                # other k - 1 directions are not audited, and the report says so
+                basis_rows=int(sub.basis.shape[0]), rows_audited=1),
         ))
     # Significant drivers first, then by |slope| (score per semantic unit).
     records.sort(key=lambda d: (not d.significant, -abs(d.slope), d.subspace))

@@ -43,7 +43,7 @@ def test_known_driver_is_the_significant_top_driver(red_audit):
     assert d[0].subspace == "redness" and d[0].rank == 1 and d[0].significant
     assert d[0].slope > 0 and d[0].ci_low > 0  # walking towards more red raises the red score
     assert d[0].flip_rate > 0.5 and d[0].monotonicity > 0.9
-    assert abs(d[0].extra["end_slope"]) > d[0].null_abs_slope
+    assert abs(d[0].extra.end_slope) > d[0].null_abs_slope
     assert [x.significant for x in d[1:]] == [False] * (len(d) - 1)
     fair = red_audit.summary["fairness"]
     assert fair["protected"] == ["redness"] and fair["findings"][0]["significant"] is True
@@ -313,4 +313,4 @@ def test_multi_row_subspaces_say_only_the_principal_direction_is_walked(red_audi
     rows = {s.id: s.basis.shape[0] for s in bank.subspaces}
     assert max(rows.values()) > 1
     for d in red_audit.drivers:
-        assert d.extra["basis_rows"] == rows[d.subspace] and d.extra["rows_audited"] == 1
+        assert d.extra.basis_rows == rows[d.subspace] and d.extra.rows_audited == 1
