@@ -15,12 +15,18 @@ class UserError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = one_line(message)  # messages quote untrusted names: keep them one line, no terminal escapes
         super().__init__(message)
         self.message = message
         self.hint = hint
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+def one_line(text: str) -> str:
+    """`text` with newlines and other control characters written as escapes (``\\n``, ``\\x1b``)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 _FULL = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size limit was reached",

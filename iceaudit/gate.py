@@ -47,7 +47,7 @@ from xml.etree import ElementTree as ET
 
 from iceaudit.errors import UserError
 from iceaudit.summary import load_summary
-from iceaudit.validation import read_record
+from iceaudit.validation import parse_record, read_text
 
 # key -> (expected kind, description); kinds: "str", "bool", "number", "rate"
 _TOP_KEYS = {"name": "str", "description": "str", "rule": "tables", "require": "tables", "baseline": "table"}
@@ -190,8 +190,8 @@ def load_policy(path: str | Path) -> Policy:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no policy file at {path}")
-    data = read_record(path, "policy", "toml")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "policy", "toml")  # kept: messages point at its line numbers
+    data = parse_record(text, f"policy {path}", "toml")
     p = str(path)
     lines = _Lines(text)
     _check_keys(data, _TOP_KEYS, p, lines, "", 0, "policy")

@@ -88,6 +88,7 @@ results.parquet (report): long table with columns sample (int), subspace
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -198,9 +199,7 @@ def check_shape(data: dict[str, Any], path: str | Path) -> None:
     naming the first wrong field; the value itself is never echoed, it may be huge)."""
     import jsonschema
 
-    from iceaudit.summary_schema import SUMMARY
-
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SUMMARY).iter_errors(data))
+    error = jsonschema.exceptions.best_match(_summary_validator().iter_errors(data))
     if error is None:
         return
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "top level"
@@ -217,6 +216,15 @@ def check_shape(data: dict[str, Any], path: str | Path) -> None:
         problem = f"fails the {error.validator} rule"
     raise UserError(f"{path}: not a well-formed iceaudit summary: {where} {problem}",
                     hint="Re-run the audit with this iceaudit, or restore the summary.json it wrote.")
+
+
+@functools.cache
+def _summary_validator():
+    import jsonschema
+
+    from iceaudit.summary_schema import SUMMARY
+
+    return jsonschema.Draft202012Validator(SUMMARY)
 
 
 def _json_type(value: Any) -> str:

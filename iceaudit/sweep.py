@@ -96,7 +96,9 @@ class SweepIndex:
     @classmethod
     def from_json(cls, text: str) -> "SweepIndex":
         data = parse_record(text, "sweep index", "json")
-        if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
+        if not isinstance(data, dict):
+            raise UserError("sweep index: not a JSON object")
+        if data.get("version") != INDEX_VERSION:
             raise UserError(f"sweep index version {data.get('version')!r} is not {INDEX_VERSION}")
         data.pop("passed", None)
         data["models"] = [SweepEntry(**{**m, "outcomes": [RuleOutcome(**o) for o in m["outcomes"]]})

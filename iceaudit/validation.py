@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from iceaudit.errors import UserError
+from iceaudit.errors import UserError, brief
 
 KIB, MIB = 1 << 10, 1 << 20
 # Generous: a real card is under 1 KiB, a policy a few KiB, a 1,024-face audit summary a few MiB.
@@ -32,20 +32,24 @@ def read_record(path: str | Path, what: str, fmt: str) -> Any:
             and names it in messages.
         fmt: "json", "toml" or "yaml" (YAML through ``safe_load``: no Python tags).
     """
+    return parse_record(read_text(path, what, fmt), f"{what} {path}", fmt)
+
+
+def read_text(path: str | Path, what: str, fmt: str) -> str:
+    """The text of the record at `path`, refused unread above its kind's size limit (see `read_record`)."""
     path = Path(path)
     limit = LIMITS[what]
     try:
         size = path.stat().st_size
         if size > limit:
             raise UserError(f"{what} {path}: {size:,} bytes is larger than any {what} ({limit // MIB} MiB at most)")
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{what} {path}: not a text file (UTF-8 {fmt.upper()} expected)") from None
     except FileNotFoundError:
         raise UserError(f"{what} not found: {path}") from None
     except OSError as err:
         raise UserError(f"{what} {path}: cannot read it ({err.strerror})") from None
-    return parse_record(text, f"{what} {path}", fmt)
 
 
 def parse_record(text: str, where: str, fmt: str) -> Any:
@@ -67,5 +71,4 @@ def parse_record(text: str, where: str, fmt: str) -> Any:
     except RecursionError:
         raise UserError(f"{where}: nested too deeply to be read") from None
     except Exception as err:  # noqa: BLE001 - every parser error is the file's fault
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{where}: not valid {fmt.upper()} ({first})") from None
+        raise UserError(f"{where}: not valid {fmt.upper()} ({brief(err)})") from None

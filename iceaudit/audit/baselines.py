@@ -323,8 +323,8 @@ def run_baselines(
     latent_scores = latent_slope = None
     if "latent" in methods and not differentiable:
         result["latent"] = {"status": "skipped", "reason": "latent attribution needs gradients; this classifier is not differentiable (ONNX)"}
-    elif "latent" in methods and bank is not None and done.load("latent") is not None:
-        result["latent"] = lat = done.load("latent")[0]
+    elif "latent" in methods and bank is not None and (kept := done.load("latent")) is not None:
+        result["latent"] = lat = kept[0]
         stage("latent IG: faces", 1)(1)
         latent_scores = {k: v["abs_attribution"] for k, v in lat["subspaces"].items()}
         latent_slope = {k: v["abs_slope_estimate"] for k, v in lat["subspaces"].items()}
@@ -347,8 +347,8 @@ def run_baselines(
     elif "latent" in methods:
         result["latent"] = {"status": "skipped", "reason": "no subspace bank"}
 
-    if "attfind" in methods and done.load("attfind") is not None:
-        result["attfind"] = done.load("attfind")[0]
+    if "attfind" in methods and (kept := done.load("attfind")) is not None:
+        result["attfind"] = kept[0]
     elif "attfind" in methods:
         from iceaudit.audit.attfind import run_attfind
 

@@ -24,8 +24,6 @@ from iceaudit.errors import UserError
 from iceaudit.validation import read_record
 
 CHECKPOINT = "checkpoint"
-
-
 RUN_FILE = "run.json"
 
 
@@ -62,7 +60,9 @@ def prepare_out(out: Path, resume: bool, run_key: dict[str, Any]) -> None:
         try:
             old = read_record(run_file, "checkpoint", "json")
         except UserError:
-            raise UserError(f"--resume: {run_file} is damaged; start a new audit directory") from None
+            old = None
+        if not isinstance(old, dict):
+            raise UserError(f"--resume: {run_file} is damaged; start a new audit directory")
         if old != key:
             changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
             raise UserError(
