@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from bank_helpers import HalfParser, Projection
-from iceaudit.bank.ice import compute_jtj, ice_subspace, intersect, null_space
+from iceaudit.bank.ice import JacobianMethod, compute_jtj, ice_subspace, intersect, null_space
 from iceaudit.bank.latent import LatentSpace
 from iceaudit.criteria.pixels import MaskedPixels, RegionColour
 from toygen import ToyGenerator
@@ -22,10 +23,10 @@ def test_exact_reverse_forward_and_finite_differences_agree():
     crit = {"c": RegionColour(HalfParser(), ["skin"], size=16), "p": MaskedPixels(HalfParser(), ["hair"], size=8)}
     ws = _faces(G, 2)
     space = LatentSpace(G, "S")
-    rev = compute_jtj(space, crit, ws, method="exact", exact_mode="reverse")
-    fwd = compute_jtj(space, crit, ws, method="exact", exact_mode="forward")
-    fd = compute_jtj(space, crit, ws, method="fd", eps=1e-3, central=True)
-    fd_fwd = compute_jtj(space, crit, ws, method="fd", eps=1e-3)
+    rev = compute_jtj(space, crit, ws, JacobianMethod("exact", exact_mode="reverse"))
+    fwd = compute_jtj(space, crit, ws, JacobianMethod("exact", exact_mode="forward"))
+    fd = compute_jtj(space, crit, ws, JacobianMethod("fd", eps=1e-3, central=True))
+    fd_fwd = compute_jtj(space, crit, ws, JacobianMethod("fd", eps=1e-3))
     for k in rev:
         assert rev[k].shape == (space.dim, space.dim)
         assert rev[k].norm() > 0
@@ -46,7 +47,7 @@ def test_ice_recovers_known_gradient_direction_and_suppresses():
     (g_sup,) = torch.autograd.grad(sup.sum(), x)
     g_act, g_sup = g_act[0].double(), g_sup[0].double()
 
-    A = compute_jtj(space, {"p": crit}, ws, method="exact")
+    A = compute_jtj(space, {"p": crit}, ws, JacobianMethod("exact"))
     plain = ice_subspace(A["p::act"], [], t=1e-2)
     assert plain.basis.shape[0] == 1
     assert abs(torch.nn.functional.cosine_similarity(plain.basis[0].double(), g_act, dim=0)) > 0.99
@@ -100,3 +101,9 @@ def test_same_seed_same_basis_and_w_plus_space():
         assert r1.basis.shape[0] >= 1 and r1.basis.shape[1] == space.dim
         assert torch.allclose(r1.basis, r2.basis)
         assert torch.allclose(r1.basis @ r1.basis.T, torch.eye(r1.basis.shape[0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"method": "adjoint"}, {"method": "exact", "exact_mode": "sideways"}])
+def test_an_unknown_jacobian_method_is_refused_when_named(bad):
+    with pytest.raises(ValueError, match="must be"):
+        JacobianMethod(**bad)

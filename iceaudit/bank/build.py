@@ -22,7 +22,7 @@ from iceaudit.atomic import write_text
 from iceaudit.bank import correlation, pca, stylespace
 from iceaudit.bank.calibrate import calibrate, latent_sd, orient
 from iceaudit.bank.format import Bank, Subspace, save_bank
-from iceaudit.bank.ice import compute_jtj, ice_subspace
+from iceaudit.bank.ice import JacobianMethod, compute_jtj, ice_subspace
 from iceaudit.bank.latent import LatentSpace
 from iceaudit.bank.recipe import Recipe, SubspaceRecipe
 from iceaudit.bank.validate import Thresholds, validate_subspace
@@ -93,7 +93,7 @@ def _ice_group(G, recipe_subs: list[SubspaceRecipe], eyes: Eyes, ws, *, method, 
             if spec is not None:
                 criteria[spec_id(spec)] = build_criterion(spec, eyes)
     tick = progress.stage(f"JᵀJ in {space.space} ({space.dim} dims, {len(criteria)} criteria)", ws.shape[0] * space.dim)
-    jtj = compute_jtj(space, criteria, ws, method=method, cache_dir=cache_dir, cache_tag=tag, progress=tick)
+    jtj = compute_jtj(space, criteria, ws, JacobianMethod(method), cache_dir=cache_dir, cache_tag=tag, progress=tick)
     out = {}
     for sr in recipe_subs:
         cid = spec_id(sr.criterion)

@@ -92,7 +92,7 @@ def _jacobians_exact(space, criteria, ws1, ctxs, y0, *, mode, chunk, tick):
             (g,) = torch.autograd.grad(y, x, cot)
             full[rows] = g.detach().float()
             tick(len(rows) * d / max(m_total, 1))
-    elif mode == "forward":  # one face per input coordinate, each with its one-hot tangent
+    else:  # forward: one face per input coordinate, each with its one-hot tangent
         for i in range(0, d, chunk):
             cols = torch.arange(i, min(i + chunk, d))
             tan = torch.zeros(len(cols), d, dtype=x0.dtype)
@@ -100,61 +100,69 @@ def _jacobians_exact(space, criteria, ws1, ctxs, y0, *, mode, chunk, tick):
             _, jv = torch.func.jvp(f, (x0.expand(len(cols), d).clone(),), (tan,))
             full[:, cols] = jv.detach().T.float()
             tick(len(cols))
-    else:
-        raise ValueError(f"exact mode must be auto, reverse or forward, not {mode!r}")
     return dict(zip(sizes, torch.split(full, list(sizes.values()), dim=0)))
 
 
-def jacobians(
-    space: LatentSpace,
-    criteria: Mapping[str, Criterion],
-    ws1: torch.Tensor,
-    *,
-    method: str = "fd",
-    eps: float = 1e-3,
-    central: bool = False,
-    exact_mode: str = "auto",
-    chunk: int = 64,
-    progress: Callable[[float], None] | None = None,
-) -> dict[Key, torch.Tensor]:
-    """Jacobians [M, D] of every criterion output of one face ``ws1`` [1, num_ws, w_dim]."""
+@dataclass(frozen=True)
+class JacobianMethod:
+    """How the Jacobians are taken.
+
+    Args:
+        method: "fd" (finite differences of the rendered images) or "exact" (autodiff).
+        eps: the finite-difference step, as a share of the latent's mean |x|.
+        central: central differences (two renders per coordinate) instead of forward ones.
+        exact_mode: for "exact": "reverse", "forward", or "auto" (the side with fewer passes).
+        chunk: coordinates (or output rows) per batched pass.
+    """
+
+    method: str = "fd"
+    eps: float = 1e-3
+    central: bool = False
+    exact_mode: str = "auto"
+    chunk: int = 64
+
+    def __post_init__(self) -> None:
+        if self.method not in ("fd", "exact"):
+            raise ValueError(f"method must be 'fd' or 'exact', not {self.method!r}")
+        if self.exact_mode not in ("auto", "reverse", "forward"):
+            raise ValueError(f"exact mode must be auto, reverse or forward, not {self.exact_mode!r}")
+
+
+def jacobians(space: LatentSpace, criteria: Mapping[str, Criterion], ws1: torch.Tensor,
+              how: JacobianMethod = JacobianMethod(),
+              progress: Callable[[float], None] | None = None) -> dict[Key, torch.Tensor]:
+    """Jacobians [M, D] of every criterion output of one face ``ws1`` [1, num_ws, w_dim].
+
+    Args:
+        how: finite differences or autodiff, and their step and batch sizes.
+        progress: optional ``progress(n)`` called as coordinates are done.
+    """
     tick = progress or (lambda n: None)
     ws1 = ws1.detach()
     with torch.no_grad():
         images = space.G.synthesis(ws1, noise_mode="const")
         ctxs = {cid: c.prepare(images) for cid, c in criteria.items()}
         y0 = _evaluate_all(criteria, images, ctxs)
-    if method == "fd":
-        return _jacobians_fd(space, criteria, ws1, ctxs, y0, eps=eps, central=central, chunk=chunk, tick=tick)
-    if method == "exact":
-        return _jacobians_exact(space, criteria, ws1, ctxs, y0, mode=exact_mode, chunk=chunk, tick=tick)
-    raise ValueError(f"method must be 'fd' or 'exact', not {method!r}")
+    if how.method == "fd":
+        return _jacobians_fd(space, criteria, ws1, ctxs, y0, eps=how.eps, central=how.central, chunk=how.chunk,
+                             tick=tick)
+    return _jacobians_exact(space, criteria, ws1, ctxs, y0, mode=how.exact_mode, chunk=how.chunk, tick=tick)
 
 
-def compute_jtj(
-    space: LatentSpace,
-    criteria: Mapping[str, Criterion],
-    ws: torch.Tensor,
-    *,
-    method: str = "fd",
-    eps: float = 1e-3,
-    central: bool = False,
-    exact_mode: str = "auto",
-    chunk: int = 64,
-    cache_dir: str | Path | None = None,
-    cache_tag: str = "",
-    progress: Callable[[float], None] | None = None,
-) -> dict[Key, torch.Tensor]:
+def compute_jtj(space: LatentSpace, criteria: Mapping[str, Criterion], ws: torch.Tensor,
+                how: JacobianMethod = JacobianMethod(), *, cache_dir: str | Path | None = None,
+                cache_tag: str = "", progress: Callable[[float], None] | None = None) -> dict[Key, torch.Tensor]:
     """JᵀJ [D, D] (float64) of every criterion's y_act and y_sup, averaged over the faces ``ws``.
 
-    ``method``: "fd" (finite differences, step ``eps`` × mean |x|, forward or central) or
-    "exact" (autodiff; ``exact_mode`` reverse/forward/auto picks the cheaper side).
-    Results are cached in ``cache_dir`` keyed by the generator fingerprint, criteria,
-    space, faces and method (plus ``cache_tag``, e.g. the eyes' fingerprints).
+    Args:
+        how: how each face's Jacobian is taken (`JacobianMethod`).
+        cache_dir: where results are cached, keyed by the generator fingerprint, criteria,
+            space, faces and method (plus ``cache_tag``, e.g. the eyes' fingerprints).
+        progress: optional ``progress(n)`` called as coordinates are done.
     """
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"jtj-{_cache_key(space, criteria, ws, method, eps, central, cache_tag)}.safetensors"
+        path = Path(cache_dir) / f"jtj-{_cache_key(space, criteria, ws, how, cache_tag)}.safetensors"
         if path.is_file():
             from safetensors.torch import load_file
 
@@ -164,8 +172,7 @@ def compute_jtj(
     tick = progress or (lambda n: None)
     total = {k: torch.zeros(space.dim, space.dim, dtype=torch.float64) for k in _keys(criteria)}
     for n in range(ws.shape[0]):
-        jac = jacobians(space, criteria, ws[n : n + 1], method=method, eps=eps, central=central,
-                        exact_mode=exact_mode, chunk=chunk, progress=tick)
+        jac = jacobians(space, criteria, ws[n : n + 1], how, progress=tick)
         for k, j in jac.items():
             total[k] += (j.T @ j).double()  # float32 product (the cost), float64 accumulation
     out = {k: (v / ws.shape[0]) for k, v in total.items()}
@@ -177,16 +184,16 @@ def compute_jtj(
     return out
 
 
-def _cache_key(space, criteria, ws, method, eps, central, tag) -> str:
+def _cache_key(space, criteria, ws, how: JacobianMethod, tag) -> str:
     G = space.G
     meta = {
         "generator": G.fingerprint(),
         "criteria": sorted(criteria),
         "space": space.space,
         "layers": space.layers,
-        "method": method,
-        "eps": eps,
-        "central": central,
+        "method": how.method,
+        "eps": how.eps,
+        "central": how.central,
         "tag": tag,
         "ws": hashlib.sha256(ws.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest(),
     }

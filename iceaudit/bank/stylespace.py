@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from iceaudit.bank.ice import jacobians
+from iceaudit.bank.ice import JacobianMethod, jacobians
 from iceaudit.bank.latent import LatentSpace
 from iceaudit.criteria.base import Criterion, FaceParser
 from iceaudit.criteria.regions import resolve_labels
@@ -65,7 +65,7 @@ def gradient_maps(G, ws1: torch.Tensor, layers: Sequence[str], *, size: int = 32
                   progress: Callable[[float], None] | None = None) -> torch.Tensor:
     """[D, size, size] gradient maps of one face for every channel of ``layers`` (packed order)."""
     space = LatentSpace(G, "S", list(layers))
-    jac = jacobians(space, {"p": _Pooled(size)}, ws1, method=method, progress=progress)["p::act"]  # [3*s*s, D]
+    jac = jacobians(space, {"p": _Pooled(size)}, ws1, JacobianMethod(method), progress=progress)["p::act"]  # [3*s*s, D]
     return jac.reshape(3, size, size, -1).abs().mean(0).permute(2, 0, 1)
 
 

@@ -101,32 +101,26 @@ def _train_analysis_net(kind: str, steps: int, batch: int, seed: int, run_dir: s
     out.print(f"wrote {Path(out_dir) / kind}.*")
 
 
-@facelab_app.command("train-landmarks")
-def facelab_train_landmarks(
-    steps: Steps = 1000,
-    batch: Batch = 32,
-    seed: Seed = 0,
-    run_dir: str = typer.Option("runs/facelab-landmarks", "--run-dir", help="Checkpoints and log (resumes)."),
-    threads: Threads = 2,
-    n_train: NTrain = 6000,
-    out_dir: AssetsOut = ASSETS_OUT,
-) -> None:
-    """Train the FaceLab landmark regressor on renders; writes OUT/landmarks.*"""
-    _train_analysis_net("landmarks", steps, batch, seed, run_dir, threads, n_train, out_dir)
+def _analysis_net_command(kind: str, what: str, default_steps: int, default_batch: int) -> None:
+    """Register ``train-<kind>``: the landmark regressor and the parser train the same way."""
+
+    def command(
+        steps: Steps = default_steps,
+        batch: Batch = default_batch,
+        seed: Seed = 0,
+        run_dir: str = typer.Option(f"runs/facelab-{kind}", "--run-dir", help="Checkpoints and log (resumes)."),
+        threads: Threads = 2,
+        n_train: NTrain = 6000,
+        out_dir: AssetsOut = ASSETS_OUT,
+    ) -> None:
+        _train_analysis_net(kind, steps, batch, seed, run_dir, threads, n_train, out_dir)
+
+    command.__doc__ = f"Train the FaceLab {what} on renders; writes OUT/{kind}.*"
+    facelab_app.command(f"train-{kind}")(command)
 
 
-@facelab_app.command("train-parser")
-def facelab_train_parser(
-    steps: Steps = 500,
-    batch: Batch = 24,
-    seed: Seed = 0,
-    run_dir: str = typer.Option("runs/facelab-parser", "--run-dir", help="Checkpoints and log (resumes)."),
-    threads: Threads = 2,
-    n_train: NTrain = 6000,
-    out_dir: AssetsOut = ASSETS_OUT,
-) -> None:
-    """Train the FaceLab face parser on renders; writes OUT/parser.*"""
-    _train_analysis_net("parser", steps, batch, seed, run_dir, threads, n_train, out_dir)
+_analysis_net_command("landmarks", "landmark regressor", default_steps=1000, default_batch=32)
+_analysis_net_command("parser", "face parser", default_steps=500, default_batch=24)
 
 
 

@@ -25,6 +25,8 @@ class MaskContext:
 
 
 class _Masked(Criterion):
+    kind = "masked"  # the criterion's name is kind[regions]
+
     def __init__(self, parser: FaceParser | None, regions: Sequence[str], *, size: int = 64,
                  dilate: int = 0, erode: int = 0, ring: int = 0) -> None:
         if parser is None:
@@ -32,6 +34,12 @@ class _Masked(Criterion):
         self.parser, self.regions, self.size = parser, list(regions), int(size)
         self.label_ids = resolve_labels(self.regions, list(parser.labels))
         self.dilate, self.erode, self.ring = dilate, erode, ring
+        self.name = f"{self.kind}[{'+'.join(self.regions)}]"
+
+    def _resized(self, images: torch.Tensor, ctx: MaskContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images at the criterion's size and the mask expanded to their batch."""
+        x = resize(images, self.size)
+        return x, expand_to(ctx.mask, x.shape[0])
 
     def prepare(self, images: torch.Tensor) -> MaskContext:
         logits = self.parser(images)
@@ -49,13 +57,10 @@ class _Masked(Criterion):
 class MaskedPixels(_Masked):
     """y_act = pixels inside the region (cropped to its box), y_sup = pixels outside."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.name = f"pixels[{'+'.join(self.regions)}]"
+    kind = "pixels"
 
     def evaluate(self, images, ctx: MaskContext):
-        x = resize(images, self.size)
-        m = expand_to(ctx.mask, x.shape[0])
+        x, m = self._resized(images, ctx)
         y0, y1, x0, x1 = ctx.box
         act = (x * m)[:, :, y0:y1, x0:x1].flatten(1)
         sup = (x * (1 - m)).flatten(1)
@@ -65,13 +70,10 @@ class MaskedPixels(_Masked):
 class RegionColour(_Masked):
     """y_act = mean RGB inside the region; y_sup = the image minus that mean inside the region."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.name = f"colour[{'+'.join(self.regions)}]"
+    kind = "colour"
 
     def evaluate(self, images, ctx: MaskContext):
-        x = resize(images, self.size)
-        m = expand_to(ctx.mask, x.shape[0])
+        x, m = self._resized(images, ctx)
         area = m.sum(dim=(2, 3)).clamp_min(1.0)
         mean = (x * m).sum(dim=(2, 3)) / area  # [N, 3]
         sup = (x - m * mean[:, :, None, None]).flatten(1)
@@ -84,9 +86,7 @@ class RegionShading(_Masked):
     a suppressor it holds the light direction while letting the region's colour move; y_sup is
     empty."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.name = f"shading[{'+'.join(self.regions)}]"
+    kind = "shading"
 
     def prepare(self, images: torch.Tensor) -> MaskContext:
         ctx = super().prepare(images)
@@ -97,8 +97,7 @@ class RegionShading(_Masked):
         return MaskContext(torch.cat([m * left, m * (1 - left)], dim=1), ctx.box)
 
     def evaluate(self, images, ctx: MaskContext):
-        x = resize(images, self.size)
-        halves = expand_to(ctx.mask, x.shape[0])  # [N, 2, S, S]: left, right
+        x, halves = self._resized(images, ctx)  # halves [N, 2, S, S]: left, right
         left, right = (
             (x * h).sum(dim=(2, 3)) / h.sum(dim=(2, 3)).clamp_min(1.0) for h in halves.split(1, dim=1)
         )

@@ -17,29 +17,33 @@ from iceaudit.facelab.analysis import load_landmarker, load_parser
 from iceaudit.facelab.render import LABEL_NAMES, LANDMARK_GROUPS, LANDMARK_NAMES, NUM_LANDMARKS
 
 
-class FaceLabLandmarks(nn.Module):
+class _FrozenNet(nn.Module):
+    """A trained FaceLab net with its weights frozen (criteria differentiate through it)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+
+class FaceLabLandmarks(_FrozenNet):
     num_points = NUM_LANDMARKS
     groups = {name: list(idx) for name, idx in LANDMARK_GROUPS.items()}
     names = list(LANDMARK_NAMES)
 
     def __init__(self):
-        super().__init__()
-        self.net = load_landmarker()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
+        super().__init__(load_landmarker())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images) / images.shape[-1]
 
 
-class FaceLabParser(nn.Module):
+class FaceLabParser(_FrozenNet):
     labels = list(LABEL_NAMES)
 
     def __init__(self):
-        super().__init__()
-        self.net = load_parser()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
+        super().__init__(load_parser())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)

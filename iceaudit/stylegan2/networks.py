@@ -128,12 +128,8 @@ class MappingNetwork(torch.nn.Module):
                  layer_features: int | None = None, activation: str = "lrelu",
                  lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.995):
         super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.num_ws = num_ws
-        self.num_layers = num_layers
-        self.w_avg_beta = w_avg_beta
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
+        self.num_layers, self.w_avg_beta = num_layers, w_avg_beta
         if embed_features is None:
             embed_features = w_dim
         if c_dim == 0:
@@ -266,12 +262,8 @@ class SynthesisBlock(torch.nn.Module):
         if architecture not in ("orig", "skip", "resnet"):
             raise ValueError(f"architecture must be 'orig', 'skip' or 'resnet', got {architecture!r}")
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.is_last = is_last
+        self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
+        self.resolution, self.img_channels, self.is_last = resolution, img_channels, is_last
         self.architecture = architecture
         self.use_fp16 = use_fp16  # kept for kwargs compatibility; precision is chosen by Generator.precision
         self.register_buffer("resample_filter", setup_filter(resample_filter))
