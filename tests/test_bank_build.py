@@ -3,6 +3,7 @@ FAN and BiSeNet adapters (real weights cannot be downloaded here)."""
 import json
 
 import pytest
+import tiny_stylegan
 import torch
 
 from iceaudit.bank.build import build_bank
@@ -11,13 +12,10 @@ from iceaudit.bank.recipe import load_recipe
 from iceaudit.criteria.base import Eyes
 from iceaudit.criteria.bisenet import BiSeNetParser
 from iceaudit.criteria.fan import FanLandmarks
-from iceaudit.stylegan2.networks import Generator
 
 
 def tiny_generator(seed=0):
-    torch.manual_seed(seed)
-    return Generator(8, 0, 8, 16, 3, mapping_kwargs={"num_layers": 2},
-                     synthesis_kwargs={"channel_base": 64, "channel_max": 8}).eval()
+    return tiny_stylegan.tiny_generator(seed, w_dim=8, channel_base=64, channel_max=8)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import tiny_stylegan
 import torch
-
 from cli_helpers import run_cli
+
 from iceaudit.cli import main
 from iceaudit.criteria.bisenet import BiSeNetParser
 from iceaudit.stylegan2.loaders import save_native
-from iceaudit.stylegan2.networks import Generator
 
 RECIPE = """
 [bank]
@@ -47,9 +47,7 @@ run = run_cli
 
 
 def _gen(seed):
-    torch.manual_seed(seed)
-    return Generator(8, 0, 8, 16, 3, mapping_kwargs={"num_layers": 2},
-                     synthesis_kwargs={"channel_base": 64, "channel_max": 8}).eval()
+    return tiny_stylegan.tiny_generator(seed, w_dim=8, channel_base=64, channel_max=8)
 
 
 @pytest.fixture(scope="module")

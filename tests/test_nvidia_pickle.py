@@ -19,20 +19,15 @@ from stylegan2_io_fakes import (  # noqa: E402
 
 from iceaudit.errors import UserError  # noqa: E402
 from iceaudit.stylegan2.networks import Generator  # noqa: E402
+import tiny_stylegan  # noqa: E402
 from iceaudit.stylegan2.nvidia_pickle import (  # noqa: E402
     PersistentRecord, load_nvidia_pickle, read_network_pickle,
 )
 
 
 def tiny_generator(seed: int = 0, num_layers: int = 2) -> Generator:
-    torch.manual_seed(seed)
-    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
-                  mapping_kwargs=dict(num_layers=num_layers),
-                  synthesis_kwargs=dict(channel_base=128, channel_max=32)).eval()
-    with torch.no_grad():  # non-trivial values everywhere (noise strengths, biases, w_avg)
-        for t in list(G.parameters()) + [G.mapping.w_avg]:
-            t.add_(torch.randn_like(t) * 0.2)
-    return G
+    # jitter: non-trivial values everywhere (noise strengths, biases, w_avg)
+    return tiny_stylegan.tiny_generator(seed, w_dim=16, channel_max=32, mapping_layers=num_layers, jitter=0.2)
 
 
 def images(G: Generator, psi: float = 0.7) -> torch.Tensor:

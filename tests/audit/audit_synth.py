@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import tiny_stylegan
 import torch
 
 from iceaudit.audit.classifier import ModelCard, load_classifier
@@ -18,10 +19,7 @@ W_DIM = 64
 
 
 def tiny_generator(seed: int = 0) -> Generator:
-    torch.manual_seed(seed)
-    G = Generator(z_dim=W_DIM, c_dim=0, w_dim=W_DIM, img_resolution=16, img_channels=3,
-                  mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
-    return G.eval()
+    return tiny_stylegan.tiny_generator(seed, w_dim=W_DIM)
 
 
 class MeanRed(torch.nn.Module):

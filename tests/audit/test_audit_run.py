@@ -142,7 +142,7 @@ def test_same_seed_same_numbers(G, bank, tmp_path):
 
 RUNNER = r"""
 import sys, time, torch
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {tests_root!r}]
 torch.set_num_threads(1)
 from audit_synth import MeanRed
 from iceaudit.audit import AuditSettings, load_card, load_classifier, run_audit
@@ -166,7 +166,8 @@ run_audit(clf, G, load_bank({bank!r}), AuditSettings(n=8, n_steps=5, n_null=3, n
 
 
 def _script(world, out, resume, sleep):
-    return RUNNER.format(tests=str(Path(__file__).parent), classifier=str(world["classifier"]), card=str(world["card"]),
+    return RUNNER.format(tests=str(Path(__file__).parent), tests_root=str(Path(__file__).parents[1]),
+                         classifier=str(world["classifier"]), card=str(world["card"]),
                          generator=str(world["generator"]), bank=str(world["bank"]), out=str(out), resume=resume,
                          sleep=sleep)
 

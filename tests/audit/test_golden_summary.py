@@ -1,7 +1,13 @@
 """The audit's output does not drift: a small audit of the synthetic world, run through the
 CLI, gives the committed summary.json (tests/data/golden/summary.json) — every key and
-string the same, every number within 1e-6 relative — except what describes the run
-rather than its result (provenance, timings).
+string the same, every number within 1e-4 relative (bootstrap bounds within 1e-2) — except
+what describes the run rather than its result (provenance, timings).
+
+Why not tighter: the same code on two machines (other CPUs, other oneDNN kernels) gives
+scores a few float32 ulps apart (measured 5e-7 relative); differences of near-equal
+numbers (completeness gaps, infidelity) carry that to ~1e-5, and a BCa bootstrap bound, an
+order statistic of 2,000 resamples, moves by a resample (measured 1.2e-3). A change of method
+moves the numbers far more than that.
 
 After a change that is meant to move the numbers, regenerate it and review the diff:
 
@@ -25,6 +31,9 @@ from iceaudit.bank.format import load_bank
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden" / "summary.json"
 RUN_ONLY = ("provenance",)  # where and when it ran, not what it found
+REL_TOL = 1e-4
+BOOTSTRAP_BOUNDS = ("ci_low", "ci_high")  # order statistics of the bootstrap: REL_TOL_BOUND
+REL_TOL_BOUND = 1e-2
 
 
 def _result(summary: dict) -> dict:
@@ -37,18 +46,18 @@ def _result(summary: dict) -> dict:
     return strip(summary)
 
 
-def _same(a, b, where="summary") -> list[str]:
+def _same(a, b, where="summary", rel=REL_TOL) -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         if set(a) != set(b):
             return [f"{where}: keys {sorted(set(a) ^ set(b))} differ"]
-        return [d for k in a for d in _same(a[k], b[k], f"{where}.{k}")]
+        return [d for k in a for d in _same(a[k], b[k], f"{where}.{k}", REL_TOL_BOUND if k in BOOTSTRAP_BOUNDS else rel)]
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return [f"{where}: {len(a)} vs {len(b)} items"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _same(x, y, f"{where}[{i}]")]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _same(x, y, f"{where}[{i}]", rel)]
     if isinstance(a, float) or isinstance(b, float):
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
-                and (math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) or (math.isnan(a) and math.isnan(b))):
+                and (math.isclose(a, b, rel_tol=rel, abs_tol=1e-9) or (math.isnan(a) and math.isnan(b))):
             return []
         return [f"{where}: {a!r} vs {b!r}"]
     return [] if a == b else [f"{where}: {a!r} vs {b!r}"]
