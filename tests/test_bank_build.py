@@ -53,7 +53,6 @@ def test_ffhq_recipe_builds_every_subspace_with_files_and_fingerprint(ffhq_build
 
 def test_failing_subspaces_are_not_shipped(ffhq_build, tmp_path):
     G, recipe, result, _ = ffhq_build
-    from iceaudit.bank.format import Bank
 
     rejected = set(result.rejected)
     shipped = [s for s in result.bank.subspaces if s.id not in rejected]

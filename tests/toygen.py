@@ -67,7 +67,7 @@ class ToyGenerator(nn.Module):
             while res <= img_resolution:
                 c = channels[res]
                 if res == 4:
-                    self._add(f"b4.conv1", ModConv(w_dim, c, c, 3), c, w_idx)
+                    self._add("b4.conv1", ModConv(w_dim, c, c, 3), c, w_idx)
                 else:
                     cp = channels[res // 2]
                     self._add(f"b{res}.conv0", ModConv(w_dim, cp, c, 3, up=True), cp, w_idx)

@@ -25,7 +25,7 @@ exactly; the others get effect 0. Exhaustive when ``screen`` is None.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 

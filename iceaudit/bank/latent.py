@@ -10,7 +10,6 @@ that perturbations of late layers re-run only the end of the synthesis network.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 

@@ -340,7 +340,6 @@ def facelab_oracle(
 ) -> None:
     """Ground truth: the effect of moving each true factor alone on a classifier's decision score."""
     import json
-    from pathlib import Path
 
     import torch
 

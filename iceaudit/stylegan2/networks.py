@@ -22,8 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 import numpy as np

@@ -1,5 +1,5 @@
 """Damaged records an earlier run left (a sweep index, a run key) that parse as JSON but are not objects: one message."""
-import json, pytest
+import pytest
 from iceaudit.errors import UserError
 from iceaudit.sweep import SweepIndex
 from iceaudit.audit.directory import prepare_out, CHECKPOINT, RUN_FILE

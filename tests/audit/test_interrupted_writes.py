@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from cli_helpers import run_cli
 from iceaudit.summary import load_summary

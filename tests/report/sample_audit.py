@@ -16,9 +16,13 @@ import platform
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from PIL import Image
 
 from iceaudit.summary import Driver, compose_verdict, write_summary
 
