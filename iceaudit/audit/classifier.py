@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from iceaudit.errors import UserError, brief
 from iceaudit.validation import read_record
+from iceaudit.precision import autocast
 from iceaudit.audit.trust import check_runnable, is_path_spec, resolve_factory, trust_from_env
 
 HEADS = ("logit", "softmax", "sigmoid")
@@ -209,6 +210,9 @@ class Classifier:
     path: str | None = None
     sha256: str | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # "fp32", or autocast in "bf16"/"fp16" around the model (iceaudit.precision); an ONNX
+    # graph runs in the types it was exported with, whatever this says
+    precision: str = "fp32"
 
     @property
     def threshold(self) -> float:
@@ -248,8 +252,9 @@ class Classifier:
             raise UserError(f"decision_score expects images [N, 3, H, W], got {tuple(images.shape)}")
         x = self.preprocess(images.to(self.device))
         try:
-            out = self.model(x)
-        except UserError:
+            with autocast(x.device.type, self.precision if self.kind != "onnx" else "fp32"):
+                out = self.model(x)
+        except (UserError, torch.cuda.OutOfMemoryError):  # out of memory: the caller halves its batch
             raise
         except Exception as err:  # noqa: BLE001 - a model failing on our input is a card problem
             first = brief(err)
@@ -301,8 +306,12 @@ class Classifier:
         """Run two blank images of the generator's resolution through the model:
         wrong input size, bad output shape and non-finite scores surface here,
         before any audit work."""
-        with torch.no_grad():
-            self.decision_score(torch.zeros(2, 3, resolution, resolution, device=self.device))
+        try:
+            with torch.no_grad():
+                self.decision_score(torch.zeros(2, 3, resolution, resolution, device=self.device))
+        except torch.cuda.OutOfMemoryError:
+            raise UserError(f"out of GPU memory running the classifier on two {resolution} px images",
+                            hint="Free the GPU (another process holds it?), or run with --device cpu.") from None
 
 
 def load_classifier(path: str | Path, card: ModelCard | None = None, device: torch.device | str = "cpu",

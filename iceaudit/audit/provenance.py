@@ -59,7 +59,7 @@ def compose_summary(classifier, G, fingerprint, bank, subspaces, settings, n, de
         "settings": {"n_samples": n, "seed": settings.seed, "psi": settings.psi,
                      "alphas": next(iter(grid_lists.values())) if same_grid else grid_lists,
                      "n_steps": settings.n_steps, "n_null": settings.n_null, "device": str(device),
-                     "batch_images": batch, "partial_synthesis": settings.partial,
+                     "batch_images": batch, "precision": settings.precision, "partial_synthesis": settings.partial,
                      "bisect_steps": settings.bisect_steps, "n_bootstrap": settings.n_bootstrap,
                      "level": settings.level},
         "verdict": compose_verdict([asdict(d) for d in drivers]),

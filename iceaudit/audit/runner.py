@@ -92,13 +92,35 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
     classifier.validate(G.img_resolution)
     n = settings.n or default_n(device)
     batch = settings.batch_images or auto_batch(device, G.img_resolution)
+    with _precision(G, classifier, settings.precision):
+        return _run(classifier, G, fingerprint, bank, subspaces, settings, device, n, batch)
 
+
+@contextlib.contextmanager
+def _precision(G, classifier: Classifier, precision: str):
+    """Both networks in `precision` for the audit, as they were afterwards (they are the caller's)."""
+    if not hasattr(G, "precision"):
+        if precision != "fp32":
+            raise UserError(f"--precision {precision}: this generator ({type(G).__name__}) runs in float32 only")
+        yield
+        return
+    before = (G.precision, classifier.precision)
+    G.precision, classifier.precision = precision, precision
+    try:
+        yield
+    finally:
+        G.precision, classifier.precision = before
+
+
+def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: list[Subspace],
+         settings: AuditSettings, device: torch.device, n: int, batch: int) -> AuditResult:
+    """The audit of checked inputs: walks, statistics, images, baselines, the directory."""
     run_key = {
         "classifier_sha256": classifier.sha256, "card": classifier.card.to_dict(), "generator": fingerprint,
         "bank": bank_hash(bank), "subspaces": [s.id for s in subspaces], "n": n, "seed": settings.seed,
         "psi": settings.psi, "n_steps": settings.n_steps, "n_null": settings.n_null,
         "partial": settings.partial, "bisect_steps": settings.bisect_steps, "device": device.type,
-        "batch_images": batch, "shard_faces": settings.shard_faces,
+        "batch_images": batch, "shard_faces": settings.shard_faces, "precision": settings.precision,
     }
     if settings.backend == "ray":  # an unreachable cluster or a missing Ray is refused before any work
         from iceaudit.audit.ray_backend import preflight

@@ -8,6 +8,7 @@ from typing import Any
 
 from iceaudit.audit.backends import BACKENDS, BackendOptions
 from iceaudit.errors import UserError
+from iceaudit.precision import PRECISIONS
 
 MAX_FACES = 65_536  # faces per audit: their latents alone are ~2.4 GB at 1024 px (18 × 512 floats each)
 
@@ -21,6 +22,7 @@ class AuditSettings:
     n_null: int = 8  # random directions per subspace (walked to the two ends of its range)
     device: str = "auto"
     batch_images: int | None = None  # images per generator+classifier batch; None: by device and resolution
+    precision: str = "fp32"  # generator and classifier: fp32, or autocast in bf16 / fp16 (iceaudit.precision)
     partial: bool = True  # partial synthesis (False: full re-synthesis, for benchmarks)
     bisect_steps: int = 8  # bisection renders per counterfactual crossing
     n_bootstrap: int = 2000
@@ -76,6 +78,8 @@ class AuditSettings:
         real(self.min_margin_share, "min_margin_share", 0.0, 100.0)
         whole(self.shard_faces, "--shard-faces", 1)
         whole(self.workers, "--workers", 1, 100_000, none_ok=True)
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if self.backend not in BACKENDS:
             raise UserError(f"--backend must be one of {', '.join(BACKENDS)} (got {self.backend!r})")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Callable, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,8 @@ from iceaudit.audit.stats import zero_index
 from iceaudit.audit.walks import Walker, ScoreFn, end_to_end_change, match_image_change, null_directions
 from iceaudit.bank.format import Subspace
 from iceaudit.errors import UserError
+
+T = TypeVar("T")
 
 CALIBRATION_FACES = 8  # faces the image-change target of a subspace is measured on
 
@@ -128,13 +131,16 @@ def calibrate(G, faces: Faces, sub: Subspace, alphas: np.ndarray, score_fn: Scor
     sub = on_device(sub, first.ws.device)
     ends = alphas[[0, -1]]
 
-    def walker_of(s: Subspace) -> Walker:
-        return Walker(G, first, s, score_fn, batch_images=batch, partial=options.partial)
+    def measure(b: int) -> Calibration:
+        def walker_of(s: Subspace) -> Walker:
+            return Walker(G, first, s, score_fn, batch_images=b, partial=options.partial)
 
-    target = end_to_end_change(walker_of(sub), ends, n_faces=CALIBRATION_FACES)
-    norms = tuple(float(match_image_change(null, walker_of, target, ends).unit_norm)
-                  for null in null_directions(sub, options.n_null, seed=null_seed(options.null_seed, sub.id)))
-    return Calibration(subspace=sub.id, target=float(target), null_unit_norms=norms)
+        target = end_to_end_change(walker_of(sub), ends, n_faces=CALIBRATION_FACES)
+        norms = tuple(float(match_image_change(null, walker_of, target, ends).unit_norm)
+                      for null in null_directions(sub, options.n_null, seed=null_seed(options.null_seed, sub.id)))
+        return Calibration(subspace=sub.id, target=float(target), null_unit_norms=norms)
+
+    return halving_on_oom(measure, batch)[0]
 
 
 def walk_unit(G, faces: Faces, unit: WalkUnit, sub: Subspace, alphas: np.ndarray, calibration: Calibration,
@@ -150,15 +156,30 @@ def walk_unit(G, faces: Faces, unit: WalkUnit, sub: Subspace, alphas: np.ndarray
     import time
 
     t0 = time.perf_counter()
+    (walks, cfs), batch = halving_on_oom(
+        lambda b: _walk_unit_once(G, faces, unit, sub, alphas, calibration, score_fn, options, b, advance), batch)
+    return UnitResult(unit, walks, cfs, batch, seconds=time.perf_counter() - t0)
+
+
+def halving_on_oom(run: Callable[[int], T], batch: int) -> tuple[T, int]:
+    """``run(batch)``; on CUDA out-of-memory, the same with half the batch, down to one image.
+
+    Returns:
+        What `run` returned, and the batch it succeeded with (later work starts there).
+
+    Raises:
+        UserError: one image per batch does not fit either.
+    """
     while True:
         try:
-            walks, cfs = _walk_unit_once(G, faces, unit, sub, alphas, calibration, score_fn, options, batch, advance)
-            return UnitResult(unit, walks, cfs, batch, seconds=time.perf_counter() - t0)
+            return run(batch), batch
         except torch.cuda.OutOfMemoryError:
             if batch <= 1:
-                raise UserError("out of GPU memory even with one image per batch: use --device cpu") from None
+                raise UserError("out of GPU memory even with one image per batch",
+                                hint="Free the GPU (another process holds it?), or run with --device cpu.") from None
             batch //= 2
-            torch.cuda.empty_cache()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
 
 def _walk_unit_once(G, faces, unit, sub, alphas, calibration, score_fn, options, batch, advance):

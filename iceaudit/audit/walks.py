@@ -66,11 +66,20 @@ class Walker:
         out = np.empty((n, a), dtype=np.float64)
         for i in range(0, n, per):
             ws = self.faces.ws[i:i + per]
-            imgs = self._render(ws, alpha_t.repeat(len(ws)), a)
-            out[i:i + len(ws)] = self.score_fn(imgs).double().cpu().numpy().reshape(len(ws), a)
+            if a <= self.batch_images:
+                imgs = self._render(ws, alpha_t.repeat(len(ws)), a)
+                out[i:i + len(ws)] = self.score_fn(imgs).double().cpu().numpy().reshape(len(ws), a)
+            else:  # fewer images per batch than steps: one face, its steps in batches
+                out[i] = self._one_face(ws, alpha_t)
             if on_batch:
                 on_batch(len(ws))
         return out
+
+    def _one_face(self, ws: torch.Tensor, alpha_t: torch.Tensor) -> np.ndarray:
+        state = self._prefix(ws) if self.partial else None
+        b = self.batch_images
+        return np.concatenate([self.score_fn(self._render(ws, alpha_t[j:j + b], len(alpha_t[j:j + b]), state))
+                               .double().cpu().numpy() for j in range(0, len(alpha_t), b)])
 
     @torch.no_grad()
     def at(self, face_idx: np.ndarray, alphas: np.ndarray) -> np.ndarray:
@@ -97,7 +106,10 @@ class Walker:
         device = self.faces.ws.device
         idx = torch.as_tensor(face_idx, dtype=torch.long, device=device)
         al = torch.as_tensor(alphas, dtype=torch.float32, device=device)
-        return self._render(self.faces.ws[idx], al, 1)
+        b = self.batch_images
+        if len(idx) <= b:
+            return self._render(self.faces.ws[idx], al, 1)
+        return torch.cat([self._render(self.faces.ws[idx[i:i + b]], al[i:i + b], 1) for i in range(0, len(idx), b)])
 
 
 @torch.no_grad()

@@ -28,6 +28,7 @@ def audit_command(
     steps: int = typer.Option(9, "--steps", help="Walk grid points over each subspace's calibrated step range."),
     null: int = typer.Option(8, "--null", help="Random directions per subspace (the null floor)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Images per batch (default: by device and resolution)."),
+    precision: str = typer.Option("fp32", "--precision", help="Generator and classifier arithmetic: fp32, or autocast in bf16 / fp16 (faster on GPUs; measured parity in docs/precision.md)."),
     subspaces: Optional[str] = typer.Option(None, "--subspaces", help="Comma-separated subspace ids to audit (default: all)."),
     sanity: bool = typer.Option(False, "--sanity", help="Also audit the classifier with re-initialised weights: it should show no driver (doubles the time)."),
     baselines: str = typer.Option("default", "--baselines", help="Captum pixel attributions, latent attribution and AttFind beside the walks: `none`, `default`, `all` or a comma-separated list (see docs/baselines.md)."),
@@ -82,7 +83,7 @@ def audit_command(
     result = audit(
         classifier, model_card, generator=generator, bank=bank, n=n, seed=seed, device=device, baselines=methods,
         out=out_dir, parser=parser, parser_labels=parser_labels, card_path=card, psi=psi, n_steps=steps,
-        n_null=null, batch_images=batch, resume=resume, sanity=sanity, backend=backend, ray_address=ray_address,
+        n_null=null, batch_images=batch, precision=precision, resume=resume, sanity=sanity, backend=backend, ray_address=ray_address,
         workers=workers, shard_faces=shard_faces, trust_classifier=trust_classifier,
         subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
         command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),

@@ -30,6 +30,7 @@ def sweep_command(
     workers: Optional[int] = typer.Option(None, "--workers", help="With --backend ray: number of actors."),
     shard_faces: int = typer.Option(64, "--shard-faces", help="Faces per unit of work."),
     subspaces: Optional[str] = typer.Option(None, "--subspaces", help="Comma-separated subspace ids to audit (default: all)."),
+    precision: str = typer.Option("fp32", "--precision", help="Generator and classifier arithmetic: fp32, bf16 or fp16 (autocast; docs/precision.md)."),
     trust_classifier: bool = typer.Option(False, "--trust-classifier", envvar="ICEAUDIT_TRUST_CLASSIFIER", help=TRUST_HELP),
 ) -> None:
     """Audit many classifiers on the same faces, gate each, write one index: exit 0 when all pass,
@@ -45,6 +46,7 @@ def sweep_command(
     index = run_sweep(models, policy, out_dir, generator=generator, bank=bank, baseline_dir=baseline, formats=formats,
                       resume=resume, backend=backend, ray_address=ray_address, workers=workers, device=device,
                       trust_classifier=trust_classifier, n=n, seed=seed, baselines=parse_methods(baselines), shard_faces=shard_faces,
+                      precision=precision,
                       subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None)
     from rich.markup import escape
     from rich.table import Table

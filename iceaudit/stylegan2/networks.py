@@ -28,6 +28,7 @@ from typing import Iterator, Mapping
 import numpy as np
 import torch
 
+from iceaudit.precision import autocast, check_precision
 from iceaudit.stylegan2.ops import (
     assert_shape,
     bias_act,
@@ -39,7 +40,11 @@ from iceaudit.stylegan2.ops import (
 )
 
 NOISE_MODES = ("const", "random", "none")
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Blocks in reduced precision when a file says num_fp16_res = 0 (TF-converted config-f pickles
+# do): the official training default. The top four resolutions hold ~98 % of a 1024 px
+# generator's FLOPs; the low ones overflow in fp16 when trained in fp32 (measured: the demo
+# generator's b4 block in fp16 → images 97 % of their range off).
+DEFAULT_REDUCED_RES = 4
 
 # ----------------------------------------------------------------------------
 # Layers
@@ -419,6 +424,9 @@ class SynthesisNetwork(torch.nn.Module):
         self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
         fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
+        # where `precision` applies: the official fp16 blocks, or the default top resolutions
+        self.reduced_resolution = fp16_resolution if num_fp16_res > 0 else \
+            max(2 ** (self.img_resolution_log2 + 1 - DEFAULT_REDUCED_RES), 8)
 
         self.num_ws = 0
         layers: list[StyleLayer] = []
@@ -469,10 +477,10 @@ class SynthesisNetwork(torch.nn.Module):
         ref = next(iter(styles.values()))
         fused = self._fused(ref, fused_modconv)
         x = img = shortcut = None
-        with self._autocast(ref):
-            for block, name, full in self._steps():
-                if full == start:
-                    break
+        for block, name, full in self._steps():
+            if full == start:
+                break
+            with self._autocast(ref, block):
                 if name is None:
                     x, shortcut = block.enter(x, batch, torch.float32)
                 else:
@@ -490,12 +498,12 @@ class SynthesisNetwork(torch.nn.Module):
         fused = self._fused(state.x, fused_modconv)
         x, img, shortcut = state.x, state.img, state.shortcut
         running = False
-        with self._autocast(state.x):
-            for block, name, full in self._steps():
-                if full == state.start:
-                    running = True
-                if not running:
-                    continue
+        for block, name, full in self._steps():
+            if full == state.start:
+                running = True
+            if not running:
+                continue
+            with self._autocast(state.x, block):
                 if name is None:
                     x, shortcut = block.enter(x, batch, torch.float32)
                 else:
@@ -548,11 +556,12 @@ class SynthesisNetwork(torch.nn.Module):
             fused_modconv = choose_fused_modconv(like, self.training, self.precision)
         return bool(fused_modconv)
 
-    def _autocast(self, like: torch.Tensor):
-        dtype = PRECISIONS[self.precision]
-        if dtype is None:
+    def _autocast(self, like: torch.Tensor, block: SynthesisBlock):
+        """Autocast for `block` under `precision`: only from `reduced_resolution` up, weights
+        stay float32 (autocast casts them per op) and the image sum stays float32."""
+        if block.resolution < self.reduced_resolution:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=like.device.type, dtype=dtype)
+        return autocast(like.device.type, self.precision)
 
     @staticmethod
     def _check_noise_mode(noise_mode: str) -> None:
@@ -564,8 +573,9 @@ class Generator(torch.nn.Module):
     """z → w (mapping) → images (synthesis), with StyleSpace and partial synthesis.
 
     Numbers match NVlabs stylegan2-ada-pytorch in float32 with
-    ``force_fp32=True``; `precision` ('fp32' default, 'fp16', 'bf16') turns on
-    torch.autocast for synthesis instead of the official per-block fp16.
+    ``force_fp32=True``; `precision` ('fp32' default, 'fp16', 'bf16') runs the blocks the
+    official code runs in fp16 (the top `num_fp16_res` resolutions; the top 4 when the file
+    says 0) under torch.autocast in that type, the lower blocks in float32.
     """
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
@@ -599,9 +609,7 @@ class Generator(torch.nn.Module):
 
     @precision.setter
     def precision(self, value: str) -> None:
-        if value not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {value!r}")
-        self.synthesis.precision = value
+        self.synthesis.precision = check_precision(value)
 
     # -- StyleSpace ------------------------------------------------------------
 
