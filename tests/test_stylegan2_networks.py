@@ -281,6 +281,26 @@ def test_batch_independence(G, fused):
     assert max_rel(batch, alone) < 1e-5
 
 
+def test_cpu_default_form_is_chosen_per_layer_and_gives_the_same_images(G, monkeypatch):
+    """On CPU the default picks fused or non-fused per layer (one image: fused); whatever
+    the mix, the images are those of either pure form."""
+    from iceaudit.stylegan2 import networks
+
+    assert networks.cpu_prefers_fused(1, 16, 4608)  # one image: the official operations
+    assert not networks.cpu_prefers_fused(4, 32 * 32, 512 * 9)  # a low-res, wide layer in a batch
+    assert networks.cpu_prefers_fused(4, 256 * 256, 128 * 9)  # a high-res, narrow one
+    chosen = []
+    real = networks.modulated_conv2d
+    monkeypatch.setattr(networks, "modulated_conv2d",
+                        lambda *a, **k: chosen.append(k["fused_modconv"]) or real(*a, **k))
+    ws = sample_ws(G, n=3)
+    with torch.no_grad():
+        mixed = G.synthesis(ws)
+        assert set(chosen) == {False, True}  # this generator mixes both forms at batch 3
+        pure = G.synthesis(ws, fused_modconv=False)
+    assert max_rel(mixed, pure) < 1e-5
+
+
 def test_bf16_autocast_close_to_fp32(G):
     ws = sample_ws(G, n=2)
     with torch.no_grad():

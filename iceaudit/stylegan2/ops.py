@@ -308,5 +308,5 @@ def modulated_conv2d(
     x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, padding=padding, groups=batch, flip_weight=flip_weight)
     x = x.reshape(batch, -1, *x.shape[2:])
     if noise is not None:
-        x = x + noise.to(x.dtype)
+        x = x.add_(noise.to(x.dtype))  # in place: x is this call's own conv output
     return x
