@@ -80,6 +80,20 @@ def prepare_out(out: Path, resume: bool, run_key: dict[str, Any]) -> None:
     write_text(run_file, json.dumps(key, indent=2, sort_keys=True) + "\n")
 
 
+def resumed_batch(out: str | Path | None, resume: bool) -> int | None:
+    """The batch size an audit being resumed ran with (it is part of its run key: a batch sized
+    to free GPU memory must not change between the two runs), or None."""
+    run_file = Path(out) / CHECKPOINT / RUN_FILE if out is not None else None
+    if not resume or run_file is None or not run_file.is_file():
+        return None
+    try:
+        old = read_record(run_file, "checkpoint", "json")
+    except UserError:
+        return None  # prepare_out says what is wrong with it
+    batch = old.get("batch_images") if isinstance(old, dict) else None
+    return batch if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1 else None
+
+
 def shard_done(shard: Path) -> bool:
     return Path(f"{shard}.walks.parquet").is_file() and Path(f"{shard}.cf.parquet").is_file()
 

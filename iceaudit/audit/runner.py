@@ -36,14 +36,14 @@ import torch
 from iceaudit import dirlock
 from iceaudit.audit.backends import AuditWork
 from iceaudit.audit.classifier import Classifier
-from iceaudit.audit.directory import CHECKPOINT, RUN_FILE, check_out, prepare_out, write_parquet
+from iceaudit.audit.directory import CHECKPOINT, RUN_FILE, check_out, prepare_out, resumed_batch, write_parquet
 from iceaudit.audit.images import write_images
 from iceaudit.audit.provenance import bank_hash, card_hash, compose_summary
 from iceaudit.audit.sample import Faces, default_n, resolve_device, sample_faces
 from iceaudit.audit.settings import MAX_FACES, AuditSettings
 from iceaudit.audit.statistics import per_face_table, statistics
 from iceaudit.audit.units import WalkOptions, plan_units
-from iceaudit.audit.walking import auto_batch, progress_bars, walk_units
+from iceaudit.audit.walking import auto_batch, memory_batch, progress_bars, walk_units
 from iceaudit.audit.walks import alpha_grid
 from iceaudit.bank.edit import check_compatible
 from iceaudit.bank.format import Bank, Subspace
@@ -91,8 +91,10 @@ def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
         classifier.device = device
     classifier.validate(G.img_resolution)
     n = settings.n or default_n(device)
-    batch = settings.batch_images or auto_batch(device, G.img_resolution)
     with _precision(G, classifier, settings.precision):
+        batch = settings.batch_images or resumed_batch(settings.out, settings.resume) or (
+            memory_batch(G, classifier.decision_score, device) if device.type == "cuda"
+            else auto_batch(device, G.img_resolution))
         return _run(classifier, G, fingerprint, bank, subspaces, settings, device, n, batch)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +97,40 @@ class _Throughput:
 
 
 def auto_batch(device: torch.device, resolution: int) -> int:
+    """Images per batch when none is asked for and no memory probe is possible: by resolution."""
     base = 4096 if device.type == "cuda" else 256
     return int(max(1, min(512, base * 64 * 64 // (resolution * resolution) if resolution > 64 else base)))
+
+
+def batch_for_memory(free_bytes: int, bytes_per_image: float, ceiling: int = 1024, share: float = 0.6) -> int:
+    """The largest batch whose images take at most `share` of the free memory (1 at least).
+
+    Args:
+        free_bytes: free device memory now.
+        bytes_per_image: peak memory one image of generator + classifier takes (measured).
+        ceiling: the batch never grows past this (past a few hundred images a GPU gains nothing).
+        share: the part of the free memory to plan for; the rest is headroom for partial-synthesis
+            states, the allocator and other processes (an out-of-memory error still halves the batch).
+    """
+    if bytes_per_image <= 0:
+        return ceiling
+    return int(max(1, min(ceiling, math.floor(share * free_bytes / bytes_per_image + 1e-9))))
+
+
+def memory_batch(G, score_fn, device: torch.device, probe: int = 2) -> int:
+    """CUDA: measure the peak memory of `probe` images through generator and classifier, and
+    size the batch to the free memory (`batch_for_memory`). Not measured on a GPU in this
+    project's CI (none is at hand): the out-of-memory halving is the tested safety net."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    with torch.no_grad():
+        z = torch.randn(probe, G.z_dim, device=device)
+        c = torch.zeros(probe, G.c_dim, device=device) if getattr(G, "c_dim", 0) else None
+        score_fn(G.synthesis(G.mapping(z, c)))
+    peak = torch.cuda.max_memory_allocated(device) - before
+    free, _ = torch.cuda.mem_get_info(device)
+    return batch_for_memory(free, peak / probe)
 
 
 # -- statistics ------------------------------------------------------------------------------------

@@ -63,23 +63,24 @@ class Walker:
         per = max(1, self.batch_images // a)
         device = self.faces.ws.device
         alpha_t = torch.as_tensor(alphas, dtype=torch.float32, device=device)
-        out = np.empty((n, a), dtype=np.float64)
+        rows = []  # scores stay on the device until the grid is done: no host sync per batch
         for i in range(0, n, per):
             ws = self.faces.ws[i:i + per]
             if a <= self.batch_images:
-                imgs = self._render(ws, alpha_t.repeat(len(ws)), a)
-                out[i:i + len(ws)] = self.score_fn(imgs).double().cpu().numpy().reshape(len(ws), a)
+                rows.append(self.score_fn(self._render(ws, alpha_t.repeat(len(ws)), a)).reshape(len(ws), a))
             else:  # fewer images per batch than steps: one face, its steps in batches
-                out[i] = self._one_face(ws, alpha_t)
+                rows.append(self._one_face(ws, alpha_t)[None])
             if on_batch:
                 on_batch(len(ws))
-        return out
+        if not rows:
+            return np.empty((0, a), dtype=np.float64)
+        return torch.cat(rows).double().cpu().numpy()
 
-    def _one_face(self, ws: torch.Tensor, alpha_t: torch.Tensor) -> np.ndarray:
+    def _one_face(self, ws: torch.Tensor, alpha_t: torch.Tensor) -> torch.Tensor:
         state = self._prefix(ws) if self.partial else None
         b = self.batch_images
-        return np.concatenate([self.score_fn(self._render(ws, alpha_t[j:j + b], len(alpha_t[j:j + b]), state))
-                               .double().cpu().numpy() for j in range(0, len(alpha_t), b)])
+        return torch.cat([self.score_fn(self._render(ws, alpha_t[j:j + b], len(alpha_t[j:j + b]), state))
+                          for j in range(0, len(alpha_t), b)])
 
     @torch.no_grad()
     def at(self, face_idx: np.ndarray, alphas: np.ndarray) -> np.ndarray:

@@ -80,3 +80,41 @@ def test_a_classifier_that_fits_two_images_but_not_eight_still_runs_every_stage(
     capped_model = MemoryCap(clf.model, cap=2)
     res = run_audit(replace(clf, model=capped_model), G, bank, _settings(batch_images=8, out=tmp_path / "a"))
     assert capped_model.largest == 2 and res.summary["settings"]["batch_images"] == 2
+
+
+def test_batch_for_memory_plans_for_a_share_of_the_free_memory():
+    from iceaudit.audit.walking import batch_for_memory
+
+    gib = 1 << 30
+    assert batch_for_memory(10 * gib, 0.1 * gib) == 60  # 60 % of 10 GiB at 0.1 GiB an image
+    assert batch_for_memory(10 * gib, 0.1 * gib, share=0.3) == 30
+    assert batch_for_memory(100 * gib, 1 << 20) == 1024  # the ceiling
+    assert batch_for_memory(1 << 20, gib) == 1  # nothing fits: one image, and the OOM halving has the last word
+
+
+def test_memory_batch_sizes_from_the_measured_peak_of_a_probe(G, bank, tmp_path, monkeypatch):
+    """The CUDA probe's arithmetic, with torch.cuda's memory counters stood in for (no GPU here)."""
+    from iceaudit.audit import walking
+
+    clf = redness_classifier(G, tmp_path, N)
+    seen = []
+    counters = {"allocated": 1000, "peak": 1000 + 2 * 3_000}  # the probe's 2 images took 3,000 bytes each
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: counters["allocated"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: counters["peak"])
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100_000, 200_000))
+    score = lambda images: seen.append(images.shape[0]) or clf.decision_score(images)  # noqa: E731
+    assert walking.memory_batch(G, score, torch.device("cpu")) == 20  # 0.6 * 100,000 / 3,000
+    assert seen == [2]
+
+
+def test_a_resumed_audit_keeps_the_batch_it_started_with(G, bank, tmp_path):
+    """An automatic batch (sized to free memory on a GPU) must not change the run key on --resume."""
+    clf = redness_classifier(G, tmp_path, N)
+    first = run_audit(clf, G, bank, _settings(batch_images=7, out=tmp_path / "a"))
+    again = run_audit(clf, G, bank, _settings(out=tmp_path / "a", resume=True))  # no --batch given
+    assert again.summary["settings"]["batch_images"] == first.summary["settings"]["batch_images"] == 7
+    np.testing.assert_array_equal(again.results["score"], first.results["score"])
+    with pytest.raises(UserError, match="batch_images"):  # an explicit other batch is another audit
+        run_audit(clf, G, bank, _settings(batch_images=9, out=tmp_path / "a", resume=True))
