@@ -12,6 +12,7 @@ from iceaudit.bank.recipe import load_recipe
 from iceaudit.criteria.base import Eyes
 from iceaudit.criteria.bisenet import BiSeNetParser
 from iceaudit.criteria.fan import FanLandmarks
+from iceaudit.errors import UserError
 
 
 def tiny_generator(seed=0):
@@ -81,7 +82,6 @@ def test_a_subspace_may_override_validation_thresholds_only_with_a_reason():
     from dataclasses import replace
 
     from iceaudit.bank.build import _thresholds
-    from iceaudit.errors import UserError
 
     recipe = load_recipe("facelab")
     glasses = next(s for s in recipe.subspaces if s.id == "glasses")
@@ -107,3 +107,21 @@ def test_a_leakage_target_exemption_needs_a_reason_and_is_refused_before_discove
     recipe.subspaces = [replace(s, options=opts) if s.id == "lip_colour" else s for s in recipe.subspaces]
     with pytest.raises(UserError, match="leakage_target_reason"):
         build_bank(None, recipe, Eyes())  # refused before the generator is touched
+
+
+def test_a_sketched_jtj_builds_the_ffhq_recipe_too(tmp_path):
+    """`jtj_method = "sketch"` (for S at 1024 px, where D passes per face are too many)."""
+    G = tiny_generator()
+    eyes = Eyes(FanLandmarks.random(num_modules=1, size=64), BiSeNetParser.random(size=32))
+    recipe = load_recipe("ffhq")
+    recipe.subspaces = [s for s in recipe.subspaces if s.id in ("face_colour", "hair_photometry")]
+    recipe.bank.update(faces=1, calibration_faces=4, validation_faces=4, jtj_method="sketch", jtj_rank=8)
+    result = build_bank(G, recipe, eyes, out=tmp_path / "b", keep_failing=True)
+    meta = json.loads((tmp_path / "b" / "manifest.json").read_text())["meta"]
+    assert meta["jtj_method"] == "sketch" and meta["jtj_rank"] == 8
+    assert {s.id for s in result.bank.subspaces} | set(result.skipped) == {"face_colour", "hair_photometry"}
+    for s in result.bank.subspaces:
+        assert torch.allclose(s.basis @ s.basis.T, torch.eye(s.basis.shape[0]), atol=1e-4)
+    recipe.bank.update(jtj_method="sketchy")
+    with pytest.raises(UserError, match="method must be"):
+        build_bank(G, recipe, eyes, out=tmp_path / "c")

@@ -82,7 +82,8 @@ def _split_suppressor(item) -> tuple[dict | None, str]:
     raise UserError(f"suppressor must be \"self\" or a criterion table, not {item!r}")
 
 
-def _ice_group(G, recipe_subs: list[SubspaceRecipe], eyes: Eyes, ws, *, method, cache_dir, tag, progress):
+def _ice_group(G, recipe_subs: list[SubspaceRecipe], eyes: Eyes, ws, *, method: JacobianMethod, cache_dir, tag,
+               progress):
     first = recipe_subs[0]
     space = LatentSpace(G, first.space, list(first.layers))
     criteria = {}
@@ -93,7 +94,7 @@ def _ice_group(G, recipe_subs: list[SubspaceRecipe], eyes: Eyes, ws, *, method, 
             if spec is not None:
                 criteria[spec_id(spec)] = build_criterion(spec, eyes)
     tick = progress.stage(f"JᵀJ in {space.space} ({space.dim} dims, {len(criteria)} criteria)", ws.shape[0] * space.dim)
-    jtj = compute_jtj(space, criteria, ws, JacobianMethod(method), cache_dir=cache_dir, cache_tag=tag, progress=tick)
+    jtj = compute_jtj(space, criteria, ws, method, cache_dir=cache_dir, cache_tag=tag, progress=tick)
     out = {}
     for sr in recipe_subs:
         cid = spec_id(sr.criterion)
@@ -156,6 +157,11 @@ def build_bank(
     n_cal = int(recipe.setting("calibration_faces", 32))
     n_val = int(recipe.setting("validation_faces", 32))
     method = recipe.setting("jtj_method", "fd")
+    try:  # "sketch" (randomized rank-`jtj_rank` JᵀJ) serves ICE; per-channel maps need real Jacobian columns
+        how = JacobianMethod(method, rank=int(recipe.setting("jtj_rank", 128)))
+    except ValueError as err:
+        raise UserError(f"recipe [bank]: {err}") from None
+    channel_method = "exact" if method == "sketch" else method
     ws = sample_faces(G, n_disc, seed, psi)
     ws_cal = sample_faces(G, n_cal, seed + 1, psi)
     ws_val = sample_faces(G, n_val, seed + 2, psi)
@@ -173,7 +179,7 @@ def build_bank(
         if sr.method == "ice":
             groups.setdefault((sr.space, json.dumps(sr.layers)), []).append(sr)
     for subs in groups.values():
-        for sid, (space, res, th) in _ice_group(G, subs, eyes, ws, method=method, cache_dir=cache_dir, tag=tag, progress=progress).items():
+        for sid, (space, res, th) in _ice_group(G, subs, eyes, ws, method=how, cache_dir=cache_dir, tag=tag, progress=progress).items():
             sr = next(s for s in subs if s.id == sid)
             if res.basis.shape[0] == 0:
                 skipped[sid] = f"no direction moves the criterion inside the suppressors' null space (null dim {res.null_dim})"
@@ -190,7 +196,7 @@ def build_bank(
         n_ss = int(recipe.setting("stylespace_faces", n_disc))
         conv = stylespace.conv_layers(G)
         dims = LatentSpace(G, "S", conv).dim
-        loc = stylespace.localized_channels(G, ws[:n_ss], eyes.parser, regions, method=method,
+        loc = stylespace.localized_channels(G, ws[:n_ss], eyes.parser, regions, method=channel_method,
                                             progress=progress.stage(f"StyleSpace gradient maps ({dims} channels)", n_ss * dims))
         for sr in ss:
             region = sr.options.get("region")
@@ -301,6 +307,7 @@ def build_bank(
         "seed": seed,
         "faces": {"discovery": n_disc, "calibration": n_cal, "validation": n_val},
         "jtj_method": method,
+        **({"jtj_rank": how.rank} if method == "sketch" else {}),
         "eyes": tag,
         "eyes_spec": recipe.eyes,
         "rejected": rejected,

@@ -103,16 +103,72 @@ def _jacobians_exact(space, criteria, ws1, ctxs, y0, *, mode, chunk, tick):
     return dict(zip(sizes, torch.split(full, list(sizes.values()), dim=0)))
 
 
+def _jacobians_sketch(space, criteria, ws1, ctxs, y0, *, rank, seed, chunk, tick):
+    """Per key a factor B [r, D] with BᵀB ≈ JᵀJ: randomized range finding (Halko, Martinsson
+    and Tropp 2011). Y = JΩ from `rank` forward-mode passes with Gaussian tangents Ω [D, r];
+    Q = orth(Y); B = QᵀJ from r reverse-mode passes. A key with at most `rank` outputs gets its
+    exact Jacobian (one-hot cotangents) instead. JᵀJ is then exact on the range of Q and zero
+    off it; the directions it drops are the weakest the sketch saw, and the bank's validation
+    measures the leakage they may carry. Cost: rank + Σ min(M_k, rank) passes, not D."""
+    with torch.no_grad():
+        x0 = space.encode(ws1)
+    d = space.dim
+    sizes = {k: v.shape[1] for k, v in y0.items()}
+    offsets = dict(zip(sizes, torch.cumsum(torch.tensor([0, *sizes.values()]), 0).tolist()))
+    m_total = sum(sizes.values())
+    start = min((space.first_layer(i) for i in range(d)), key=[l.name for l in space.G.style_layers].index)
+    with torch.no_grad():
+        state = space.G.synthesis_prefix(space.styles(x0, ws1), start=start, noise_mode="const")
+
+    def f(x):
+        ys = _evaluate_all(criteria, space.render(x, ws1, start, state), ctxs)
+        return torch.cat([ys[k] for k in sizes], dim=1)
+
+    r = min(rank, d)
+    big = any(m > r for m in sizes.values())
+    passes = sum(min(m, r) for m in sizes.values()) + (r if big else 0)
+    tick = (lambda n, _tick=tick: _tick(n * d / passes))  # a face is D coordinates' worth of progress
+    omega = torch.randn(d, r, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(x0.dtype)
+    Y = torch.zeros(m_total, r)
+    if big:
+        for i in range(0, r, chunk):
+            tan = omega[:, i:i + chunk].T.contiguous()  # [c, D]
+            _, jv = torch.func.jvp(f, (x0.expand(len(tan), d).clone(),), (tan,))
+            Y[:, i:i + len(tan)] = jv.detach().T.float()
+            tick(len(tan))
+    rows: list[tuple[str, torch.Tensor]] = []  # (key, cotangent on that key's outputs [M_k]) in order
+    for k, m in sizes.items():
+        lo = offsets[k]
+        basis = torch.eye(m) if m <= r else torch.linalg.qr(Y[lo:lo + m].double())[0].T.float()
+        rows += [(k, row) for row in basis]
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in sizes}
+    for i in range(0, len(rows), chunk):
+        part = rows[i:i + chunk]
+        cot = torch.zeros(len(part), m_total, dtype=x0.dtype)
+        for j, (k, row) in enumerate(part):
+            cot[j, offsets[k]:offsets[k] + sizes[k]] = row
+        x = x0.expand(len(part), d).clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(f(x), x, cot)
+        for (k, _), gi in zip(part, g.detach().float()):
+            out[k].append(gi)
+        tick(len(part))
+    return {k: torch.stack(v) if v else torch.zeros(0, d) for k, v in out.items()}  # a block may have no outputs
+
+
 @dataclass(frozen=True)
 class JacobianMethod:
     """How the Jacobians are taken.
 
     Args:
-        method: "fd" (finite differences of the rendered images) or "exact" (autodiff).
+        method: "fd" (finite differences of the rendered images), "exact" (autodiff), or
+            "sketch" (a randomized rank-`rank` factor of JᵀJ from autodiff: for large S at
+            high resolution, where D passes per face are too many; see `_jacobians_sketch`).
         eps: the finite-difference step, as a share of the latent's mean |x|.
         central: central differences (two renders per coordinate) instead of forward ones.
         exact_mode: for "exact": "reverse", "forward", or "auto" (the side with fewer passes).
         chunk: coordinates (or output rows) per batched pass.
+        rank: for "sketch": directions kept per criterion output block.
+        seed: for "sketch": seed of the random tangents.
     """
 
     method: str = "fd"
@@ -120,10 +176,14 @@ class JacobianMethod:
     central: bool = False
     exact_mode: str = "auto"
     chunk: int = 64
+    rank: int = 128
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in ("fd", "exact"):
-            raise ValueError(f"method must be 'fd' or 'exact', not {self.method!r}")
+        if self.method not in ("fd", "exact", "sketch"):
+            raise ValueError(f"method must be 'fd', 'exact' or 'sketch', not {self.method!r}")
+        if self.rank < 1:
+            raise ValueError(f"sketch rank must be at least 1, not {self.rank!r}")
         if self.exact_mode not in ("auto", "reverse", "forward"):
             raise ValueError(f"exact mode must be auto, reverse or forward, not {self.exact_mode!r}")
 
@@ -131,7 +191,8 @@ class JacobianMethod:
 def jacobians(space: LatentSpace, criteria: Mapping[str, Criterion], ws1: torch.Tensor,
               how: JacobianMethod = JacobianMethod(),
               progress: Callable[[float], None] | None = None) -> dict[Key, torch.Tensor]:
-    """Jacobians [M, D] of every criterion output of one face ``ws1`` [1, num_ws, w_dim].
+    """Jacobians [M, D] of every criterion output of one face ``ws1`` [1, num_ws, w_dim]
+    (for "sketch": factors [r, D] with the same JᵀJ on the sketched range).
 
     Args:
         how: finite differences or autodiff, and their step and batch sizes.
@@ -146,6 +207,9 @@ def jacobians(space: LatentSpace, criteria: Mapping[str, Criterion], ws1: torch.
     if how.method == "fd":
         return _jacobians_fd(space, criteria, ws1, ctxs, y0, eps=how.eps, central=how.central, chunk=how.chunk,
                              tick=tick)
+    if how.method == "sketch":
+        return _jacobians_sketch(space, criteria, ws1, ctxs, y0, rank=how.rank, seed=how.seed, chunk=how.chunk,
+                                 tick=tick)
     return _jacobians_exact(space, criteria, ws1, ctxs, y0, mode=how.exact_mode, chunk=how.chunk, tick=tick)
 
 
@@ -194,6 +258,7 @@ def _cache_key(space, criteria, ws, how: JacobianMethod, tag) -> str:
         "method": how.method,
         "eps": how.eps,
         "central": how.central,
+        **({"rank": how.rank, "seed": how.seed} if how.method == "sketch" else {}),
         "tag": tag,
         "ws": hashlib.sha256(ws.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest(),
     }
