@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: install demo test bench demo-world clean
+.PHONY: install demo test bench acceptance demo-world clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The issue-21 acceptance run at real size (config-f 1024 pickle, FFHQ recipe with FAN and
+# BiSeNet, ResNet-50 in ONNX and TorchScript, audit N = 8, report), random weights, on CPU.
+acceptance: install
+	PYTHONPATH=. $(PY) benchmarks/acceptance_f1024.py --work runs/acceptance
 
 # Rebuild the shipped FaceLab demo generator (trained, then given its style knobs), its
 # estimators and factor reader, and the bank (about 50 + 45 + 7 + 16 + 9 min on 2 CPU cores;

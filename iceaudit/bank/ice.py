@@ -103,10 +103,11 @@ def _jacobians_exact(space, criteria, ws1, ctxs, y0, *, mode, chunk, tick):
     return dict(zip(sizes, torch.split(full, list(sizes.values()), dim=0)))
 
 
-def _jacobians_sketch(space, criteria, ws1, ctxs, y0, *, rank, seed, chunk, tick):
+def _jacobians_sketch(space, criteria, ws1, ctxs, y0, *, rank, seed, eps, chunk, tick):
     """Per key a factor B [r, D] with BᵀB ≈ JᵀJ: randomized range finding (Halko, Martinsson
-    and Tropp 2011). Y = JΩ from `rank` forward-mode passes with Gaussian tangents Ω [D, r];
-    Q = orth(Y); B = QᵀJ from r reverse-mode passes. A key with at most `rank` outputs gets its
+    and Tropp 2011). Y = JΩ from `rank` finite differences along Gaussian directions Ω [D, r]
+    (the range needs no exact derivatives, and forward-mode AD does not reach through every
+    criterion: grid_sample has none); Q = orth(Y); B = QᵀJ from r reverse-mode passes. A key with at most `rank` outputs gets its
     exact Jacobian (one-hot cotangents) instead. JᵀJ is then exact on the range of Q and zero
     off it; the directions it drops are the weakest the sketch saw, and the bank's validation
     measures the leakage they may carry. Cost: rank + Σ min(M_k, rank) passes, not D."""
@@ -130,12 +131,15 @@ def _jacobians_sketch(space, criteria, ws1, ctxs, y0, *, rank, seed, chunk, tick
     tick = (lambda n, _tick=tick: _tick(n * d / passes))  # a face is D coordinates' worth of progress
     omega = torch.randn(d, r, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(x0.dtype)
     Y = torch.zeros(m_total, r)
-    if big:
-        for i in range(0, r, chunk):
-            tan = omega[:, i:i + chunk].T.contiguous()  # [c, D]
-            _, jv = torch.func.jvp(f, (x0.expand(len(tan), d).clone(),), (tan,))
-            Y[:, i:i + len(tan)] = jv.detach().T.float()
-            tick(len(tan))
+    if big:  # the range needs no exact derivatives: finite differences along the random directions
+        omega = omega / omega.norm(dim=0, keepdim=True)
+        h = float(eps * x0.abs().mean().clamp_min(1e-8))
+        with torch.no_grad():
+            y0_all = f(x0)
+            for i in range(0, r, chunk):
+                tan = omega[:, i:i + chunk].T.contiguous()  # [c, D]
+                Y[:, i:i + len(tan)] = ((f(x0 + h * tan) - y0_all) / h).T.float()
+                tick(len(tan))
     rows: list[tuple[str, torch.Tensor]] = []  # (key, cotangent on that key's outputs [M_k]) in order
     for k, m in sizes.items():
         lo = offsets[k]
@@ -208,8 +212,8 @@ def jacobians(space: LatentSpace, criteria: Mapping[str, Criterion], ws1: torch.
         return _jacobians_fd(space, criteria, ws1, ctxs, y0, eps=how.eps, central=how.central, chunk=how.chunk,
                              tick=tick)
     if how.method == "sketch":
-        return _jacobians_sketch(space, criteria, ws1, ctxs, y0, rank=how.rank, seed=how.seed, chunk=how.chunk,
-                                 tick=tick)
+        return _jacobians_sketch(space, criteria, ws1, ctxs, y0, rank=how.rank, seed=how.seed, eps=how.eps,
+                                 chunk=how.chunk, tick=tick)
     return _jacobians_exact(space, criteria, ws1, ctxs, y0, mode=how.exact_mode, chunk=how.chunk, tick=tick)
 
 

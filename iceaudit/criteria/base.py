@@ -90,6 +90,8 @@ class Memo:
         return getattr(self.model, name)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if torch._C._functorch.is_functorch_wrapped_tensor(x):  # forward-mode duals have no storage to key on
+            return self.model(x)
         key = (x.data_ptr(), tuple(x.shape), x.stride(), x.dtype, x._version, x.requires_grad,
                torch.is_grad_enabled())
         for _, k, out in self._cache:
