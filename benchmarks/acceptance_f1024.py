@@ -101,7 +101,7 @@ def write_recipe(work: Path, args) -> Path:
     recipe = tomllib.loads(text)
     bank = recipe["bank"]
     overrides = {"faces": args.faces, "calibration_faces": args.faces * 4, "validation_faces": args.faces * 4,
-                 "jtj_method": args.jtj, "jtj_rank": args.rank}
+                 "jtj_method": args.jtj, "jtj_rank": args.rank, "jtj_chunk": args.chunk}
     lines = [f"{k} = {json.dumps(v)}" for k, v in overrides.items()]
     head, rest = text.split("[bank]", 1)
     kept = "\n".join(line for line in rest.splitlines() if line.split("=")[0].strip() not in overrides or
@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=1, help="bank discovery faces (calibration and validation: 4×)")
     ap.add_argument("--jtj", default="sketch", choices=["fd", "exact", "sketch"])
     ap.add_argument("--rank", type=int, default=32)
+    ap.add_argument("--chunk", type=int, default=2, help="images per JᵀJ pass (a 1024² reverse pass holds GBs)")
     ap.add_argument("--fan-size", type=int, default=256, help="FAN crop (256 for 2DFAN-4)")
     ap.add_argument("--parser-size", type=int, default=512, help="BiSeNet input (512 for 79999_iter.pth)")
     ap.add_argument("--steps", type=int, default=5)

@@ -158,7 +158,8 @@ def build_bank(
     n_val = int(recipe.setting("validation_faces", 32))
     method = recipe.setting("jtj_method", "fd")
     try:  # "sketch" (randomized rank-`jtj_rank` JᵀJ) serves ICE; per-channel maps need real Jacobian columns
-        how = JacobianMethod(method, rank=int(recipe.setting("jtj_rank", 128)))
+        how = JacobianMethod(method, rank=int(recipe.setting("jtj_rank", 128)),
+                             chunk=int(recipe.setting("jtj_chunk", 64)))  # images per pass: memory, not results
     except ValueError as err:
         raise UserError(f"recipe [bank]: {err}") from None
     channel_method = "exact" if method == "sketch" else method
