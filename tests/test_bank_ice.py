@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bank_helpers import HalfParser, Projection
-from iceaudit.bank.ice import JacobianMethod, compute_jtj, ice_subspace, intersect, null_space
+from iceaudit.bank.ice import JacobianMethod, compute_jtj, ice_subspace, intersect, jacobians, null_space
 from iceaudit.bank.latent import LatentSpace
 from iceaudit.criteria.pixels import MaskedPixels, RegionColour
 from tiny_stylegan import tiny_generator
@@ -23,12 +23,21 @@ def _rel(a, b):
     return float((a - b).norm() / b.norm())
 
 
-def test_exact_reverse_forward_and_finite_differences_agree():
+@pytest.fixture(scope="module")
+def two_criteria():
+    """A colour and a masked-pixel criterion on two faces: (space, criteria, ws, exact reverse-mode JᵀJ,
+    outputs per key)."""
     G = small_generator()
     crit = {"c": RegionColour(HalfParser(), ["skin"], size=16), "p": MaskedPixels(HalfParser(), ["hair"], size=8)}
     ws = _faces(G, 2)
     space = LatentSpace(G, "S")
     rev = compute_jtj(space, crit, ws, JacobianMethod("exact", exact_mode="reverse"))
+    outputs = {k: j.shape[0] for k, j in jacobians(space, crit, ws[:1], JacobianMethod("exact")).items()}
+    return space, crit, ws, rev, outputs
+
+
+def test_exact_reverse_forward_and_finite_differences_agree(two_criteria):
+    space, crit, ws, rev, _ = two_criteria
     fwd = compute_jtj(space, crit, ws, JacobianMethod("exact", exact_mode="forward"))
     fd = compute_jtj(space, crit, ws, JacobianMethod("fd", eps=1e-3, central=True))
     fd_fwd = compute_jtj(space, crit, ws, JacobianMethod("fd", eps=1e-3))
@@ -40,12 +49,8 @@ def test_exact_reverse_forward_and_finite_differences_agree():
         assert _rel(fd_fwd[k], rev[k]) < 5e-2, k
 
 
-def test_a_sketch_of_full_rank_is_exact_and_a_lower_rank_keeps_the_strongest_directions():
-    G = small_generator()
-    crit = {"c": RegionColour(HalfParser(), ["skin"], size=16), "p": MaskedPixels(HalfParser(), ["hair"], size=8)}
-    ws = _faces(G, 2)
-    space = LatentSpace(G, "S")
-    exact = compute_jtj(space, crit, ws, JacobianMethod("exact", exact_mode="reverse"))
+def test_a_sketch_of_full_rank_is_exact_and_a_lower_rank_keeps_the_strongest_directions(two_criteria):
+    space, crit, ws, exact, outputs = two_criteria
     full = compute_jtj(space, crit, ws, JacobianMethod("sketch", rank=space.dim))
     # exact up to the finite-difference range finder's error (measured ≤ 1.1e-5)
     assert all(_rel(full[k], exact[k]) < 1e-4 for k in exact)
@@ -55,20 +60,13 @@ def test_a_sketch_of_full_rank_is_exact_and_a_lower_rank_keeps_the_strongest_dir
 
     low, lower = (compute_jtj(space, crit, ws, JacobianMethod("sketch", rank=r)) for r in (16, 4))
     for k in exact:
-        m = jacobians_rows(space, crit, ws, k)
-        if m <= 16:
+        if outputs[k] <= 16:
             assert _rel(low[k], exact[k]) < 1e-5, k  # few outputs: taken exactly
         else:
             assert top_cosine(low[k], exact[k]) > 0.9, k  # measured 0.95–1.0 at rank 16 of 56
             assert top_cosine(lower[k], exact[k]) < top_cosine(low[k], exact[k]) + 1e-9, k
     with pytest.raises(ValueError):
         JacobianMethod("sketch", rank=0)
-
-
-def jacobians_rows(space, crit, ws, key):
-    from iceaudit.bank.ice import jacobians
-
-    return jacobians(space, crit, ws[:1], JacobianMethod("exact"))[key].shape[0]
 
 
 def test_ice_recovers_known_gradient_direction_and_suppresses():

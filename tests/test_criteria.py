@@ -150,6 +150,14 @@ def test_memo_runs_an_eye_once_per_batch_and_measures():
         Measured({"kind": "landmarks", "points": [0, 1], "measure": "red"}, Eyes(landmarks=BlobLandmarks()))
 
 
+def test_memo_passes_forward_mode_tensors_through_uncached():
+    """Forward-mode AD (exact JᵀJ in forward mode) hands the eyes dual tensors with no storage."""
+    memo = Memo(lambda x: 2 * x)
+    x, t = torch.rand(2, 3), torch.ones(2, 3)
+    y, dy = torch.func.jvp(memo, (x,), (t,))
+    assert torch.equal(y, 2 * x) and torch.equal(dy, 2 * t) and memo._cache == []
+
+
 def test_facelab_eyes_are_resolved_by_name(monkeypatch):
     import sys
     import types

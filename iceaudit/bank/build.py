@@ -160,8 +160,8 @@ def build_bank(
     try:  # "sketch" (randomized rank-`jtj_rank` JᵀJ) serves ICE; per-channel maps need real Jacobian columns
         how = JacobianMethod(method, rank=int(recipe.setting("jtj_rank", 128)),
                              chunk=int(recipe.setting("jtj_chunk", 64)))  # images per pass: memory, not results
-    except ValueError as err:
-        raise UserError(f"recipe [bank]: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise UserError(f"recipe [bank]: jtj_method / jtj_rank / jtj_chunk: {err}") from None
     channel_method = "exact" if method == "sketch" else method
     ws = sample_faces(G, n_disc, seed, psi)
     ws_cal = sample_faces(G, n_cal, seed + 1, psi)

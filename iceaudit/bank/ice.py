@@ -65,19 +65,28 @@ def _jacobians_fd(space, criteria, ws1, ctxs, y0, *, eps, central, chunk, tick):
     return jac
 
 
-def _jacobians_exact(space, criteria, ws1, ctxs, y0, *, mode, chunk, tick):
+def _outputs_of_latent(space, criteria, ws1, ctxs, sizes):
+    """(x0 [1, D], f) with f(x [B, D]) = every criterion output [B, Σ M_k] in ``sizes`` order,
+    rendering only from the first layer the space touches (the prefix is cached once)."""
     with torch.no_grad():
         x0 = space.encode(ws1)
-    d = space.dim
-    sizes = {k: v.shape[1] for k, v in y0.items()}
-    m_total = sum(sizes.values())
-    start = min((space.first_layer(i) for i in range(d)), key=[l.name for l in space.G.style_layers].index)
+    order = [layer.name for layer in space.G.style_layers]
+    start = min((space.first_layer(i) for i in range(space.dim)), key=order.index)
     with torch.no_grad():
         state = space.G.synthesis_prefix(space.styles(x0, ws1), start=start, noise_mode="const")
 
     def f(x):
         ys = _evaluate_all(criteria, space.render(x, ws1, start, state), ctxs)
         return torch.cat([ys[k] for k in sizes], dim=1)
+
+    return x0, f
+
+
+def _jacobians_exact(space, criteria, ws1, ctxs, y0, *, mode, chunk, tick):
+    d = space.dim
+    sizes = {k: v.shape[1] for k, v in y0.items()}
+    m_total = sum(sizes.values())
+    x0, f = _outputs_of_latent(space, criteria, ws1, ctxs, sizes)
 
     if mode == "auto":
         mode = "reverse" if m_total <= d else "forward"
@@ -107,31 +116,22 @@ def _jacobians_sketch(space, criteria, ws1, ctxs, y0, *, rank, seed, eps, chunk,
     """Per key a factor B [r, D] with BᵀB ≈ JᵀJ: randomized range finding (Halko, Martinsson
     and Tropp 2011). Y = JΩ from `rank` finite differences along Gaussian directions Ω [D, r]
     (the range needs no exact derivatives, and forward-mode AD does not reach through every
-    criterion: grid_sample has none); Q = orth(Y); B = QᵀJ from r reverse-mode passes. A key with at most `rank` outputs gets its
-    exact Jacobian (one-hot cotangents) instead. JᵀJ is then exact on the range of Q and zero
+    criterion: grid_sample has none); Q = orth(Y); B = QᵀJ from r reverse-mode passes. A key
+    with at most `rank` outputs gets its exact Jacobian (one-hot cotangents) instead. JᵀJ is then exact on the range of Q and zero
     off it; the directions it drops are the weakest the sketch saw, and the bank's validation
     measures the leakage they may carry. Cost: rank + Σ min(M_k, rank) passes, not D."""
-    with torch.no_grad():
-        x0 = space.encode(ws1)
     d = space.dim
     sizes = {k: v.shape[1] for k, v in y0.items()}
     offsets = dict(zip(sizes, torch.cumsum(torch.tensor([0, *sizes.values()]), 0).tolist()))
     m_total = sum(sizes.values())
-    start = min((space.first_layer(i) for i in range(d)), key=[l.name for l in space.G.style_layers].index)
-    with torch.no_grad():
-        state = space.G.synthesis_prefix(space.styles(x0, ws1), start=start, noise_mode="const")
-
-    def f(x):
-        ys = _evaluate_all(criteria, space.render(x, ws1, start, state), ctxs)
-        return torch.cat([ys[k] for k in sizes], dim=1)
-
+    x0, f = _outputs_of_latent(space, criteria, ws1, ctxs, sizes)
     r = min(rank, d)
     big = any(m > r for m in sizes.values())
     passes = sum(min(m, r) for m in sizes.values()) + (r if big else 0)
     tick = (lambda n, _tick=tick: _tick(n * d / passes))  # a face is D coordinates' worth of progress
-    omega = torch.randn(d, r, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(x0.dtype)
     Y = torch.zeros(m_total, r)
     if big:  # the range needs no exact derivatives: finite differences along the random directions
+        omega = torch.randn(d, r, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(x0.dtype)
         omega = omega / omega.norm(dim=0, keepdim=True)
         h = float(eps * x0.abs().mean().clamp_min(1e-8))
         with torch.no_grad():
@@ -165,14 +165,14 @@ class JacobianMethod:
 
     Args:
         method: "fd" (finite differences of the rendered images), "exact" (autodiff), or
-            "sketch" (a randomized rank-`rank` factor of JᵀJ from autodiff: for large S at
+            "sketch" (a randomized rank-`rank` factor of JᵀJ, reverse-mode autodiff: for large S at
             high resolution, where D passes per face are too many; see `_jacobians_sketch`).
         eps: the finite-difference step, as a share of the latent's mean |x|.
         central: central differences (two renders per coordinate) instead of forward ones.
         exact_mode: for "exact": "reverse", "forward", or "auto" (the side with fewer passes).
         chunk: coordinates (or output rows) per batched pass.
         rank: for "sketch": directions kept per criterion output block.
-        seed: for "sketch": seed of the random tangents.
+        seed: for "sketch": seed of the random directions.
     """
 
     method: str = "fd"
