@@ -3,7 +3,7 @@
 Bounds are the measured errors with room (docs/precision.md: `benchmarks/bench_precision.py`).
 fp16 keeps 11 significant bits and meets 1e-2 of the largest pixel; bf16 keeps 8, and a trained
 generator amplifies one rounding of any layer's input to a few per cent at its worst pixel
-(its RMS error stays near 0.5 %): the bf16 bounds say so rather than hide it."""
+(its RMS error stays at 0.4–0.5 %): the bf16 bounds say so rather than hide it."""
 from __future__ import annotations
 
 import pytest

@@ -41,9 +41,10 @@ from iceaudit.stylegan2.ops import (
 
 NOISE_MODES = ("const", "random", "none")
 # Blocks in reduced precision when a file says num_fp16_res = 0 (TF-converted config-f pickles
-# do): the official training default. The top four resolutions hold ~98 % of a 1024 px
-# generator's FLOPs; the low ones overflow in fp16 when trained in fp32 (measured: the demo
-# generator's b4 block in fp16 → images 97 % of their range off).
+# do): the official training default. At 1024 px the blocks up to b256 take ~6 % of the CPU time
+# (BENCHMARKS.md, "Partial synthesis"), so the top four hold most of the work; the low ones
+# overflow in fp16 when trained in fp32 (benchmarks/bench_precision.py: the demo generator with
+# its b4 block in fp16 too → worst pixel off by 97 % of the largest).
 DEFAULT_REDUCED_RES = 4
 
 # ----------------------------------------------------------------------------
@@ -364,9 +365,9 @@ def cpu_prefers_fused(batch: int, plane: int, fan_in: int) -> bool:
     """On CPU: one image → fused (then a plain convolution, the official code's operations
     one for one); a batch → fused where the output plane (H·W) is large next to the weights'
     fan-in (I·k·k), since non-fused pays two passes over the activations and fused one pass
-    over per-sample weights. Measured layer by layer at batch 4–16 (BENCHMARKS.md, "Against
-    the official code"): config-f b8–b32 (512 channels) non-fused 1.2–10× faster, b256–b1024
-    fused 1.2–1.4× faster."""
+    over per-sample weights. Measured per layer shape (benchmarks/bench_modconv.py, BENCHMARKS.md
+    "Modulated convolution per layer"): in batches of 4–16, config-f b8–b32 (512 channels)
+    non-fused 1.3–11× faster, b256–b512 fused 1.2–1.3× faster."""
     return batch == 1 or plane >= 4 * fan_in
 
 
