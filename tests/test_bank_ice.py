@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from bank_helpers import HalfParser, Projection
-from iceaudit.bank.ice import JacobianMethod, compute_jtj, ice_subspace, intersect, jacobians, null_space
+from iceaudit.bank.ice import (JacobianMethod, LowRankGram, compute_jtj, ice_subspace, intersect, jacobians,
+                               null_space)
 from iceaudit.bank.latent import LatentSpace
 from iceaudit.criteria.pixels import MaskedPixels, RegionColour
 from tiny_stylegan import tiny_generator
@@ -51,14 +52,15 @@ def test_exact_reverse_forward_and_finite_differences_agree(two_criteria):
 
 def test_a_sketch_of_full_rank_is_exact_and_a_lower_rank_keeps_the_strongest_directions(two_criteria):
     space, crit, ws, exact, outputs = two_criteria
-    full = compute_jtj(space, crit, ws, JacobianMethod("sketch", rank=space.dim))
+    full = {k: g.dense() for k, g in compute_jtj(space, crit, ws, JacobianMethod("sketch", rank=space.dim)).items()}
     # exact up to the finite-difference range finder's error (measured ≤ 1.1e-5)
     assert all(_rel(full[k], exact[k]) < 1e-4 for k in exact)
 
     def top_cosine(A, B, k=3):  # smallest cosine between the top-k eigenvector spans
         return float(torch.linalg.svdvals(torch.linalg.eigh(A)[1][:, -k:].T @ torch.linalg.eigh(B)[1][:, -k:]).min())
 
-    low, lower = (compute_jtj(space, crit, ws, JacobianMethod("sketch", rank=r)) for r in (16, 4))
+    low, lower = ({k: g.dense() for k, g in compute_jtj(space, crit, ws, JacobianMethod("sketch", rank=r)).items()}
+                  for r in (16, 4))
     for k in exact:
         if outputs[k] <= 16:
             assert _rel(low[k], exact[k]) < 1e-5, k  # few outputs: taken exactly
@@ -106,6 +108,43 @@ def test_null_space_and_intersection_of_planted_subspaces():
     assert n.shape[1] == 3
     proj = n @ n.T
     assert torch.allclose(proj, q[:, 3:] @ q[:, 3:].T, atol=1e-8)
+
+
+def _span_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest sine of the principal angles between two row spans of equal dimension."""
+    cosines = torch.linalg.svdvals(a.double() @ b.double().T)
+    return float((1 - cosines.min() ** 2).clamp_min(0).sqrt())
+
+
+def test_factored_solve_matches_the_dense_solve_on_the_same_sketch(two_criteria):
+    """A sketched JᵀJ is solved as factors (no D×D matrix); the result is the dense solve's."""
+    space, crit, ws, _, _ = two_criteria
+    gram = compute_jtj(space, crit, ws, JacobianMethod("sketch", rank=16))
+    assert all(isinstance(g, LowRankGram) and g.factor.shape[1] == space.dim for g in gram.values())
+    found = []
+    for act, sups in [("c::act", []), ("c::act", ["p::act"]), ("p::act", ["c::act", "c::sup"]),
+                      ("p::act", ["c::act", "p::sup"]), ("c::act", ["c::sup", "p::act", "p::sup"])]:
+        low = ice_subspace(gram[act], [gram[k] for k in sups], t=1e-3)
+        dense = ice_subspace(gram[act].dense(), [gram[k].dense() for k in sups], t=1e-3)
+        assert low.basis.shape == dense.basis.shape, (act, sups)
+        assert low.null_dim == dense.null_dim, (act, sups)
+        assert torch.allclose(low.eigenvalues, dense.eigenvalues, rtol=1e-4), (act, sups)
+        if len(low.basis):
+            found.append(len(sups))
+            assert _span_distance(low.basis, dense.basis) < 1e-3, (act, sups)
+        for k in sups:  # the suppressed outputs do not move along the result
+            B = gram[k].factor.double()
+            assert float((B @ low.basis.double().T).norm() / B.norm()) < 0.1, (act, k)
+    assert sorted(found)[:3] == [0, 1, 2], found  # unsuppressed, one and two suppressors all found directions
+
+
+def test_a_sketched_jtj_caches_as_factors(tmp_path, two_criteria):
+    space, crit, ws, _, _ = two_criteria
+    how = JacobianMethod("sketch", rank=8)
+    first = compute_jtj(space, crit, ws, how, cache_dir=tmp_path)
+    again = compute_jtj(space, crit, ws, how, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("jtj-*.safetensors"))) == 1
+    assert all(isinstance(again[k], LowRankGram) and torch.equal(again[k].factor, first[k].factor) for k in first)
 
 
 def test_jtj_cache_is_reused(tmp_path):

@@ -14,6 +14,9 @@ JᵀJ comes from the exact Jacobian (batched reverse- or forward-mode autodiff:
 every face in a replicated batch carries its own one-hot cotangent/tangent) or
 from finite differences of the rendered images; both group coordinates by the
 first style layer they touch and re-run only the synthesis from there.
+
+A sketched JᵀJ stays a factor (`LowRankGram`, BᵀB) and is solved in that form: at 1024 px
+S has 9,088 dims, and one dense float64 JᵀJ is 660 MB per output block.
 """
 from __future__ import annotations
 
@@ -29,6 +32,33 @@ from iceaudit.bank.latent import LatentSpace
 from iceaudit.criteria.base import Criterion
 
 Key = str  # "<criterion id>::act" or "<criterion id>::sup"
+
+
+@dataclass(frozen=True)
+class LowRankGram:
+    """A JᵀJ held as its factor: JᵀJ = BᵀB with B [R, D] (R rows from the sketch of every face).
+
+    Args:
+        factor: B, float32.
+    """
+
+    factor: torch.Tensor
+
+    def __post_init__(self) -> None:
+        assert self.factor.ndim == 2, self.factor.shape
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        d = self.factor.shape[1]
+        return (d, d)
+
+    def dense(self) -> torch.Tensor:
+        """The [D, D] float64 matrix (for small D and for tests)."""
+        B = self.factor.double()
+        return B.T @ B
+
+
+Gram = torch.Tensor | LowRankGram
 
 
 def _keys(criteria: Mapping[str, Criterion]) -> list[Key]:
@@ -219,8 +249,9 @@ def jacobians(space: LatentSpace, criteria: Mapping[str, Criterion], ws1: torch.
 
 def compute_jtj(space: LatentSpace, criteria: Mapping[str, Criterion], ws: torch.Tensor,
                 how: JacobianMethod = JacobianMethod(), *, cache_dir: str | Path | None = None,
-                cache_tag: str = "", progress: Callable[[float], None] | None = None) -> dict[Key, torch.Tensor]:
-    """JᵀJ [D, D] (float64) of every criterion's y_act and y_sup, averaged over the faces ``ws``.
+                cache_tag: str = "", progress: Callable[[float], None] | None = None) -> dict[Key, Gram]:
+    """JᵀJ [D, D] (float64) of every criterion's y_act and y_sup, averaged over the faces ``ws``;
+    for the "sketch" method a `LowRankGram` (its factor) instead.
 
     Args:
         how: how each face's Jacobian is taken (`JacobianMethod`).
@@ -236,19 +267,27 @@ def compute_jtj(space: LatentSpace, criteria: Mapping[str, Criterion], ws: torch
 
             cached = load_file(str(path))
             if set(cached) == set(_keys(criteria)):
-                return cached
+                return {k: LowRankGram(v) if how.method == "sketch" else v for k, v in cached.items()}
     tick = progress or (lambda n: None)
-    total = {k: torch.zeros(space.dim, space.dim, dtype=torch.float64) for k in _keys(criteria)}
-    for n in range(ws.shape[0]):
-        jac = jacobians(space, criteria, ws[n : n + 1], how, progress=tick)
-        for k, j in jac.items():
-            total[k] += (j.T @ j).double()  # float32 product (the cost), float64 accumulation
-    out = {k: (v / ws.shape[0]) for k, v in total.items()}
+    n_faces = ws.shape[0]
+    if how.method == "sketch":  # kept as factors: rows of every face, scaled so that BᵀB is the mean
+        rows: dict[Key, list[torch.Tensor]] = {k: [] for k in _keys(criteria)}
+        for n in range(n_faces):
+            for k, b in jacobians(space, criteria, ws[n : n + 1], how, progress=tick).items():
+                rows[k].append(b / n_faces ** 0.5)
+        out: dict[Key, Gram] = {k: LowRankGram(torch.cat(v).contiguous()) for k, v in rows.items()}
+    else:
+        total = {k: torch.zeros(space.dim, space.dim, dtype=torch.float64) for k in _keys(criteria)}
+        for n in range(n_faces):
+            for k, j in jacobians(space, criteria, ws[n : n + 1], how, progress=tick).items():
+                total[k] += (j.T @ j).double()  # float32 product (the cost), float64 accumulation
+        out = {k: v / n_faces for k, v in total.items()}
     if path is not None:
         from safetensors.torch import save_file
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in out.items()}, str(path))
+        save_file({k: (v.factor if isinstance(v, LowRankGram) else v).contiguous() for k, v in out.items()},
+                  str(path))
     return out
 
 
@@ -262,7 +301,7 @@ def _cache_key(space, criteria, ws, how: JacobianMethod, tag) -> str:
         "method": how.method,
         "eps": how.eps,
         "central": how.central,
-        **({"rank": how.rank, "seed": how.seed} if how.method == "sketch" else {}),
+        **({"rank": how.rank, "seed": how.seed, "form": "factor"} if how.method == "sketch" else {}),
         "tag": tag,
         "ws": hashlib.sha256(ws.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest(),
     }
@@ -305,18 +344,29 @@ class IceResult:
 
 
 def ice_subspace(
-    A_act: torch.Tensor,
-    A_sup: Sequence[torch.Tensor] = (),
+    A_act: Gram,
+    A_sup: Sequence[Gram] = (),
     *,
     r: float = 1e-3,
     t: float = 1e-2,
     cos: float = 0.99,
     max_rank: int | None = None,
 ) -> IceResult:
-    """Directions that move the activating outputs while the suppressors stay put."""
+    """Directions that move the activating outputs while the suppressors stay put.
+
+    Args:
+        A_act: JᵀJ of the outputs to move.
+        A_sup: JᵀJ of each block of outputs to keep fixed.
+        r: a suppressor's null space: eigenvalues below r·λmax.
+        t: directions kept: eigenvalues above t·λmax of the unprojected A_act.
+        cos: principal-angle cosine above which null-space directions count as shared.
+        max_rank: at most this many directions.
+    """
+    if isinstance(A_act, LowRankGram) and all(isinstance(A, LowRankGram) for A in A_sup):
+        return _ice_low_rank(A_act, list(A_sup), r=r, t=t, cos=cos, max_rank=max_rank)
+    A_act = _dense(A_act)
     d = A_act.shape[0]
-    A_act = A_act.double()
-    nulls = [null_space(A.double(), r) for A in A_sup]
+    nulls = [null_space(_dense(A), r) for A in A_sup]
     N = intersect(nulls, cos) if nulls else torch.eye(d, dtype=torch.float64)
     if N.shape[1] == 0:
         return IceResult(torch.zeros(0, d), torch.zeros(0), 0)
@@ -325,12 +375,53 @@ def ice_subspace(
     # relative to the strongest direction of the *unconstrained* criterion, so that directions
     # that barely move it (all that survive strong suppressors, say) are not kept
     lmax = torch.linalg.eigvalsh(A_act)[-1]
+    return _kept(N @ vec, lam, lmax, t, max_rank, int(N.shape[1]))
+
+
+def _dense(A: Gram) -> torch.Tensor:
+    return A.dense() if isinstance(A, LowRankGram) else A.double()
+
+
+def _kept(columns: torch.Tensor, lam: torch.Tensor, lmax: torch.Tensor, t: float, max_rank: int | None,
+          null_dim: int) -> IceResult:
+    """The directions (columns, strongest first) whose eigenvalue exceeds t·lmax, at most max_rank."""
     keep = lam > t * lmax if lmax > 0 else torch.zeros_like(lam, dtype=torch.bool)
     if max_rank is not None:
         keep &= torch.arange(len(lam)) < max_rank
-    V = (N @ vec[:, keep]).T  # [k, D]
-    V = _fix_signs(V)
-    return IceResult(V.float(), lam[keep].float(), int(N.shape[1]))
+    V = _fix_signs(columns[:, keep].T)  # [k, D]
+    return IceResult(V.float(), lam[keep].float(), null_dim)
+
+
+def _moved_rows(B: torch.Tensor, r: float) -> torch.Tensor:
+    """Orthonormal rows spanning the directions where BᵀB's eigenvalue is at least r·λmax
+    (the complement of `null_space`)."""
+    _, s, vh = torch.linalg.svd(B.double(), full_matrices=False)
+    if s.numel() == 0 or s[0] <= 0:
+        return vh[:0]
+    return vh[s**2 >= r * s[0] ** 2]
+
+
+def _ice_low_rank(A_act: LowRankGram, A_sup: list[LowRankGram], *, r, t, cos, max_rank) -> IceResult:
+    """`ice_subspace` on factors, never forming a D×D matrix. The joint null space is kept as the
+    complement of an orthonormal span S of excluded directions. The first suppressor excludes the
+    directions it moves; each next one, restricted to the complement (W = U − USᵀS), excludes the
+    directions it moves by at least 1 − cos² (squared singular values of W): the principal vectors
+    `intersect` drops, so both solves agree. The activating factor projected onto the complement,
+    C = B(I − SᵀS), gives the restricted eigenpairs by its SVD."""
+    B = A_act.factor.double()
+    d = B.shape[1]
+    span = torch.zeros(0, d, dtype=torch.float64)
+    for A in A_sup:
+        moved = _moved_rows(A.factor, r)
+        _, s, vh = torch.linalg.svd(moved - (moved @ span.T) @ span, full_matrices=False)
+        span = torch.cat([span, vh[s**2 >= 1 - cos**2]])
+    null_dim = d - span.shape[0]
+    if null_dim == 0:
+        return IceResult(torch.zeros(0, d), torch.zeros(0), 0)
+    _, s, vh = torch.linalg.svd(B - (B @ span.T) @ span, full_matrices=False)
+    s_all = torch.linalg.svdvals(B)
+    lmax = s_all[0] ** 2 if s_all.numel() else torch.tensor(0.0, dtype=torch.float64)
+    return _kept(vh.T, s**2, lmax, t, max_rank, null_dim)
 
 
 def _fix_signs(V: torch.Tensor) -> torch.Tensor:
