@@ -59,7 +59,7 @@ def main() -> None:
                     for r in (ray1, ray2))
     record = {
         "n": args.n, "subspaces": subspaces, "shard_faces": args.shard_faces,
-        "units": local.summary["provenance"]["execution"]["units"], "walk_images": images,
+        "units": local.record.provenance.execution.units, "walk_images": images,
         "cpu_count": os.cpu_count(), "torch_threads": 1, "load_average": os.getloadavg()[0],
         "seconds": {"local": t_local, "ray_init": t_init, "ray_1_worker": t_ray1, "ray_2_workers": t_ray2},
         "images_per_s": {"local": images / t_local, "ray_1_worker": images / t_ray1, "ray_2_workers": images / t_ray2},

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from iceaudit.audit.classifier import Classifier, ModelCard
     from iceaudit.bank.format import Bank
     from iceaudit.gate import GateResult
+    from iceaudit.record import AuditRecord
     from iceaudit.stylegan2.networks import Generator
 
 
@@ -152,7 +153,7 @@ class Audit:
     """An audit directory, read back: the summary, the long tables, and verbs on them."""
 
     dir: Path
-    summary: dict[str, Any]  # exactly what summary.json holds
+    record: "AuditRecord"  # summary.json, typed
     results: "pd.DataFrame"  # long table: sample, seed, subspace, alpha, score, image_change
     counterfactuals: "pd.DataFrame"  # sample, seed, subspace, step, score_before, score_after
 
@@ -166,29 +167,31 @@ class Audit:
         import pandas as pd
 
         from iceaudit.errors import UserError
-        from iceaudit.summary import load_summary
+        from iceaudit.record import load_record
 
         folder = Path(audit_dir)
-        summary = load_summary(folder)
+        record = load_record(folder)
         tables = {}
         for name in ("results", "counterfactuals"):
             path = folder / f"{name}.parquet"
             if not path.is_file():
                 raise UserError(f"{folder} has no {name}.parquet: not a finished audit directory")
             tables[name] = pd.read_parquet(path)
-        return cls(dir=folder, summary=summary, **tables)
+        return cls(dir=folder, record=record, **tables)
 
     @property
     def drivers(self) -> "pd.DataFrame":
         """One row per subspace, ranked (significant drivers first, then by |slope|)."""
         import pandas as pd
 
-        rows = [{k: v for k, v in d.items() if k != "extra"} for d in self.summary["drivers"]]
+        from dataclasses import asdict
+
+        rows = [{k: v for k, v in asdict(d).items() if k != "extra"} for d in self.record.drivers]
         return pd.DataFrame(rows).set_index("rank") if rows else pd.DataFrame()
 
     @property
     def verdict(self) -> str:
-        return self.summary["verdict"]
+        return self.record.verdict
 
     def report(self, out: str | Path | None = None, formats: Iterable[str] = ("html", "pdf"),
                policy: str | Path | None = None) -> list[Path]:
@@ -224,5 +227,5 @@ class Audit:
         return audit_html(self)
 
     def __repr__(self) -> str:
-        top = ", ".join(f"{d['name']} {d['slope']:+.3g}" for d in self.summary["drivers"][:3])
-        return f"Audit({str(self.dir)!r}: {len(self.summary['drivers'])} subspaces; top: {top})"
+        top = ", ".join(f"{d.name} {d.slope:+.3g}" for d in self.record.drivers[:3])
+        return f"Audit({str(self.dir)!r}: {len(self.record.drivers)} subspaces; top: {top})"

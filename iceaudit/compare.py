@@ -8,26 +8,28 @@ but unpaired and of another precision: a warning, not a refusal.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-# aspect -> (how to read it from a summary, whether a difference forbids the comparison)
-_ASPECTS: dict[str, tuple[Callable[[dict[str, Any]], Any], bool]] = {
-    "generator": (lambda s: (s.get("generator") or {}).get("fingerprint"), True),
-    "bank": (lambda s: (s.get("bank") or {}).get("hash"), True),
-    "step grid": (lambda s: _grids(s), True),
-    "truncation psi": (lambda s: (s.get("settings") or {}).get("psi"), True),
-    "face seed": (lambda s: (s.get("settings") or {}).get("seed"), False),
-    "number of faces": (lambda s: (s.get("settings") or {}).get("n_samples"), False),
+from iceaudit.record import AuditRecord, Driver
+
+# aspect -> (how to read it from a record, whether a difference forbids the comparison)
+_ASPECTS: dict[str, tuple[Callable[[AuditRecord], Any], bool]] = {
+    "generator": (lambda r: r.generator and r.generator.fingerprint, True),
+    "bank": (lambda r: r.bank and r.bank.hash, True),
+    "step grid": (lambda r: _grids(r), True),
+    "truncation psi": (lambda r: r.settings and r.settings.psi, True),
+    "face seed": (lambda r: r.settings and r.settings.seed, False),
+    "number of faces": (lambda r: r.settings and r.settings.n_samples, False),
 }
 
 
-def _grids(summary: dict[str, Any]) -> dict[str, tuple[float, ...]] | None:
+def _grids(record: AuditRecord) -> dict[str, tuple[float, ...]] | None:
     """Each subspace's walk grid (alphas), from the bank entries or the shared settings grid."""
-    per = {b["id"]: tuple(b["alphas"]) for b in (summary.get("bank") or {}).get("subspaces", []) if b.get("alphas")}
+    per = {b.id: tuple(b.alphas) for b in (record.bank.subspaces if record.bank else []) if b.alphas}
     if per:
         return per
-    alphas = (summary.get("settings") or {}).get("alphas")
+    alphas = record.settings.alphas if record.settings else None
     if isinstance(alphas, dict):
         return {k: tuple(v) for k, v in alphas.items()}
     if isinstance(alphas, list):
@@ -67,10 +69,10 @@ class Difference:
         return f"{self.aspect} differs ({_short(self.new)} vs {_short(self.old)} in the baseline)"
 
 
-def differences(new: dict[str, Any], old: dict[str, Any]) -> list[Difference]:
-    """What makes `new` and `old` (two summary.json records) not comparable, aspect by aspect.
+def differences(new: AuditRecord, old: AuditRecord) -> list[Difference]:
+    """What makes `new` and `old` (two audit records) not comparable, aspect by aspect.
 
-    An aspect that either summary does not record is not compared.
+    An aspect that either record does not hold is not compared.
 
     Args:
         new: the audit under test.
@@ -103,27 +105,30 @@ class DriverChange:
     subspace: str
     name: str
     protected: bool
-    old: dict[str, Any]  # the baseline's driver record (summary.json)
-    new: dict[str, Any]
+    old: Driver  # the baseline's driver record
+    new: Driver
 
     @property
     def abs_slope_increase(self) -> float:
-        return abs(float(self.new["slope"])) - abs(float(self.old["slope"]))
+        return abs(self.new.slope) - abs(self.old.slope)
 
     @property
     def flip_rate_increase(self) -> float:
-        return float(self.new["flip_rate"]) - float(self.old["flip_rate"])
+        return self.new.flip_rate - self.old.flip_rate
+
+    def flip_rates(self) -> str:
+        return f"{100 * self.old.flip_rate:.0f}% → {100 * self.new.flip_rate:.0f}%"
 
     @property
     def significance(self) -> str:
         """``"became significant"``, ``"no longer significant"``, or ``"unchanged"``."""
-        was, now = bool(self.old["significant"]), bool(self.new["significant"])
+        was, now = self.old.significant, self.new.significant
         return "unchanged" if was == now else "became significant" if now else "no longer significant"
 
     def to_dict(self) -> dict[str, Any]:
         keys = ("slope", "ci_low", "ci_high", "flip_rate", "significant")
         return {"subspace": self.subspace, "name": self.name, "protected": self.protected,
-                "old": {k: self.old.get(k) for k in keys}, "new": {k: self.new.get(k) for k in keys},
+                "old": {k: asdict(self.old)[k] for k in keys}, "new": {k: asdict(self.new)[k] for k in keys},
                 "abs_slope_increase": self.abs_slope_increase, "flip_rate_increase": self.flip_rate_increase,
                 "significance": self.significance}
 
@@ -155,35 +160,37 @@ class AuditDiff:
                 "changes": [c.to_dict() for c in self.changes]}
 
 
-def diff(new: dict[str, Any], old: dict[str, Any]) -> AuditDiff:
-    """Compare two summary.json records, subspace by subspace.
+def diff(new: AuditRecord, old: AuditRecord) -> AuditDiff:
+    """Compare two audit records, subspace by subspace.
 
     Args:
         new: the candidate audit.
         old: the baseline audit.
     """
-    before = {d["subspace"]: d for d in old["drivers"]}
-    after = {d["subspace"]: d for d in new["drivers"]}
-    protected = set((new.get("fairness") or {}).get("protected") or []) | {
-        sid for sid, d in after.items() if "protected" in (d.get("tags") or [])}
-    changes = [DriverChange(sid, after[sid].get("name", sid), sid in protected, before[sid], after[sid])
+    before = {d.subspace: d for d in old.drivers}
+    after = {d.subspace: d for d in new.drivers}
+    protected = set(new.protected)
+    changes = [DriverChange(sid, after[sid].name, sid in protected, before[sid], after[sid])
                for sid in after if sid in before]
     changes.sort(key=lambda c: (-abs(c.abs_slope_increase), c.subspace))
     return AuditDiff(differences=differences(new, old), changes=changes,
                      only_new=sorted(set(after) - set(before)), only_old=sorted(set(before) - set(after)))
 
 
+def slope_with_ci(d: Driver) -> str:
+    """"+0.123 [+0.1, +0.15]": a driver's slope and its 95% interval."""
+    return f"{d.slope:+.3g} [{d.ci_low:+.3g}, {d.ci_high:+.3g}]"
+
+
 def diff_html(d: AuditDiff, old_label: str, new_label: str) -> str:
     """The diff as one self-contained HTML section (a table), for a page or a report."""
     from html import escape
 
-    def ci(r: dict[str, Any]) -> str:
-        return f"{float(r['slope']):+.3g} [{float(r['ci_low']):+.3g}, {float(r['ci_high']):+.3g}]"
-
+    ci = slope_with_ci
     rows = "".join(
         f"<tr data-subspace=\"{escape(c.subspace)}\"><td>{escape(c.name)}{' (protected)' if c.protected else ''}</td>"
         f"<td>{ci(c.old)}</td><td>{ci(c.new)}</td><td>{c.abs_slope_increase:+.3g}</td>"
-        f"<td>{100 * float(c.old['flip_rate']):.0f}% → {100 * float(c.new['flip_rate']):.0f}%</td>"
+        f"<td>{c.flip_rates()}</td>"
         f"<td>{escape(c.significance)}</td></tr>" for c in d.changes)
     notes = "".join(f"<li>{escape(x)}</li>" for x in d.differences_text())
     alarm = (f"<p class=\"alarm\">Newly significant protected attributes: "

@@ -46,7 +46,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from iceaudit.errors import UserError
-from iceaudit.summary import load_summary
+from iceaudit.record import AuditRecord, Driver, load_record
 from iceaudit.validation import parse_record, read_text
 
 # key -> (expected kind, description); kinds: "str", "bool", "number", "rate"
@@ -227,31 +227,30 @@ def load_policy(path: str | Path) -> Policy:
     return Policy(name=data.get("name", path.stem), description=data.get("description", ""), rules=rules, path=p)
 
 
-def _known(summary: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, str]]:
+def _known(record: AuditRecord) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Subspace id -> tags, and id -> display name, from the bank and the drivers."""
     tags: dict[str, list[str]] = {}
     names: dict[str, str] = {}
-    for s in (summary.get("bank") or {}).get("subspaces", []) + summary["drivers"]:
-        sid = s.get("id", s.get("subspace"))
-        tags.setdefault(sid, [])
-        tags[sid] = sorted(set(tags[sid]) | set(s.get("tags", [])))
-        names.setdefault(sid, s.get("name", sid))
+    entries = [(s.id, s.name, s.tags) for s in (record.bank.subspaces if record.bank else [])]
+    for sid, name, their_tags in entries + [(d.subspace, d.name, d.tags) for d in record.drivers]:
+        tags[sid] = sorted(set(tags.get(sid, [])) | set(their_tags))
+        names.setdefault(sid, name or sid)
     return tags, names
 
 
-def subjects(rule: Rule, summary: dict[str, Any]) -> list[str]:
+def subjects(rule: Rule, record: AuditRecord) -> list[str]:
     """The subspace ids a rule applies to in this audit (bank order)."""
-    tags, _ = _known(summary)
+    tags, _ = _known(record)
     if rule.subspace:
         return [rule.subspace]
     if rule.tag:
         return [sid for sid, t in tags.items() if rule.tag in t]
-    return [d["subspace"] for d in summary["drivers"]]
+    return [d.subspace for d in record.drivers]
 
 
-def check_names(policy: Policy, summary: dict[str, Any]) -> None:
+def check_names(policy: Policy, record: AuditRecord) -> None:
     """Refuse rules naming a subspace or tag this audit does not have."""
-    tags, _ = _known(summary)
+    tags, _ = _known(record)
     all_tags = sorted({t for ts in tags.values() for t in ts})
     for rule in policy.rules:
         where = _where(policy.path, rule.line)
@@ -271,54 +270,61 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _change(new: dict[str, Any], old: dict[str, Any]):
+def _change(new: Driver, old: Driver):
     """The same driver comparison `iceaudit diff` shows."""
     from iceaudit.compare import DriverChange
 
-    return DriverChange(new["subspace"], new.get("name", new["subspace"]), False, old, new)
+    return DriverChange(new.subspace, new.name, False, old, new)
 
 
-def _check(d: dict[str, Any], key: str, limit: Any, old: dict[str, Any] | None = None) -> CheckResult:
+def _check(d: Driver, key: str, limit: Any, old: Driver | None = None) -> CheckResult:
     if key == "must_not_be_significant":
-        value, ok = bool(d["significant"]), not (limit and d["significant"])
+        value, ok = d.significant, not (limit and d.significant)
         msg = "significant driver" if value else "not significant"
     elif key == "must_be_significant":
-        value, ok = bool(d["significant"]), bool(d["significant"]) or not limit
+        value, ok = d.significant, d.significant or not limit
         msg = "significant driver" if value else "not significant"
     elif key == "max_abs_slope":
-        value = abs(float(d["slope"]))
+        value = abs(d.slope)
         ok, msg = value <= limit, f"|slope| {_fmt(value)} vs max {_fmt(limit)}"
     elif key == "max_flip_rate":
-        value = float(d["flip_rate"])
+        value = d.flip_rate
         ok, msg = value <= limit, f"flip rate {_fmt(value)} vs max {_fmt(limit)}"
     elif key == "min_abs_slope":
-        value = abs(float(d["slope"]))
+        value = abs(d.slope)
         ok, msg = value >= limit, f"|slope| {_fmt(value)} vs min {_fmt(limit)}"
     elif key == "min_flip_rate":
-        value = float(d["flip_rate"])
+        value = d.flip_rate
         ok, msg = value >= limit, f"flip rate {_fmt(value)} vs min {_fmt(limit)}"
     elif key == "max_abs_slope_increase":
         assert old is not None
         value = _change(d, old).abs_slope_increase
         ok = value <= limit
-        msg = f"|slope| {_fmt(abs(float(old['slope'])))} -> {_fmt(abs(float(d['slope'])))} (change {value:+.3g}, max +{_fmt(limit)})"
+        msg = f"|slope| {_fmt(abs(old.slope))} -> {_fmt(abs(d.slope))} (change {value:+.3g}, max +{_fmt(limit)})"
     elif key == "max_flip_rate_increase":
         assert old is not None
         value = _change(d, old).flip_rate_increase
         ok = value <= limit
-        msg = f"flip rate {_fmt(float(old['flip_rate']))} -> {_fmt(float(d['flip_rate']))} (change {value:+.3g}, max +{_fmt(limit)})"
+        msg = f"flip rate {_fmt(old.flip_rate)} -> {_fmt(d.flip_rate)} (change {value:+.3g}, max +{_fmt(limit)})"
     else:  # pragma: no cover - load_policy only admits the keys above
         raise AssertionError(key)
     return CheckResult(check=key, value=value, limit=limit, passed=bool(ok), message=msg)
 
 
-def evaluate(policy: Policy, summary: dict[str, Any], baseline: dict[str, Any] | None = None,
+def evaluate(policy: Policy, record: AuditRecord, baseline: AuditRecord | None = None,
              audit_label: str = "", baseline_label: str | None = None) -> GateResult:
-    """Apply every rule of ``policy`` to ``summary`` (and ``baseline``)."""
-    check_names(policy, summary)
-    warnings = _comparable(policy, summary, baseline, baseline_label)
-    drivers = {d["subspace"]: d for d in summary["drivers"]}
-    old = {d["subspace"]: d for d in baseline["drivers"]} if baseline is not None else None
+    """Apply every rule of ``policy`` to ``record`` (and ``baseline``).
+
+    Args:
+        policy: the loaded policy.
+        record: the audit's record.
+        baseline: the previous release's record, for [baseline] rules.
+        audit_label, baseline_label: how the result names them.
+    """
+    check_names(policy, record)
+    warnings = _comparable(policy, record, baseline, baseline_label)
+    drivers = {d.subspace: d for d in record.drivers}
+    old = {d.subspace: d for d in baseline.drivers} if baseline is not None else None
     outcomes: list[Outcome] = []
     for rule in policy.rules:
         if rule.kind == "baseline" and old is None:
@@ -328,7 +334,7 @@ def evaluate(policy: Policy, summary: dict[str, Any], baseline: dict[str, Any] |
             outcomes.append(Outcome(rule.name, rule.kind, "(no baseline)", passed=False, skipped=True,
                                     message="no --baseline given; regression limits not checked"))
             continue
-        for sid in subjects(rule, summary):
+        for sid in subjects(rule, record):
             d = drivers.get(sid)
             if d is None:  # in the bank but not measured: missing evidence fails
                 outcomes.append(Outcome(rule.name, rule.kind, sid, passed=False, message="not measured by this audit"))
@@ -345,7 +351,7 @@ def evaluate(policy: Policy, summary: dict[str, Any], baseline: dict[str, Any] |
                       warnings=warnings)
 
 
-def _comparable(policy: Policy, summary: dict[str, Any], baseline: dict[str, Any] | None,
+def _comparable(policy: Policy, record: AuditRecord, baseline: AuditRecord | None,
                 baseline_label: str | None) -> list[str]:
     """Refuse (UserError) a baseline that measured something else; return the warnings."""
     from iceaudit.compare import differences
@@ -353,7 +359,7 @@ def _comparable(policy: Policy, summary: dict[str, Any], baseline: dict[str, Any
     rules = [r for r in policy.rules if r.kind == "baseline"]
     if baseline is None or not rules:
         return []
-    found = differences(summary, baseline)
+    found = differences(record, baseline)
     allowed = all(r.allow_incomparable for r in rules)
     blocking = [d for d in found if d.blocking and not allowed]
     if blocking:
@@ -366,10 +372,10 @@ def _comparable(policy: Policy, summary: dict[str, Any], baseline: dict[str, Any
 
 def run_gate(audit: str | Path, policy_path: str | Path, baseline: str | Path | None = None) -> GateResult:
     """Load the audit summary, the policy and the optional baseline; evaluate."""
-    summary = load_summary(audit)
+    record = load_record(audit)
     policy = load_policy(policy_path)
-    old = load_summary(baseline) if baseline is not None else None
-    return evaluate(policy, summary, old, audit_label=str(audit), baseline_label=str(baseline) if baseline else None)
+    old = load_record(baseline) if baseline is not None else None
+    return evaluate(policy, record, old, audit_label=str(audit), baseline_label=str(baseline) if baseline else None)
 
 
 # --- writing results -------------------------------------------------------------

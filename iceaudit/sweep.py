@@ -275,11 +275,11 @@ def _sweep_one(m: SweepModel, card, out: Path, shared: _Shared) -> SweepEntry:
     entry.failed_rules = sorted({f"{o.rule} [{o.subject}]" for o in gate.outcomes if not o.passed and not o.skipped})
     entry.gate_warnings = list(gate.warnings)
     entry.outcomes = [RuleOutcome(o.rule, o.subject, o.passed, o.skipped, o.message) for o in gate.outcomes]
-    drivers = result.summary["drivers"]
-    entry.verdict = result.summary["verdict"]
-    entry.top_driver = drivers[0]["subspace"] if drivers else None
-    entry.significant = [d["subspace"] for d in drivers if d["significant"]]
-    entry.slopes = {d["subspace"]: float(d["slope"]) for d in drivers}
+    drivers = result.record.drivers
+    entry.verdict = result.record.verdict
+    entry.top_driver = drivers[0].subspace if drivers else None
+    entry.significant = [d.subspace for d in drivers if d.significant]
+    entry.slopes = {d.subspace: d.slope for d in drivers}
     if shared.formats:
         written = build_report(audit_dir, formats=shared.formats, policy=shared.policy)
         entry.report = str(Path(m.name) / written[0].name)

@@ -257,11 +257,11 @@ def test_mutated_summaries_through_the_gate_and_the_report(data):
 def test_documents_nested_past_the_parser_are_one_message(tmp_path, what, name, text):
     from iceaudit.audit.classifier import load_card
     from iceaudit.gate import load_policy
-    from iceaudit.summary import load_summary
+    from iceaudit.record import load_record
 
     path = tmp_path / name
     path.write_text(text)
-    load = {"audit summary": load_summary, "policy": load_policy, "model card": load_card}[what]
+    load = {"audit summary": load_record, "policy": load_policy, "model card": load_card}[what]
     with pytest.raises(UserError, match=f"{what} {path}: (nested too deeply to be read|not valid)"):
         load(path)
 
@@ -271,12 +271,12 @@ def test_documents_nested_past_the_parser_are_one_message(tmp_path, what, name, 
 def test_records_larger_than_any_real_one_are_refused_unread(tmp_path, what, name, size):
     from iceaudit.audit.classifier import load_card
     from iceaudit.gate import load_policy
-    from iceaudit.summary import load_summary
+    from iceaudit.record import load_record
 
     path = tmp_path / name
     with open(path, "wb") as fh:  # sparse: nothing is really written
         fh.truncate(size)
-    load = {"audit summary": load_summary, "policy": load_policy, "model card": load_card}[what]
+    load = {"audit summary": load_record, "policy": load_policy, "model card": load_card}[what]
     with pytest.raises(UserError, match="is larger than any"):
         load(path)
 

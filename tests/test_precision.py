@@ -121,7 +121,7 @@ def test_a_bf16_audit_finds_what_the_fp32_audit_finds(tmp_path):
     full = run_audit(clf, G, bank, AuditSettings(**base))
     low = run_audit(clf, G, bank, AuditSettings(precision="bf16", out=tmp_path / "bf16", **base))
     assert G.precision == "fp32" and clf.precision == "fp32"  # the caller's networks as they were
-    assert low.summary["settings"]["precision"] == "bf16" and full.summary["settings"]["precision"] == "fp32"
+    assert low.record.settings.precision == "bf16" and full.record.settings.precision == "fp32"
     assert [d.subspace for d in low.drivers][:1] == [d.subspace for d in full.drivers][:1] == ["redness"]
     assert [d.significant for d in low.drivers] == [d.significant for d in full.drivers]
     assert abs(low.drivers[0].slope - full.drivers[0].slope) <= 0.05 * abs(full.drivers[0].slope)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-from iceaudit.summary import agreement_word
+from iceaudit.record import Driver, agreement_word
 
 # keyword in a subspace's tags / criterion / name -> parser region
 REGION_KEYWORDS: tuple[tuple[str, str], ...] = (
@@ -92,15 +92,9 @@ def is_colour_subspace(sub: Any) -> bool:
     return any(w in text for w in COLOUR_WORDS)
 
 
-def walk_scores(drivers: Iterable[Any]) -> dict[str, float]:
-    """Subspace id -> |slope| from the audit's drivers (`Driver` records or dicts)."""
-    out = {}
-    for d in drivers:
-        get = d.get if isinstance(d, Mapping) else lambda k, default=None, _d=d: getattr(_d, k, default)
-        slope = get("slope")
-        value = abs(float(slope)) if slope is not None else float(get("mean_abs_change", 0.0))
-        out[str(get("subspace"))] = value
-    return out
+def walk_scores(drivers: Iterable[Driver]) -> dict[str, float]:
+    """Subspace id -> |slope| from the audit's drivers."""
+    return {d.subspace: abs(float(d.slope)) for d in drivers}
 
 
 def spearman(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, Any]:

@@ -286,7 +286,7 @@ def run_attfind(
     out_dir: str | Path | None = None,
     progress: StageProgress | None = None,
 ) -> dict:
-    """AttFind end to end; a JSON-serialisable dict (see `iceaudit.summary`)."""
+    """AttFind end to end; a JSON-serialisable dict (its shape: `iceaudit.record.schema`)."""
     eff = style_effects(score_fn, G, ws, batch_size=batch_size, screen=screen, progress=progress)
     result: dict = {
         "n_faces": int(ws.shape[0]),

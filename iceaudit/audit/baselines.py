@@ -5,12 +5,12 @@ The audit calls one function on the faces it already sampled::
 
     from iceaudit.audit.baselines import parse_methods, run_baselines
     methods = parse_methods(cli_value)          # "--baselines" value
-    summary["baselines"] = run_baselines(
+    record.baselines = run_baselines(
         score_fn, G, faces, bank, parser, methods, audit_dir,
-        drivers=summary["drivers"], threshold=card_threshold)
+        drivers=record.drivers, threshold=card_threshold)
 
 The result is a JSON-serialisable dict whose shape is documented in
-`iceaudit.summary`; heatmaps and walk strips are written to
+`iceaudit.record`; heatmaps and walk strips are written to
 ``audit_dir/figures/``.
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ from iceaudit.atomic import atomic_path, write_text
 from iceaudit.errors import UserError
 from iceaudit.validation import read_record
 from iceaudit.progress import Advance, StageProgress, no_progress
+from iceaudit.record import Driver
 
 LATENT_METHODS = ("latent", "attfind")
 ALL_METHODS = PIXEL_METHODS + LATENT_METHODS
@@ -231,7 +232,7 @@ def run_baselines(
     methods: Sequence[str] | None,
     out_dir: str | Path | None,
     *,
-    drivers: Sequence[Any] | None = None,
+    drivers: Sequence[Driver] | None = None,
     threshold: float = 0.0,
     options: BaselineOptions | None = None,
     progress: StageProgress | None = None,

@@ -1,8 +1,8 @@
 """The audit's pictures: walk strips and counterfactual pairs."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ from iceaudit.atomic import atomic_path
 from iceaudit.audit.stats import zero_index
 from iceaudit.audit.units import on_device, safe_id
 from iceaudit.audit.walks import Walker
+from iceaudit.record import BestEdit, WalkStrip
 
 
 def _to_pil(img: torch.Tensor):
@@ -42,11 +43,19 @@ def _strip_alphas(alphas: np.ndarray, k: int = 5) -> np.ndarray:
     return alphas[sorted(idx)]
 
 
+@dataclass
+class AuditImages:
+    """What `write_images` wrote: the walk strips per subspace and the best counterfactual per shown face."""
+
+    walk_strips: dict[str, list[WalkStrip]] = field(default_factory=dict)
+    best: list[BestEdit] = field(default_factory=list)
+
+
 def write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, results, grids, score_fn, batch,
-                 settings) -> dict[str, Any]:
+                 settings) -> AuditImages:
     by_id = {s.id: s for s in subspaces}
     device = faces.ws.device
-    strips: dict[str, list[dict[str, Any]]] = {}
+    strips: dict[str, list[WalkStrip]] = {}
     shown = [d.subspace for d in drivers[: settings.strip_subspaces]]
     shown += [s.id for s in subspaces if "protected" in s.tags and s.id not in shown]
     samples = np.arange(min(settings.strip_faces, len(faces)))
@@ -59,8 +68,8 @@ def write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, r
             rel = f"images/walks/{safe_id(sid)}/sample_{s:04d}.png"
             save_png(_hstack([_to_pil(im) for im in imgs[j * len(alphas):(j + 1) * len(alphas)]]), out / rel)
             sc = results[(results["subspace"] == sid) & (results["sample"] == s)].set_index("alpha")["score"]
-            entries.append({"sample": int(s), "image": rel, "alphas": [float(a) for a in alphas],
-                            "scores": [float(sc.get(a, np.nan)) for a in alphas]})
+            entries.append(WalkStrip(sample=int(s), image=rel, alphas=[float(a) for a in alphas],
+                                     scores=[float(sc.get(a, np.nan)) for a in alphas]))
         strips[sid] = entries
     best = []
     shown_faces = per_face[per_face["best_subspace"].notna()].head(settings.n_counterfactual_images)
@@ -79,9 +88,9 @@ def write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, r
         save_png(_to_pil(diff), out / paths["diff"])
         save_png(_hstack([o, c]), out / paths["pair"])
         rec = counterfactuals[(counterfactuals["sample"] == row.sample) & (counterfactuals["subspace"] == sid)].iloc[0]
-        best.append({"sample": int(row.sample), "seed": int(row.seed), "subspace": sid, "step": step,
-                     "score_before": float(rec["score_before"]), "score_after": float(rec["score_after"]), **paths})
-    return {"walk_strips": strips, "best": best}
+        best.append(BestEdit(sample=int(row.sample), seed=int(row.seed), subspace=sid, step=step,
+                             score_before=float(rec["score_before"]), score_after=float(rec["score_after"]), **paths))
+    return AuditImages(walk_strips=strips, best=best)
 
 
 # -- summary ---------------------------------------------------------------------------------------

@@ -5,10 +5,8 @@ import hashlib
 import json
 import platform
 import sys
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,19 +15,21 @@ import torch
 from iceaudit import __version__
 from iceaudit.audit.classifier import Classifier
 from iceaudit.bank.format import Bank
-from iceaudit.summary import compose_verdict
+from iceaudit.record import (AuditRecord, BankRecord, BaseRate, ClassifierRecord, Counterfactuals, FaceOutcome,
+                             Fairness, FairnessFinding, FlipStats, GeneratorRecord, OwnCriterion, Provenance,
+                             SettingsRecord, SubspaceRecord, Validity, compose_verdict)
 
 
 def compose_summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids, drivers, null_info,
-                    counterfactuals, per_face, images) -> dict[str, Any]:
+                    counterfactuals, per_face, images) -> AuditRecord:
     grid_lists = {sid: [float(a) for a in g] for sid, g in grids.items()}
     same_grid = len({tuple(v) for v in grid_lists.values()}) == 1
     per_subspace = {}
     for sub in subspaces:
         c = counterfactuals[counterfactuals["subspace"] == sub.id]
-        per_subspace[sub.id] = {"success_rate": len(c) / n,
-                                "median_step": float(c["step"].abs().median()) if len(c) else None,
-                                "n_flipped": int(len(c))}
+        per_subspace[sub.id] = FlipStats(success_rate=len(c) / n,
+                                         median_step=float(c["step"].abs().median()) if len(c) else None,
+                                         n_flipped=int(len(c)))
     protected = [s.id for s in subspaces if "protected" in s.tags]
     dmap = {d.subspace: d for d in drivers}
     findings = []
@@ -39,72 +39,69 @@ def compose_summary(classifier, G, fingerprint, bank, subspaces, settings, n, de
                      f"and flips {100 * d.flip_rate:.0f}% of decisions within the tested range; "
                      + ("significant against random directions." if d.significant else
                         "not distinguishable from random directions."))
-        findings.append({"subspace": sid, "name": d.name, "slope": d.slope, "ci_low": d.ci_low, "ci_high": d.ci_high,
-                         "flip_rate": d.flip_rate, "significant": d.significant, "p_adjusted": d.p_adjusted,
-                         "statement": statement})
+        findings.append(FairnessFinding(subspace=sid, name=d.name, slope=d.slope, ci_low=d.ci_low, ci_high=d.ci_high,
+                                        flip_rate=d.flip_rate, significant=d.significant, p_adjusted=d.p_adjusted,
+                                        statement=statement))
     n_pos = int(per_face["positive"].sum())
     command = settings.command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    return {
-        "classifier": {"name": classifier.name, "path": classifier.path, "sha256": classifier.sha256,
-                       "kind": classifier.kind, "differentiable": classifier.differentiable,
-                       "positive_class": classifier.card.positive_class, "threshold": classifier.threshold,
-                       "head": classifier.card.head, "card": classifier.card.to_dict()},
-        "generator": {"name": settings.generator_name or type(G).__name__, "fingerprint": fingerprint,
-                      "resolution": int(G.img_resolution)},
-        "bank": {"name": bank.name, "path": settings.bank_path, "hash": bank_hash(bank),
-                 "subspaces": [{"id": s.id, "name": s.name, "tags": list(s.tags), "unit": s.unit,
-                                "step_range": list(s.step_range), "description": s.description, "space": s.space,
-                                "layers": list(s.layers), "method": s.method, "alphas": grid_lists[s.id]}
-                               for s in subspaces]},
-        "settings": {"n_samples": n, "seed": settings.seed, "psi": settings.psi,
-                     "alphas": next(iter(grid_lists.values())) if same_grid else grid_lists,
-                     "n_steps": settings.n_steps, "n_null": settings.n_null, "device": str(device),
-                     "batch_images": batch, "precision": settings.precision, "partial_synthesis": settings.partial,
-                     "bisect_steps": settings.bisect_steps, "n_bootstrap": settings.n_bootstrap,
-                     "level": settings.level},
-        "verdict": compose_verdict([asdict(d) for d in drivers]),
-        "drivers": drivers,
-        "walk_strips": images["walk_strips"],
-        "counterfactuals": {
-            "method": f"grid + {settings.bisect_steps} bisection renders through the generator per crossing; "
-                      "step = smallest |alpha| (semantic units) whose decision differs from alpha = 0",
-            "per_subspace": per_subspace,
-            "best": images["best"],
-            "per_face": [{"sample": int(r.sample), "seed": int(r.seed), "score": float(r.score),
-                          "positive": bool(r.positive), "flipped_by": list(r.flipped_by),
-                          "best_subspace": r.best_subspace if isinstance(r.best_subspace, str) else None,
-                          "best_step": None if r.best_step is None or pd.isna(r.best_step) else float(r.best_step)}
-                         for r in per_face.itertuples()],
-        },
-        "fairness": {"protected": protected, "findings": findings},
-        "validity": {**bank_validity(bank), "null_floor": null_info,
-                     "base_rate": {"positive": n_pos / n, "n_positive": n_pos, "n": n,
-                                   "note": "share of sampled faces the classifier calls positive at alpha = 0"}},
-        "baselines": {},
-        "provenance": {
-            "iceaudit_version": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "platform": platform.platform(), "command": command,
-            "seeds": {"faces": [settings.seed, settings.seed + n - 1], "null_directions": settings.seed,
-                      "bootstrap": settings.seed, "z_convention": "np.random.RandomState(seed).randn(z_dim)"},
-            "hashes": {"classifier": classifier.sha256, "card": card_hash(classifier),
-                       "generator": fingerprint, "bank": bank_hash(bank),
-                       "bank_manifest": _manifest_sha(settings.bank_path)},
-            "card_path": settings.card_path,
-            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        },
-    }
+    return AuditRecord(
+        classifier=ClassifierRecord(
+            name=classifier.name, path=classifier.path, sha256=classifier.sha256, kind=classifier.kind,
+            differentiable=classifier.differentiable, positive_class=classifier.card.positive_class,
+            threshold=classifier.threshold, head=classifier.card.head, card=classifier.card.to_dict()),
+        generator=GeneratorRecord(name=settings.generator_name or type(G).__name__, fingerprint=fingerprint,
+                                  resolution=int(G.img_resolution)),
+        bank=BankRecord(name=bank.name, path=settings.bank_path, hash=bank_hash(bank), subspaces=[
+            SubspaceRecord(id=s.id, name=s.name, tags=list(s.tags), unit=s.unit, step_range=list(s.step_range),
+                           description=s.description, space=s.space, layers=list(s.layers), method=s.method,
+                           alphas=grid_lists[s.id])
+            for s in subspaces]),
+        settings=SettingsRecord(
+            n_samples=n, seed=settings.seed, psi=settings.psi,
+            alphas=next(iter(grid_lists.values())) if same_grid else grid_lists,
+            n_steps=settings.n_steps, n_null=settings.n_null, device=str(device), batch_images=batch,
+            precision=settings.precision, partial_synthesis=settings.partial, bisect_steps=settings.bisect_steps,
+            n_bootstrap=settings.n_bootstrap, level=settings.level),
+        verdict=compose_verdict(drivers),
+        drivers=drivers,
+        walk_strips=images.walk_strips,
+        counterfactuals=Counterfactuals(
+            method=f"grid + {settings.bisect_steps} bisection renders through the generator per crossing; "
+                   "step = smallest |alpha| (semantic units) whose decision differs from alpha = 0",
+            per_subspace=per_subspace,
+            best=images.best,
+            per_face=[FaceOutcome(sample=int(r.sample), seed=int(r.seed), score=float(r.score), positive=bool(r.positive),
+                                  flipped_by=list(r.flipped_by),
+                                  best_subspace=r.best_subspace if isinstance(r.best_subspace, str) else None,
+                                  best_step=None if r.best_step is None or pd.isna(r.best_step) else float(r.best_step))
+                      for r in per_face.itertuples()]),
+        fairness=Fairness(protected=protected, findings=findings),
+        validity=Validity(**bank_validity(bank), null_floor=null_info,
+                          base_rate=BaseRate(positive=n_pos / n, n_positive=n_pos, n=n,
+                                             note="share of sampled faces the classifier calls positive at alpha = 0")),
+        provenance=Provenance(
+            iceaudit_version=__version__, torch=torch.__version__, numpy=np.__version__,
+            python=platform.python_version(), platform=platform.platform(), command=command,
+            seeds={"faces": [settings.seed, settings.seed + n - 1], "null_directions": settings.seed,
+                   "bootstrap": settings.seed, "z_convention": "np.random.RandomState(seed).randn(z_dim)"},
+            hashes={"classifier": classifier.sha256, "card": card_hash(classifier), "generator": fingerprint,
+                    "bank": bank_hash(bank), "bank_manifest": _manifest_sha(settings.bank_path)},
+            card_path=settings.card_path,
+            created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
+    )
 
 
-def bank_validity(bank: Bank) -> dict:
-    """The bank's own validation figures (measured when it was built or `bank validate`d), in
-    the shape the report reads: each walk's effect on its own criterion and its leakage."""
-    own, leak = {}, {}
+def bank_validity(bank: Bank) -> dict[str, dict]:
+    """The bank's own validation figures (measured when it was built or `bank validate`d), as
+    `Validity` fields: each walk's effect on its own criterion and its leakage (none if unvalidated)."""
+    own: dict[str, OwnCriterion] = {}
+    leak: dict[str, dict[str, float]] = {}
     for sub in bank.subspaces:
         v = sub.validation or {}
         if "own_effect" not in v:
             continue
-        own[sub.id] = {"criterion": sub.unit or sub.criterion, "effect_per_unit": float(v["own_effect"]),
-                       "expected": 1.0, "ok": bool(v.get("passed", True))}
+        own[sub.id] = OwnCriterion(criterion=sub.unit or sub.criterion, effect_per_unit=float(v["own_effect"]),
+                                   expected=1.0, ok=bool(v.get("passed", True)))
         leak[sub.id] = {k: float(x) for k, x in {**v.get("leakage", {}), **v.get("leakage_unchecked", {})}.items()}
     return {"own_criterion": own, "leakage": leak} if own else {}
 

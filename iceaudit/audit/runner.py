@@ -7,7 +7,7 @@ The orchestration only; each job has its module: `settings` (what is asked),
 
 Audit directory::
 
-    summary.json                       the record the report and gate read (iceaudit.summary)
+    summary.json                       the record the report and gate read (iceaudit.record)
     results.parquet                    sample, seed, subspace, alpha, score, image_change (null walks: null:<id>:<k>)
     counterfactuals.parquet            sample, seed, subspace, step, score_before, score_after
     images/counterfactuals/sample_NNNN_{original,<id>,diff,pair}.png
@@ -37,7 +37,7 @@ from iceaudit import dirlock
 from iceaudit.audit.backends import AuditWork
 from iceaudit.audit.classifier import Classifier
 from iceaudit.audit.directory import CHECKPOINT, RUN_FILE, check_out, prepare_out, resumed_batch, write_parquet
-from iceaudit.audit.images import write_images
+from iceaudit.audit.images import AuditImages, write_images
 from iceaudit.audit.provenance import bank_hash, card_hash, compose_summary
 from iceaudit.audit.sample import Faces, default_n, resolve_device, sample_faces
 from iceaudit.audit.settings import MAX_FACES, AuditSettings
@@ -48,7 +48,7 @@ from iceaudit.audit.walks import alpha_grid
 from iceaudit.bank.edit import check_compatible
 from iceaudit.bank.format import Bank, Subspace
 from iceaudit.errors import UserError
-from iceaudit.summary import Driver, write_summary
+from iceaudit.record import AuditRecord, Driver, Execution, SanityCheck, write_record
 
 __all__ = ["AuditResult", "AuditSettings", "CHECKPOINT", "MAX_FACES", "RUN_FILE", "bank_hash", "card_hash",
            "check_out", "prepare_out", "run_audit"]
@@ -56,7 +56,7 @@ __all__ = ["AuditResult", "AuditSettings", "CHECKPOINT", "MAX_FACES", "RUN_FILE"
 
 @dataclass
 class AuditResult:
-    summary: dict[str, Any]  # exactly what summary.json holds
+    record: AuditRecord  # what summary.json holds
     drivers: list[Driver]  # ranked, strongest first
     results: pd.DataFrame  # long table: sample, seed, subspace, alpha, score
     counterfactuals: pd.DataFrame  # sample, seed, subspace, step, score_before, score_after
@@ -151,32 +151,31 @@ def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: lis
         drivers, null_info = statistics(results, subspaces, grids, threshold, settings)
         per_face = per_face_table(results, counterfactuals, subspaces, faces, threshold)
 
-        images: dict[str, Any] = {"walk_strips": {}, "best": []}
+        images = AuditImages()
         if out is not None:
             images = write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, results,
                                   grids, score_fn, batch, settings)
-        summary = compose_summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids,
+        record = compose_summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids,
                                   drivers, null_info, counterfactuals, per_face, images)
         # how the walks ran: provenance only (the numbers do not depend on it)
-        summary["provenance"]["execution"] = {"backend": settings.backend, "workers": walked.workers,
-                                              "units": len(units), "units_from_checkpoint": walked.resumed,
-                                              "shard_faces": settings.shard_faces}
+        record.provenance.execution = Execution(backend=settings.backend, workers=walked.workers, units=len(units),
+                                                units_from_checkpoint=walked.resumed, shard_faces=settings.shard_faces)
         if settings.sanity:
-            summary["validity"]["sanity"] = {"randomised_classifier": _sanity(classifier, G, bank, settings)}
+            record.validity.sanity = {"randomised_classifier": _sanity(classifier, G, bank, settings)}
         if settings.baselines:
             from iceaudit.audit.baselines import run_baselines
             from iceaudit.progress import rich_stages
 
             parser = _LabelMaps(settings.parser) if settings.parser is not None else None
             with progress_bars(settings.progress) as bars:
-                summary["baselines"] = run_baselines(score_fn, G, faces, bank, parser, settings.baselines, out,
+                record.baselines = run_baselines(score_fn, G, faces, bank, parser, settings.baselines, out,
                                                      drivers=drivers, threshold=threshold, progress=rich_stages(bars),
                                                      checkpoint=out / CHECKPOINT / "baselines" if out is not None else None)
         if out is not None:
             write_parquet(results, out / "results.parquet")
             write_parquet(counterfactuals, out / "counterfactuals.parquet")
-            write_summary(summary, out / "summary.json")
-        return AuditResult(summary=summary, drivers=drivers, results=results, counterfactuals=counterfactuals,
+            write_record(record, out / "summary.json")
+        return AuditResult(record=record, drivers=drivers, results=results, counterfactuals=counterfactuals,
                            per_face=per_face, faces=faces, out=out)
 
 
@@ -194,7 +193,7 @@ class _LabelMaps:
 # -- walking ---------------------------------------------------------------------------------------
 
 
-def _sanity(classifier: Classifier, G, bank: Bank, settings: AuditSettings) -> dict[str, Any]:
+def _sanity(classifier: Classifier, G, bank: Bank, settings: AuditSettings) -> SanityCheck:
     """Re-audit a copy of the classifier whose weights are redrawn at random
     (same per-tensor mean and SD): an audit that still finds drivers there is
     measuring the generator, not the classifier (Adebayo et al. 2018)."""
@@ -202,7 +201,7 @@ def _sanity(classifier: Classifier, G, bank: Bank, settings: AuditSettings) -> d
     from dataclasses import replace
 
     if classifier.kind == "onnx":
-        return {"passed": None, "note": "skipped: ONNX weights cannot be re-initialised here"}
+        return SanityCheck(passed=None, note="skipped: ONNX weights cannot be re-initialised here")
     model = copy.deepcopy(classifier.model)
     gen = torch.Generator().manual_seed(settings.seed + 1)
     with torch.no_grad():
@@ -214,10 +213,9 @@ def _sanity(classifier: Classifier, G, bank: Bank, settings: AuditSettings) -> d
     sub = replace(settings, out=None, resume=False, sanity=False, baselines=[])
     res = run_audit(clone, G, bank, sub)
     sig = [d.subspace for d in res.drivers if d.significant]
-    return {"n_significant": len(sig), "significant": sig,
-            "max_abs_slope": max(abs(d.slope) for d in res.drivers), "passed": not sig,
-            "note": "classifier weights re-drawn at random (same per-tensor mean and SD); "
-                    + ("no subspace significant" if not sig else "significant: " + ", ".join(sig))}
+    return SanityCheck(n_significant=len(sig), significant=sig, max_abs_slope=max(abs(d.slope) for d in res.drivers),
+                       passed=not sig, note="classifier weights re-drawn at random (same per-tensor mean and SD); "
+                                            + ("no subspace significant" if not sig else "significant: " + ", ".join(sig)))
 
 
 # -- images ----------------------------------------------------------------------------------------

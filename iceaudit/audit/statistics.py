@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from iceaudit.audit.stats import end_slope, holm, null_floor_tests, walk_stats, zero_index
-from iceaudit.summary import Driver, DriverEvidence
+from iceaudit.record import Driver, DriverEvidence, NullFloor, NullTest
 
 
 def _scores(results: pd.DataFrame, sid: str, n_alpha: int) -> np.ndarray:
@@ -15,7 +15,7 @@ def _scores(results: pd.DataFrame, sid: str, n_alpha: int) -> np.ndarray:
     return rows["score"].to_numpy().reshape(-1, n_alpha)
 
 
-def statistics(results, subspaces, grids, threshold, settings):
+def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Driver], NullFloor]:
     stats, tests_in, null_slopes, groups, change = {}, {}, {}, {}, {}
     for i, sub in enumerate(subspaces):
         alphas = grids[sub.id]
@@ -61,21 +61,21 @@ def statistics(results, subspaces, grids, threshold, settings):
     for rank, d in enumerate(records, start=1):
         d.rank = rank
     all_null = np.concatenate([np.abs(null_slopes[s.id]) * change[s.id] for s in subspaces])
-    null_info = {
-        "test": "two-sided t-test of each subspace's end-to-end slope (mean over faces of the score change "
+    null_info = NullFloor(
+        test="two-sided t-test of each subspace's end-to-end slope (mean over faces of the score change "
                 "between the ends of its step range, per unit) against random directions in the same space "
                 "and layers, each rescaled so that walking the range changes the image as much as the "
                 "subspace does; slopes per unit of image change, sigma from the nulls' mean square pooled "
                 "per layer group; Holm over subspaces; significant also needs margin_share >= "
                 f"{settings.min_margin_share}",
-        "n_directions": settings.n_null * len(subspaces), "n_per_subspace": settings.n_null,
-        "quantile": 1 - settings.level / 2,
-        "abs_slope": finite(float(np.quantile(all_null, 1 - settings.level / 2))),
-        "per_subspace": {sid: {"floor": finite(t.floor * change[sid]), "sigma": finite(t.sigma * change[sid]),
-                               "df": t.df, "null_slopes": [v * change[sid] for v in t.null_slopes],
-                               "end_slope": t.statistic * change[sid], "image_change": change[sid]}
-                         for sid, t in tests.items()},
-    }
+        n_directions=settings.n_null * len(subspaces), n_per_subspace=settings.n_null,
+        quantile=1 - settings.level / 2,
+        abs_slope=finite(float(np.quantile(all_null, 1 - settings.level / 2))),
+        per_subspace={sid: NullTest(floor=finite(t.floor * change[sid]), sigma=finite(t.sigma * change[sid]),
+                                    df=t.df, null_slopes=[v * change[sid] for v in t.null_slopes],
+                                    end_slope=t.statistic * change[sid], image_change=change[sid])
+                      for sid, t in tests.items()},
+    )
     return records, null_info
 
 

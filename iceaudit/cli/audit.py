@@ -95,13 +95,14 @@ def _print_drivers(result) -> None:
     """The ranked drivers of an `iceaudit.api.Audit`, as a table, then the verdict."""
     from rich.table import Table
 
-    table = Table(title=f"drivers of {result.summary['classifier']['name']}", title_justify="left")
+    record = result.record
+    table = Table(title=f"drivers of {record.classifier.name if record.classifier else result.dir}", title_justify="left")
     for col in ("rank", "subspace", "slope / unit", "95% CI", "flip rate", "p (Holm)", "significant"):
         table.add_column(col, justify="left" if col in ("subspace", "significant") else "right")
-    for d in result.summary["drivers"]:
-        table.add_row(str(d["rank"]), d["name"], f"{d['slope']:+.4f}", f"{d['ci_low']:+.4f} .. {d['ci_high']:+.4f}",
-                      f"{100 * d['flip_rate']:.0f}%", f"{d['p_adjusted']:.3g}",
-                      "[bold green]yes[/]" if d["significant"] else "no")
+    for d in record.drivers:
+        table.add_row(str(d.rank), d.name, f"{d.slope:+.4f}", f"{d.ci_low:+.4f} .. {d.ci_high:+.4f}",
+                      f"{100 * d.flip_rate:.0f}%", "–" if d.p_adjusted is None else f"{d.p_adjusted:.3g}",
+                      "[bold green]yes[/]" if d.significant else "no")
     out.print(table)
     out.print(result.verdict)
     out.print(f"wrote {result.dir}/summary.json, results.parquet, images/")

@@ -95,14 +95,14 @@ def diff_command(
     from rich.table import Table
 
     from iceaudit.atomic import check_output_path, write_text
-    from iceaudit.compare import diff, diff_html
-    from iceaudit.summary import load_summary
+    from iceaudit.compare import diff, diff_html, slope_with_ci
+    from iceaudit.record import load_record
 
     for target in (json_out, html_out):
         if target:
             check_output_path(target)
 
-    d = diff(load_summary(new), load_summary(old))
+    d = diff(load_record(new), load_record(old))
     if not d.comparable and not allow_incomparable:
         raise UserError(f"{old} and {new} are not comparable: " + "; ".join(d.differences_text()),
                         hint="Audit both with the same generator, bank and step grid, or pass --allow-incomparable.")
@@ -110,11 +110,8 @@ def diff_command(
     for col in ("subspace", "slope, baseline [95% CI]", "slope, new [95% CI]", "|slope| change", "flip rate", "significance"):
         table.add_column(col, justify="left" if col in ("subspace", "significance") else "right")
     for c in d.changes:
-        def ci(r):
-            return f"{r['slope']:+.3g} [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}]"
-        table.add_row(escape(c.name + (" (protected)" if c.protected else "")), ci(c.old), ci(c.new),
-                      f"{c.abs_slope_increase:+.3g}", f"{100 * c.old['flip_rate']:.0f}% → {100 * c.new['flip_rate']:.0f}%",
-                      c.significance)
+        table.add_row(escape(c.name + (" (protected)" if c.protected else "")), slope_with_ci(c.old),
+                      slope_with_ci(c.new), f"{c.abs_slope_increase:+.3g}", c.flip_rates(), c.significance)
     out.print(table)
     for w in d.differences_text():
         console.print(f"[yellow]warning:[/] {escape(w)}")

@@ -35,9 +35,9 @@ def _margins(fig: Any, left: float, bottom: float, right: float = 0.15, top: flo
 
 
 def _colour(d: dict[str, Any]) -> str:
-    if not d.get("significant"):
+    if not d.significant:
         return GREY
-    return RED if d.get("protected") else BLUE
+    return RED if d.protected else BLUE
 
 
 def ranking(model: ReportModel) -> bytes:
@@ -46,13 +46,13 @@ def ranking(model: ReportModel) -> bytes:
     n = len(drivers)
     fig, ax = plt.subplots(figsize=(7.2, 0.32 * n + 1.1))
     for y, d in enumerate(drivers):
-        floor = d.get("null_abs_slope") or 0.0
+        floor = d.null_abs_slope or 0.0
         ax.add_patch(Rectangle((-floor, y - 0.38), 2 * floor, 0.76, color="#e6e8eb", lw=0, zorder=0))
         c = _colour(d)
-        ax.plot([d["ci_low"], d["ci_high"]], [y, y], color=c, lw=2.2, solid_capstyle="butt", zorder=2)
-        ax.plot(d["slope"], y, "o", color=c, ms=5.5, zorder=3)
+        ax.plot([d.ci_low, d.ci_high], [y, y], color=c, lw=2.2, solid_capstyle="butt", zorder=2)
+        ax.plot(d.slope, y, "o", color=c, ms=5.5, zorder=3)
     ax.axvline(0, color=INK, lw=0.8)
-    ax.set_yticks(range(n), [d["name"] + ("  (protected)" if d.get("protected") else "") for d in drivers])
+    ax.set_yticks(range(n), [d.name + ("  (protected)" if d.protected else "") for d in drivers])
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_xlabel("change of the classifier's score per semantic unit (slope, 95% CI)")
     ax.legend(handles=[Line2D([], [], color=BLUE, marker="o", lw=2, label="significant driver"),
@@ -61,7 +61,7 @@ def ranking(model: ReportModel) -> bytes:
                        Patch(color="#e6e8eb", label="null floor (random directions)")],
               loc="lower right", frameon=False, fontsize=7.5)
     ax.grid(axis="x", color="#eeeeee", lw=0.6)
-    longest = max((len(d["name"]) + (13 if d.get("protected") else 0) for d in drivers), default=10)
+    longest = max((len(d.name) + (13 if d.protected else 0) for d in drivers), default=10)
     _margins(fig, left=0.25 + 0.068 * longest, bottom=0.5)
     return _png(fig)
 
@@ -83,8 +83,8 @@ def _draw_curve(ax: Any, c: Curve, threshold: float | None, colour: str, faces: 
 def curve(model: ReportModel, sid: str) -> bytes:
     d = model.driver(sid)
     fig, ax = plt.subplots(figsize=(4.6, 2.9))
-    _draw_curve(ax, model.curves[sid], model.threshold, _colour(d) if d.get("significant") else INK)
-    ax.set_xlabel(f"step along {d['name']} (semantic units)")
+    _draw_curve(ax, model.curves[sid], model.threshold, _colour(d) if d.significant else INK)
+    ax.set_xlabel(f"step along {d.name} (semantic units)")
     ax.set_ylabel("classifier score")
     ax.legend(frameon=False, fontsize=7, loc="best")
     _margins(fig, left=0.6, bottom=0.48)
@@ -95,11 +95,11 @@ def leakage(model: ReportModel) -> bytes | None:
     """Heatmap: how far each walk moves the other subspaces' criteria (per unit)."""
     import numpy as np
 
-    leak = (model.summary.get("validity") or {}).get("leakage") or {}
+    leak = (model.record.validity.leakage if model.record.validity else None) or {}
     if not leak:
         return None
-    names = {d["subspace"]: d["name"] for d in model.drivers}
-    rows = [s for s in (d["subspace"] for d in model.drivers) if s in leak]
+    names = {d.subspace: d.name for d in model.drivers}
+    rows = [s for s in (d.subspace for d in model.drivers) if s in leak]
     cols = rows + sorted({c for r in rows for c in leak[r]} - set(rows))
     m = np.array([[leak[r].get(c, np.nan) if c != r else np.nan for c in cols] for r in rows], dtype=float)
     fig, ax = plt.subplots(figsize=(0.36 * len(cols) + 2.2, 0.3 * len(rows) + 1.4))

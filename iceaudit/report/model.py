@@ -1,7 +1,7 @@
 """The report model: everything the report shows, read from an audit directory.
 
 Never loads a model: it reads summary.json, results.parquet and images/
-(fields documented in `iceaudit.summary`). Whatever is absent becomes a
+(read as `iceaudit.record.AuditRecord`). Whatever is absent becomes a
 sentence in `ReportModel.missing` (and in its section) instead of an error;
 only a missing or invalid summary.json is bad input.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from iceaudit.errors import UserError
-from iceaudit.summary import compose_verdict, load_summary
+from iceaudit.record import AuditRecord, Driver, compose_verdict, load_record
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ class Counterfactual:
     subspace: str
     name: str
     step: float
-    score_before: float
-    score_after: float
+    score_before: float | None
+    score_after: float | None
     original: bytes | None
     counterfactual: bytes | None
     diff: bytes | None
@@ -115,14 +115,24 @@ class BaselinesView:
     unnamed: list[UnnamedDriver]
 
 
+@dataclass(kw_only=True)
+class ReportDriver(Driver):
+    """A driver as the report shows it: with its bank entry's unit and description, and whether
+    it is protected (tagged, or named by the fairness section)."""
+
+    unit: str = ""
+    description: str = ""
+    protected: bool = False
+
+
 @dataclass
 class ReportModel:
     audit_dir: Path
-    summary: dict[str, Any]
+    record: AuditRecord
     verdict: str
     synthetic: bool
     threshold: float | None
-    drivers: list[dict[str, Any]]  # summary drivers, ranked, plus "protected" and "unit"
+    drivers: list[ReportDriver]  # ranked
     detailed: list[str]  # subspace ids that get their own page
     protected: list[str]
     curves: dict[str, Curve] = field(default_factory=dict)
@@ -132,8 +142,8 @@ class ReportModel:
     gate: Any = None  # iceaudit.gate.GateResult when a policy was given
     missing: list[str] = field(default_factory=list)
 
-    def driver(self, sid: str) -> dict[str, Any]:
-        return next(d for d in self.drivers if d["subspace"] == sid)
+    def driver(self, sid: str) -> ReportDriver:
+        return next(d for d in self.drivers if d.subspace == sid)
 
 
 MAX_IMAGE_PIXELS = 50_000_000  # an audit's widest strip at 1024 px is ~5 × 1024 × 4 × 1024 ≈ 21 M
@@ -247,30 +257,24 @@ def load_report_model(audit_dir: str | Path, policy: str | Path | None = None) -
     audit_dir = Path(audit_dir)
     if not audit_dir.is_dir():
         raise UserError(f"no audit directory at {audit_dir}")
-    summary = load_summary(audit_dir)
+    record = load_record(audit_dir)
     missing: list[str] = []
 
-    bank = {s["id"]: s for s in (summary.get("bank") or {}).get("subspaces", [])}
-    fairness = summary.get("fairness") or {}
-    drivers = []
-    for d in summary["drivers"]:
-        d = dict(d)
-        meta = bank.get(d["subspace"], {})
-        d["unit"] = meta.get("unit", "")
-        d["description"] = meta.get("description", "")
-        d["protected"] = "protected" in d.get("tags", []) or d["subspace"] in fairness.get("protected", [])
-        drivers.append(d)
-    protected = [d["subspace"] for d in drivers if d["protected"]]
-    verdict = (summary.get("verdict") or "").strip() or compose_verdict(
-        drivers, set(protected), units={d["subspace"]: d["unit"] for d in drivers if d["unit"]})
+    bank = {s.id: s for s in (record.bank.subspaces if record.bank else [])}
+    protected = record.protected
+    drivers = [ReportDriver(**vars(d), unit=(bank[d.subspace].unit or "") if d.subspace in bank else "",
+                            description=(bank[d.subspace].description or "") if d.subspace in bank else "",
+                            protected=d.subspace in protected)
+               for d in record.drivers]
+    verdict = record.verdict.strip() or compose_verdict(
+        drivers, set(protected), units={d.subspace: d.unit for d in drivers if d.unit})
 
-    detailed = [d["subspace"] for i, d in enumerate(drivers) if d.get("significant") or d["protected"] or i < 3]
+    detailed = [d.subspace for i, d in enumerate(drivers) if d.significant or d.protected or i < 3]
     detailed = detailed[:MAX_DETAILED] + [s for s in protected if s not in detailed[:MAX_DETAILED]]
-    threshold = (summary.get("classifier") or {}).get("threshold")
+    threshold = record.classifier.threshold if record.classifier else None
 
-    model = ReportModel(audit_dir=audit_dir, summary=summary, verdict=verdict,
-                        synthetic=bool(summary["provenance"].get("synthetic_fixture")),
-                        threshold=None if threshold is None else float(threshold), drivers=drivers,
+    model = ReportModel(audit_dir=audit_dir, record=record, verdict=verdict,
+                        synthetic=bool(record.provenance.synthetic_fixture), threshold=threshold, drivers=drivers,
                         detailed=detailed, protected=protected, missing=missing)
 
     lookup: dict[tuple[int, str, float], float] = {}
@@ -282,42 +286,40 @@ def load_report_model(audit_dir: str | Path, policy: str | Path | None = None) -
             results = pd.read_parquet(parquet, columns=["sample", "subspace", "alpha", "score"])
         except Exception as err:  # pyarrow raises many types for a damaged file
             raise UserError(f"{parquet}: cannot read the results table ({err})") from None
-        model.curves = _curves(results, [d["subspace"] for d in drivers])
+        model.curves = _curves(results, [d.subspace for d in drivers])
         wanted = results[results["subspace"].isin(detailed)]
         lookup = {(int(s), str(sub), round(float(a), 6)): float(v)
                   for s, sub, a, v in wanted.itertuples(index=False, name=None)}
     else:
         missing.append("results.parquet is missing: score-vs-step curves and per-frame scores cannot be shown")
 
-    strips = summary.get("walk_strips") or {}
     for sid in detailed:
-        entries = strips.get(sid) or []
+        entries = record.walk_strips.get(sid) or []
         if not entries:
-            missing.append(f"{model.driver(sid)['name']}: the audit saved no walk strips (images/walks/{sid}/)")
+            missing.append(f"{model.driver(sid).name}: the audit saved no walk strips (images/walks/{sid}/)")
         for e in entries:
-            jpeg = _image(audit_dir, e.get("image"), missing, f"walk strip {sid}", min_height=128)
-            if jpeg is None:
+            jpeg = _image(audit_dir, e.image, missing, f"walk strip {sid}", min_height=128)
+            if jpeg is None or e.sample is None:
                 continue
-            alphas = [float(a) for a in e.get("alphas", [])]
-            given = e.get("scores") or [None] * len(alphas)
-            scores = [lookup.get((int(e["sample"]), sid, round(a, 6)), given[k] if k < len(given) else None)
-                      for k, a in enumerate(alphas)]
-            model.strips.setdefault(sid, []).append(Strip(sample=int(e["sample"]), jpeg=jpeg, alphas=alphas, scores=scores))
+            given = e.scores or []
+            scores = [lookup.get((e.sample, sid, round(a, 6)), given[k] if k < len(given) else None)
+                      for k, a in enumerate(e.alphas)]
+            model.strips.setdefault(sid, []).append(Strip(sample=e.sample, jpeg=jpeg, alphas=e.alphas, scores=scores))
 
-    names = {d["subspace"]: d["name"] for d in drivers}
-    for e in (summary.get("counterfactuals") or {}).get("best", []):
-        what = f"counterfactual for face {e.get('sample')}"
+    names = {d.subspace: d.name for d in drivers}
+    for e in record.counterfactuals.best if record.counterfactuals else []:
+        what = f"counterfactual for face {e.sample}"
         model.counterfactuals.append(Counterfactual(
-            sample=int(e["sample"]), subspace=e["subspace"], name=names.get(e["subspace"], e["subspace"]),
-            step=float(e["step"]), score_before=float(e["score_before"]), score_after=float(e["score_after"]),
-            original=_image(audit_dir, e.get("original"), missing, what, 128),
-            counterfactual=_image(audit_dir, e.get("counterfactual"), missing, what, 128),
-            diff=_image(audit_dir, e.get("diff"), missing, what, 128)))
+            sample=e.sample, subspace=e.subspace, name=names.get(e.subspace, e.subspace), step=e.step,
+            score_before=e.score_before, score_after=e.score_after,
+            original=_image(audit_dir, e.original, missing, what, 128),
+            counterfactual=_image(audit_dir, e.counterfactual, missing, what, 128),
+            diff=_image(audit_dir, e.diff, missing, what, 128)))
 
-    model.baselines = _baselines(audit_dir, summary.get("baselines") or {}, missing)
+    model.baselines = _baselines(audit_dir, record.baselines, missing)
 
     if policy is not None:
         from iceaudit.gate import evaluate, load_policy
 
-        model.gate = evaluate(load_policy(policy), summary, None, audit_label=str(audit_dir))
+        model.gate = evaluate(load_policy(policy), record, None, audit_label=str(audit_dir))
     return model

@@ -30,15 +30,18 @@ def audit_html(audit: "Audit") -> str:
     from iceaudit.report.model import load_report_model
 
     model = load_report_model(audit.dir)
-    parts = [f"<div class='iceaudit-audit'><p><b>iceaudit</b> — {escape(audit.summary['classifier']['name'])}: "
+    record = audit.record
+    title = record.classifier.name if record.classifier else audit.dir.name
+    parts = [f"<div class='iceaudit-audit'><p><b>iceaudit</b> — {escape(title)}: "
              f"{escape(audit.verdict)}</p>", _img(charts.ranking(model), "driver ranking", "640px")]
-    strips = audit.summary.get("walk_strips") or {}
-    names = {d["subspace"]: d["name"] for d in audit.summary["drivers"]}
-    for sid in [d["subspace"] for d in audit.summary["drivers"] if d["subspace"] in strips][:TOP_STRIPS]:
-        entry = strips[sid][0]
-        scores = ", ".join(f"{s:+.2f}" for s in entry["scores"])
-        parts.append(f"<p>{escape(names.get(sid, sid))}: steps {entry['alphas'][0]:+.2g} … "
-                     f"{entry['alphas'][-1]:+.2g}, scores {escape(scores)}</p>")
-        parts.append(_img((audit.dir / entry["image"]).read_bytes(), f"walk along {sid}"))
+    shown = [d for d in record.drivers if record.walk_strips.get(d.subspace)][:TOP_STRIPS]
+    for d in shown:
+        entry = record.walk_strips[d.subspace][0]
+        if not entry.image or not entry.alphas:
+            continue
+        scores = ", ".join("–" if s is None else f"{s:+.2f}" for s in entry.scores or [])
+        parts.append(f"<p>{escape(d.name)}: steps {entry.alphas[0]:+.2g} … "
+                     f"{entry.alphas[-1]:+.2g}, scores {escape(scores)}</p>")
+        parts.append(_img((audit.dir / entry.image).read_bytes(), f"walk along {d.subspace}"))
     parts.append(f"<p>audit directory: <code>{escape(str(audit.dir))}</code></p></div>")
     return "\n".join(parts)

@@ -19,7 +19,7 @@ from typing import Any
 
 from iceaudit import __version__
 from iceaudit.report.model import ReportModel, method_name
-from iceaudit.summary import agreement_word
+from iceaudit.record import agreement_word
 
 TEMPLATE_FILES = ("report.html.j2", "report.css")
 
@@ -124,14 +124,21 @@ def render_html(model: ReportModel) -> str:
 
     figures: dict[str, Any] = {"ranking": charts.ranking(model), "leakage": charts.leakage(model), "regions": charts.regions(model)}
     figures["curves"] = {sid: charts.curve(model, sid) for sid in model.detailed if sid in model.curves}
-    s = model.summary
-    positive = (s.get("classifier") or {}).get("positive_class") or "positive"
+    from iceaudit.record import BankRecord, ClassifierRecord, Counterfactuals, GeneratorRecord, SettingsRecord, Validity
+    from iceaudit.record.codec import to_json
+
+    r = model.record
+    sections = {"clf": r.classifier or ClassifierRecord(name=""), "gen": r.generator or GeneratorRecord(),
+                "bank": r.bank or BankRecord(), "settings": r.settings or SettingsRecord(),
+                "val": r.validity or Validity(), "cf": r.counterfactuals or Counterfactuals(), "prov": r.provenance}
+    positive = sections["clf"].positive_class or "positive"
     folder = templates_dir()
     css = (folder / "report.css").read_text()
     return _env(folder).get_template("report.html.j2").render(
-        m=model, s=s, fig=figures, css=css, positive=positive,
+        m=model, s=r, **sections, settings_items=list(to_json(sections["settings"]).items()),
+        fig=figures, css=css, positive=positive,
         glossary=[(t, d.format(positive=positive)) for t, d in GLOSSARY],
-        word=agreement_word, method_name=method_name, names={d["subspace"]: d["name"] for d in model.drivers},
+        word=agreement_word, method_name=method_name, names={d.subspace: d.name for d in model.drivers},
         built=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__,
     )
 

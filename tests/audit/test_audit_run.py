@@ -20,7 +20,7 @@ from iceaudit.bank.format import load_bank
 from iceaudit.stylegan2.loaders import load_generator
 from iceaudit.cli import main
 from iceaudit.errors import UserError
-from iceaudit.summary import load_summary
+from record_helpers import summary_json
 
 N = 24
 
@@ -45,7 +45,7 @@ def test_known_driver_is_the_significant_top_driver(red_audit):
     assert d[0].flip_rate > 0.5 and d[0].monotonicity > 0.9
     assert abs(d[0].extra.end_slope) > d[0].null_abs_slope
     assert [x.significant for x in d[1:]] == [False] * (len(d) - 1)
-    fair = red_audit.summary["fairness"]
+    fair = summary_json(red_audit)["fairness"]
     assert fair["protected"] == ["redness"] and fair["findings"][0]["significant"] is True
 
 
@@ -54,16 +54,16 @@ def test_counterfactuals_flip_and_are_saved(red_audit):
     red = cf[cf["subspace"] == "redness"]
     assert len(red) > N / 2
     # a counterfactual really crosses the threshold, and not farther than the range
-    thr = red_audit.summary["classifier"]["threshold"]
+    thr = summary_json(red_audit)["classifier"]["threshold"]
     assert np.all((red["score_before"] > thr) != (red["score_after"] > thr))
     assert np.all(red["step"].abs() <= 2.0)
-    per = red_audit.summary["counterfactuals"]["per_subspace"]["redness"]
+    per = summary_json(red_audit)["counterfactuals"]["per_subspace"]["redness"]
     assert np.isclose(per["success_rate"], len(red) / N)
     assert np.isclose(per["median_step"], red["step"].abs().median())
     # positive faces need a negative step (less red) and vice versa
     assert np.all(np.sign(red["step"]) == np.where(red["score_before"] > thr, -1, 1))
     out = red_audit.out
-    best = red_audit.summary["counterfactuals"]["best"]
+    best = summary_json(red_audit)["counterfactuals"]["best"]
     assert len(best) == 3
     for b in best:
         for key in ("original", "counterfactual", "diff", "pair"):
@@ -77,7 +77,7 @@ def test_counterfactuals_flip_and_are_saved(red_audit):
 
 def test_outputs_follow_the_contract(red_audit):
     out = red_audit.out
-    summary = load_summary(out)
+    summary = summary_json(out)
     for key in ("classifier", "generator", "bank", "settings", "verdict", "drivers", "counterfactuals",
                 "fairness", "validity", "provenance", "walk_strips"):
         assert key in summary
@@ -112,7 +112,7 @@ def test_random_network_has_no_significant_driver(G, bank, tmp_path):
     r = run_audit(clf, G, bank, settings(sanity=True))
     assert any(abs(d.slope) > 0 for d in r.drivers)  # it does respond to the image...
     assert not any(d.significant for d in r.drivers)  # ...but to no subspace more than to random directions
-    sanity = r.summary["validity"]["sanity"]["randomised_classifier"]
+    sanity = summary_json(r)["validity"]["sanity"]["randomised_classifier"]
     assert sanity["passed"] is True and sanity["n_significant"] == 0 and sanity["max_abs_slope"] > 0
     assert torch.equal(clf.decision_score(probe), before)  # the audited model itself was not touched
 
@@ -199,7 +199,7 @@ def test_killed_audit_resumes_to_the_same_result(world, tmp_path):
         run_audit(clf, load_generator(world["generator"]), load_bank(world["bank"]),
                   AuditSettings(n=8, n_steps=5, n_null=3, n_bootstrap=300, progress=False, batch_images=16,
                                 out=out, resume=resume, strip_faces=2, n_counterfactual_images=2))
-    a, b = load_summary(killed), load_summary(tmp_path / "whole")
+    a, b = summary_json(killed), summary_json(tmp_path / "whole")
     assert a["drivers"] == b["drivers"] and a["counterfactuals"]["per_subspace"] == b["counterfactuals"]["per_subspace"]
     pd.testing.assert_frame_equal(pd.read_parquet(killed / "results.parquet"), pd.read_parquet(tmp_path / "whole" / "results.parquet"))
 
@@ -252,7 +252,7 @@ def test_bank_of_another_generator_is_refused(bank, tmp_path, world):
         run_audit(clf, other, bank, settings(out=tmp_path / "x"))
     assert not (tmp_path / "x").exists()  # refused before anything was written
     r = run_audit(clf, load_generator(world["generator"]), str(world["bank"]), settings(n=4, n_null=2, subspaces=["s_random"]))
-    assert r.summary["bank"]["path"] == str(world["bank"])  # a bank directory works as well as a Bank
+    assert summary_json(r)["bank"]["path"] == str(world["bank"])  # a bank directory works as well as a Bank
 
 
 def test_faces_follow_the_official_seed_convention(G):
@@ -281,10 +281,10 @@ def test_baselines_run_inside_the_audit_with_a_parser(G, bank, tmp_path):
     clf = redness_classifier(G, tmp_path, N)
     result = run_audit(clf, G, bank, settings(n=4, n_null=2, subspaces=["s_random"], out=tmp_path / "a",
                                               baselines=["feature_ablation"], parser=_HalvesParser()))
-    entry = result.summary["baselines"]["pixel"]["feature_ablation"]
+    entry = summary_json(result)["baselines"]["pixel"]["feature_ablation"]
     assert entry["status"] == "ok"
     assert sorted(entry["region_ranking"]) == ["bottom", "top"]
-    assert load_summary(tmp_path / "a")["baselines"]["pixel"]["feature_ablation"] == entry
+    assert summary_json(tmp_path / "a")["baselines"]["pixel"]["feature_ablation"] == entry
 
 
 def test_the_report_gets_the_banks_own_validation_figures():
@@ -297,13 +297,13 @@ def test_the_report_gets_the_banks_own_validation_figures():
     val = _bank_validity(bank)
     assert set(val["own_criterion"]) == set(bank.ids)
     skin = val["own_criterion"]["skin_tone"]
-    assert skin["effect_per_unit"] == bank["skin_tone"].validation["own_effect"] and skin["ok"]
+    assert skin.effect_per_unit == bank["skin_tone"].validation["own_effect"] and skin.ok
     assert "lip_colour" in val["leakage"]["mouth_open"]  # exempt targets are still shown
     assert _bank_validity(type(bank)(name="x", generator_fingerprint="f", subspaces=[], meta={})) == {}
 
 
 def test_null_floor_is_the_quantile_it_states(red_audit):
-    floor = red_audit.summary["validity"]["null_floor"]
+    floor = summary_json(red_audit)["validity"]["null_floor"]
     pooled = np.abs(np.concatenate([v["null_slopes"] for v in floor["per_subspace"].values()]))
     assert floor["quantile"] == 0.975
     assert np.isclose(floor["abs_slope"], np.quantile(pooled, floor["quantile"]))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from cli_helpers import run_cli
-from iceaudit.summary import load_summary
+from record_helpers import summary_json
 
 REPO = Path(__file__).parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",
@@ -79,7 +79,7 @@ def test_a_full_disk_is_one_message_keeps_finished_files_and_resume_completes(wo
     code, _, err = run_cli(capsys, *_audit_args(world, full, "--resume"))
     assert code == 0, err
     pd.testing.assert_frame_equal(pd.read_parquet(full / "results.parquet"), pd.read_parquet(whole / "results.parquet"))
-    a, b = load_summary(full), load_summary(whole)
+    a, b = summary_json(full), summary_json(whole)
     assert a["drivers"] == b["drivers"] and a["counterfactuals"] == b["counterfactuals"]
 
 
@@ -157,7 +157,7 @@ def test_an_audit_killed_during_its_baselines_resumes_to_the_uninterrupted_resul
         assert done.returncode == 0, done.stderr[-2000:]
     assert first.stat().st_mtime_ns == kept  # the finished method was read back, not recomputed
     assert not stale.exists() and not list(killed.rglob(".*.tmp"))
-    a, b = load_summary(killed), load_summary(tmp_path / "whole")
+    a, b = summary_json(killed), summary_json(tmp_path / "whole")
     assert _strip_seconds(a["baselines"]) == _strip_seconds(b["baselines"])
     assert a["baselines"]["pixel"]["saliency"]["status"] == "ok" and a["baselines"]["latent"]["status"] == "ok"
     assert a["drivers"] == b["drivers"]

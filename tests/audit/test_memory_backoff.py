@@ -60,7 +60,7 @@ def test_an_audit_under_a_memory_cap_halves_its_batch_and_gives_the_same_result(
     capped_model = MemoryCap(clf.model, cap=7)
     capped = run_audit(replace(clf, model=capped_model), G, bank, _settings(batch_images=40, out=tmp_path / "capped"))
     assert capped_model.refused > 0 and capped_model.largest <= 7
-    assert capped.summary["settings"]["batch_images"] == 5  # 40 → 20 → 10 → 5, recorded as run
+    assert capped.record.settings.batch_images == 5  # 40 → 20 → 10 → 5, recorded as run
     # a batch's images are computed independently: the same numbers to float32 rounding
     np.testing.assert_allclose(capped.results["score"], free.results["score"], rtol=1e-5, atol=1e-6)
     assert [d.subspace for d in capped.drivers] == [d.subspace for d in free.drivers]
@@ -79,7 +79,7 @@ def test_a_classifier_that_fits_two_images_but_not_eight_still_runs_every_stage(
     clf = redness_classifier(G, tmp_path, N)
     capped_model = MemoryCap(clf.model, cap=2)
     res = run_audit(replace(clf, model=capped_model), G, bank, _settings(batch_images=8, out=tmp_path / "a"))
-    assert capped_model.largest == 2 and res.summary["settings"]["batch_images"] == 2
+    assert capped_model.largest == 2 and res.record.settings.batch_images == 2
 
 
 def test_batch_for_memory_plans_for_a_share_of_the_free_memory():
@@ -114,7 +114,7 @@ def test_a_resumed_audit_keeps_the_batch_it_started_with(G, bank, tmp_path):
     clf = redness_classifier(G, tmp_path, N)
     first = run_audit(clf, G, bank, _settings(batch_images=7, out=tmp_path / "a"))
     again = run_audit(clf, G, bank, _settings(out=tmp_path / "a", resume=True))  # no --batch given
-    assert again.summary["settings"]["batch_images"] == first.summary["settings"]["batch_images"] == 7
+    assert again.record.settings.batch_images == first.record.settings.batch_images == 7
     np.testing.assert_array_equal(again.results["score"], first.results["score"])
     with pytest.raises(UserError, match="batch_images"):  # an explicit other batch is another audit
         run_audit(clf, G, bank, _settings(batch_images=9, out=tmp_path / "a", resume=True))

@@ -21,6 +21,7 @@ from iceaudit.api import load_classifier
 from iceaudit.audit.classifier import ModelCard
 from iceaudit.audit.runner import AuditSettings, run_audit
 from iceaudit.errors import UserError
+from iceaudit.record import Execution
 
 N = 16
 SETTINGS = AuditSettings(n=N, n_steps=5, n_null=3, n_bootstrap=300, progress=False, shard_faces=4, strip_faces=2,
@@ -70,11 +71,11 @@ def test_ray_backend_gives_the_local_audit_bit_for_bit(cluster, tiny, local_audi
     out = tmp_path / "ray"
     result = run_audit(clf, G, bank, replace(SETTINGS, out=out, backend="ray", workers=2))
     _same_audit(local_audit, out)
-    execution = result.summary["provenance"]["execution"]
-    assert execution == {"backend": "ray", "workers": 2, "units": len(bank.subspaces) * (N // 4), "units_from_checkpoint": 0,
-                         "shard_faces": 4}
+    execution = result.record.provenance.execution
+    assert execution == Execution(backend="ray", workers=2, units=len(bank.subspaces) * (N // 4), units_from_checkpoint=0,
+                                  shard_faces=4)
     # every unit was written to the checkpoint as it arrived
-    assert len(list((out / "checkpoint").glob("*.walks.parquet"))) == execution["units"]
+    assert len(list((out / "checkpoint").glob("*.walks.parquet"))) == execution.units
 
 
 class KillsItsWorkerOnce(torch.nn.Module):
@@ -123,7 +124,7 @@ def test_resume_on_ray_reuses_the_shards_a_local_run_wrote(cluster, tiny, local_
             for p in (shard, shard.with_name(shard.name.replace(".walks.", ".cf.")))}
     result = run_audit(clf, G, bank, replace(SETTINGS, out=out, backend="ray", workers=2, resume=True))
     _same_audit(local_audit, out)
-    assert result.summary["provenance"]["execution"]["units_from_checkpoint"] == len(shards) - len(shards) // 2
+    assert result.record.provenance.execution.units_from_checkpoint == len(shards) - len(shards) // 2
     assert {p: (out / "checkpoint" / p).stat().st_mtime_ns for p in kept} == kept  # not recomputed, not rewritten
 
 

@@ -33,9 +33,9 @@ def api_audit(tmp_path_factory):
 
 
 def test_in_memory_module_is_audited_and_recorded_as_such(api_audit):
-    s = api_audit.summary
-    assert s["classifier"]["kind"] == "module" and s["classifier"]["path"] is None
-    assert len(s["classifier"]["sha256"]) == 64  # hash of the state dict, for resume and provenance
+    clf = api_audit.record.classifier
+    assert clf.kind == "module" and clf.path is None
+    assert len(clf.sha256) == 64  # hash of the state dict, for resume and provenance
     assert list(api_audit.drivers["subspace"]).count("background") == 1
     assert set(api_audit.drivers["subspace"]) == {"background", "skin_tone", "smile"}
     # the module reads the background only: that walk moves its score most
@@ -45,7 +45,7 @@ def test_in_memory_module_is_audited_and_recorded_as_such(api_audit):
 
 def test_audit_loads_back_gates_and_renders(api_audit, tmp_path):
     again = iceaudit.Audit.load(api_audit.dir)
-    assert again.summary == api_audit.summary
+    assert again.record == api_audit.record
     assert again.results.equals(api_audit.results)
     gate = again.gate("fairness")
     assert gate.policy and gate.outcomes

@@ -25,7 +25,7 @@ from baselines_world import (  # noqa: E402
 )
 
 from iceaudit.audit.baselines import run_baselines  # noqa: E402
-from iceaudit.summary import write_summary  # noqa: E402
+from iceaudit.record import Driver, record_from_json, write_record  # noqa: E402
 
 PLANTED = ("b8.conv1", 2)
 # id, name, tags, walk slope (made up: the planted subspace drives the probe)
@@ -54,8 +54,8 @@ def main(out: str) -> None:
                for sid, name, tags, slope in SUBSPACES]
     baselines = run_baselines(probe, G, ws, bank, FixedParser(),
                               "saliency,ig_blur,feature_ablation,gradcam,latent,attfind", out_dir,
-                              drivers=drivers, threshold=0.0)
-    write_summary({
+                              drivers=[Driver(**d) for d in drivers], threshold=0.0)
+    write_record(record_from_json({"schema_version": 1,
         "classifier": {"name": "planted-channel probe (tiny test world)", "positive_class": "positive",
                        "threshold": 0.0},
         "generator": {"name": "TinyStyleGenerator (16 px, random weights)", "resolution": 16},
@@ -66,7 +66,7 @@ def main(out: str) -> None:
         "baselines": baselines,
         "provenance": {"command": "PYTHONPATH=. python tests/report/make_baselines_audit.py " + out,
                        "synthetic_fixture": True},
-    }, out_dir / "summary.json")
+    }, "baselines fixture"), out_dir / "summary.json")
     print(out_dir)
 
 

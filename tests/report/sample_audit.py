@@ -2,7 +2,7 @@
 
 NOT an audit result: the faces are cartoons drawn with PIL and the scores come
 from a toy formula (a smile detector with a planted skin-tone shortcut). The
-directory follows the summary.json contract in `iceaudit.summary` so that the
+directory follows the summary.json contract (`iceaudit.record`) so that the
 report and the gate can be built and tested while the real audit is written.
 ``provenance.synthetic_fixture`` is true, and the report says so on page 1.
 
@@ -14,7 +14,6 @@ import argparse
 import math
 import platform
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from PIL import Image
 
-from iceaudit.summary import Driver, compose_verdict, write_summary
+from iceaudit.record import Driver, compose_verdict, record_from_json, write_record
+from iceaudit.record.codec import to_json
 
 # id, name, tags, unit, score effect per unit (probability-scale logit slope)
 SUBSPACES: list[tuple[str, str, list[str], str, float]] = [
@@ -276,8 +276,8 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
                  "subspaces": [{"id": sid, "name": name, "tags": tags, "unit": unit, "step_range": [-2.0, 2.0],
                                 "description": f"changes {name} and little else"} for sid, name, tags, unit, _ in SUBSPACES]},
         "settings": {"n_samples": n_faces, "seed": seed, "psi": 1.0, "alphas": ALPHAS, "n_null": N_NULL, "device": "cpu"},
-        "verdict": compose_verdict([asdict(d) for d in drivers], units={sid: unit for sid, _, _, unit, _ in SUBSPACES}),
-        "drivers": drivers,
+        "verdict": compose_verdict(drivers, units={sid: unit for sid, _, _, unit, _ in SUBSPACES}),
+        "drivers": to_json(drivers),
         "walk_strips": walk_strips,
         "counterfactuals": {"per_subspace": per_subspace, "best": best},
         "fairness": {"protected": protected, "findings": []},
@@ -298,7 +298,8 @@ def write_sample_audit(out: str | Path, n_faces: int = 24, seed: int = 0, baseli
             "created": "2026-01-01T00:00:00Z", "synthetic_fixture": True,
         },
     }
-    write_summary(summary, out / "summary.json")
+    summary["schema_version"] = 1
+    write_record(record_from_json(summary, "sample audit"), out / "summary.json")  # through the one reader
     return out
 
 

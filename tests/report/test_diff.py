@@ -7,7 +7,8 @@ import pytest
 
 from iceaudit.cli import main
 from iceaudit.compare import diff
-from iceaudit.summary import load_summary
+from iceaudit.record import load_record
+from record_helpers import summary_json
 
 
 def run(*args) -> int:
@@ -20,8 +21,8 @@ def test_diff_of_honest_and_shortcut_releases(honest_audit, shortcut_audit, tmp_
     js, page = tmp_path / "diff.json", tmp_path / "diff.html"
     assert run(honest_audit, shortcut_audit, "--json", js, "--html", page) == 0
     data = json.loads(js.read_text())
-    old = {d["subspace"]: d for d in load_summary(honest_audit)["drivers"]}
-    new = {d["subspace"]: d for d in load_summary(shortcut_audit)["drivers"]}
+    old = {d["subspace"]: d for d in summary_json(honest_audit)["drivers"]}
+    new = {d["subspace"]: d for d in summary_json(shortcut_audit)["drivers"]}
     skin = next(c for c in data["changes"] if c["subspace"] == "skin_tone")
     assert skin["old"]["slope"] == old["skin_tone"]["slope"] and skin["new"]["slope"] == new["skin_tone"]["slope"]
     assert skin["abs_slope_increase"] == pytest.approx(abs(new["skin_tone"]["slope"]) - abs(old["skin_tone"]["slope"]))
@@ -47,7 +48,7 @@ def test_diff_refuses_incomparable_audits_unless_allowed(honest_audit, tmp_path,
 def test_gate_baseline_checks_use_the_diff_comparison(honest_audit, shortcut_audit):
     from iceaudit.gate import _change
 
-    d = diff(load_summary(shortcut_audit), load_summary(honest_audit))
+    d = diff(load_record(shortcut_audit), load_record(honest_audit))
     for c in d.changes:
         assert _change(c.new, c.old).abs_slope_increase == c.abs_slope_increase
         assert _change(c.new, c.old).flip_rate_increase == c.flip_rate_increase

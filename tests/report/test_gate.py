@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from iceaudit.cli import main
-from iceaudit.summary import load_summary, write_summary
+from record_helpers import summary_json, write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 FAIRNESS = ROOT / "examples" / "policies" / "fairness-strict.toml"
@@ -42,7 +42,7 @@ def test_fairness_policy_fails_the_shortcut_and_writes_junit_and_json(shortcut_a
     data = json.loads(js.read_text())
     assert data["passed"] is False and data["counts"] == {"total": 2, "passed": 1, "failed": 1, "skipped": 0}
     skin = next(o for o in data["outcomes"] if o["subject"] == "skin_tone")
-    measured = {d["subspace"]: d for d in load_summary(shortcut_audit)["drivers"]}["skin_tone"]
+    measured = {d["subspace"]: d for d in summary_json(shortcut_audit)["drivers"]}["skin_tone"]
     flip = next(c for c in skin["checks"] if c["check"] == "max_flip_rate")
     assert flip["value"] == measured["flip_rate"] and flip["limit"] == 0.10 and flip["passed"] is False
 
@@ -86,9 +86,9 @@ def test_required_driver_that_is_not_significant_fails(honest_audit, tmp_path):
 
 
 def test_subspace_in_bank_but_not_measured_fails(honest_audit, tmp_path):
-    summary = load_summary(honest_audit)
+    summary = summary_json(honest_audit)
     summary["drivers"] = [d for d in summary["drivers"] if d["subspace"] != "age"]
-    write_summary(summary, tmp_path / "summary.json")
+    write_json(summary, tmp_path / "summary.json")
     assert run(tmp_path, "--policy", FAIRNESS) == 1
 
 
@@ -130,9 +130,9 @@ def test_missing_files_are_bad_input(honest_audit, tmp_path, capsys):
 
 
 def test_summary_with_a_broken_driver_is_bad_input(honest_audit, tmp_path, capsys):
-    summary = load_summary(honest_audit)
+    summary = summary_json(honest_audit)
     summary["drivers"][2]["flip_rate"] = "high"
-    write_summary(summary, tmp_path / "summary.json")
+    write_json(summary, tmp_path / "summary.json")
     assert run(tmp_path, "--policy", FAIRNESS) == 2
     assert "drivers[2].flip_rate must be a number, not a string" in err_text(capsys)
 
@@ -148,7 +148,7 @@ def _baseline_copy(audit: Path, tmp_path: Path, **settings) -> Path:
 
 
 def test_baseline_with_another_step_grid_is_refused_naming_the_difference(honest_audit, tmp_path, capsys):
-    alphas = load_summary(honest_audit)["settings"]["alphas"]
+    alphas = summary_json(honest_audit)["settings"]["alphas"]
     old = _baseline_copy(honest_audit, tmp_path, alphas=[a / 2 for a in alphas][::2], seed=7)
     js = tmp_path / "gate.json"
     assert run(honest_audit, "--policy", RELEASE, "--baseline", old, "--json", js) == 2
@@ -166,7 +166,7 @@ def test_baseline_with_other_faces_only_warns(honest_audit, tmp_path, capsys):
 
 
 def test_allow_incomparable_turns_the_refusal_into_warnings(honest_audit, tmp_path, capsys):
-    alphas = load_summary(honest_audit)["settings"]["alphas"]
+    alphas = summary_json(honest_audit)["settings"]["alphas"]
     old = _baseline_copy(honest_audit, tmp_path, alphas=[2 * a for a in alphas])
     policy = tmp_path / "p.toml"
     policy.write_text("[baseline]\nmax_abs_slope_increase = 10\nallow_incomparable = true\n")

@@ -14,7 +14,8 @@ from iceaudit.cli import main
 from iceaudit.report import build_report
 from iceaudit.report.model import load_report_model
 from iceaudit.report.render import render_pdf
-from iceaudit.summary import compose_verdict, load_summary
+from iceaudit.record import Driver, compose_verdict, load_record
+from record_helpers import summary_json
 
 
 class Cells(HTMLParser):
@@ -56,7 +57,7 @@ def test_driver_numbers_in_html_equal_summary(built_report, shortcut_audit):
     html = built_report[0].read_text()
     parser = Cells()
     parser.feed(html)
-    summary = load_summary(shortcut_audit)
+    summary = summary_json(shortcut_audit)
     table = {(c["row"], c["field"]): c for c in parser.cells if c["field"]}
     assert {r for r, _ in table} == {d["subspace"] for d in summary["drivers"]}
     for d in summary["drivers"]:
@@ -119,8 +120,8 @@ def test_missing_pieces_are_named_not_fatal(shortcut_audit, tmp_path):
     assert "results.parquet is missing" in html
     assert "images/walks/smile/sample_0000.png is missing" in html
     assert "ran no attribution baselines" in html
-    units = {b["id"]: b["unit"] for b in summary["bank"]["subspaces"]}
-    verdict = compose_verdict(summary["drivers"], units=units)  # empty verdict: the report writes one
+    record = load_record(audit)
+    verdict = compose_verdict(record.drivers, units=record.units())  # empty verdict: the report writes one
     assert "(1 SD of mouth-corner lift)" in verdict
     assert escape(verdict, quote=False) in html.replace("&#39;", "'")
 
@@ -172,8 +173,8 @@ def test_cli_bad_input_is_exit_2(shortcut_audit, tmp_path, capsys):
 
 def test_compose_verdict_names_top_driver_and_protected_ones():
     def d(sid, slope, sig, tags=()):
-        return {"subspace": sid, "name": sid.replace("_", " "), "slope": slope, "flip_rate": 0.5, "significant": sig,
-                "tags": list(tags)}
+        return Driver(subspace=sid, name=sid.replace("_", " "), slope=slope, ci_low=slope, ci_high=slope,
+                      flip_rate=0.5, significant=sig, tags=list(tags))
 
     text = compose_verdict([d("smile", 0.3, True), d("skin_tone", -0.1, True, ["protected"]), d("age", 0.0, False, ["protected"])])
     assert "driven mostly by smile" in text
@@ -194,7 +195,7 @@ def test_null_floor_words_match_the_stated_quantile(built_report, shortcut_audit
     from iceaudit.report.render import percentile
 
     assert [percentile(q) for q in (0.975, 0.95, 0.99, 0.5, 0.9)] == ["97.5th", "95th", "99th", "50th", "90th"]
-    quantile = load_summary(shortcut_audit)["validity"]["null_floor"]["quantile"]
+    quantile = summary_json(shortcut_audit)["validity"]["null_floor"]["quantile"]
     text = " ".join(built_report[0].read_text().split())
     assert f"({percentile(quantile)} percentile)" in text and "98th percentile" not in text
 

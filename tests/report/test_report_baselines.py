@@ -18,7 +18,7 @@ from iceaudit.errors import UserError
 from iceaudit.report import build_report
 from iceaudit.report.model import load_report_model
 from iceaudit.report.render import templates_dir
-from iceaudit.summary import load_summary
+from record_helpers import summary_json
 from test_report import Cells, shown
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "report_baselines"
@@ -64,8 +64,8 @@ def real_report(tmp_path_factory):
 
 
 def test_fixture_baselines_have_the_shape_run_baselines_writes(shortcut_audit):
-    real = load_summary(REAL)["baselines"]
-    fixture = load_summary(shortcut_audit)["baselines"]
+    real = summary_json(REAL)["baselines"]
+    fixture = summary_json(shortcut_audit)["baselines"]
     assert shape(fixture) == shape(real)
     # both variants of a pixel entry and of a region record are exercised
     assert {e["status"] for e in real["pixel"].values()} == {e["status"] for e in fixture["pixel"].values()} == {"ok", "skipped"}
@@ -75,7 +75,7 @@ def test_fixture_baselines_have_the_shape_run_baselines_writes(shortcut_audit):
 @pytest.mark.parametrize("which", ["fixture", "real"])
 def test_baselines_numbers_in_html_equal_summary(which, built_report, shortcut_audit, real_report):
     audit, html = (shortcut_audit, built_report[0].read_text()) if which == "fixture" else real_report
-    summary = load_summary(audit)
+    summary = summary_json(audit)
     base = summary["baselines"]
     parser = Cells()
     parser.feed(html)
@@ -108,7 +108,7 @@ def test_baselines_numbers_in_html_equal_summary(which, built_report, shortcut_a
 
 def test_real_output_shows_maps_skipped_methods_and_unnamed_drivers(real_report):
     audit, html = real_report
-    base = load_summary(audit)["baselines"]
+    base = summary_json(audit)["baselines"]
     model = load_report_model(audit)
     view = model.baselines
     ok = [m for m, e in base["pixel"].items() if e["status"] == "ok"]

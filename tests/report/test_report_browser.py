@@ -15,7 +15,7 @@ from PIL import Image
 
 from browser_tools import require_browser_tools
 import browser
-from iceaudit.summary import load_summary
+from record_helpers import summary_json
 
 pytestmark = pytest.mark.browser
 
@@ -37,7 +37,7 @@ def not_blank(png) -> float:
 def test_chromium_dom_shows_verdict_every_driver_and_all_images(tools, built_report, shortcut_audit):
     html, _, _ = built_report
     dom = browser.dump_dom(html)
-    summary = load_summary(shortcut_audit)
+    summary = summary_json(shortcut_audit)
     assert words(summary["verdict"]) in words(dom)
     table = dom[dom.index('id="driver-table"'):]
     table = table[: table.index("</table>")]
@@ -60,7 +60,7 @@ def test_chromium_screenshot_of_first_screen_is_a_page(tools, built_report, tmp_
 def test_pdf_pages_text_and_page_numbers(tools, built_report, shortcut_audit, tmp_path):
     _, pdf, _ = built_report
     n = browser.pdf_page_count(pdf)
-    summary = load_summary(shortcut_audit)
+    summary = summary_json(shortcut_audit)
     assert 8 <= n <= 30
     pages = browser.pdf_pages_to_png(pdf, tmp_path, dpi=30)
     assert len(pages) == n
@@ -80,7 +80,7 @@ def test_pdf_pages_text_and_page_numbers(tools, built_report, shortcut_audit, tm
 
 def test_pdf_baselines_pages_show_maps_agreement_and_unnamed_drivers(tools, built_report, shortcut_audit, tmp_path):
     _, pdf, _ = built_report
-    base = load_summary(shortcut_audit)["baselines"]
+    base = summary_json(shortcut_audit)["baselines"]
     n = browser.pdf_page_count(pdf)
     texts = [words(browser.pdf_text(pdf, page=k)) for k in range(1, n + 1)]
     first = next(k for k, t in enumerate(texts) if "Beside the walks: standard attribution methods" in t)
@@ -101,7 +101,7 @@ def test_pdf_baselines_pages_show_maps_agreement_and_unnamed_drivers(tools, buil
 
 def test_chromium_shows_every_attribution_map_and_walk_strip(tools, built_report, shortcut_audit):
     dom = browser.dump_dom(built_report[0])
-    base = load_summary(shortcut_audit)["baselines"]
+    base = summary_json(shortcut_audit)["baselines"]
     section = dom[dom.index('id="baselines"'):dom.index('id="validity"')]
     ok = [m for m, e in base["pixel"].items() if e["status"] == "ok"]
     assert section.count('class="map-img"') == len(ok)
@@ -120,7 +120,7 @@ def test_walk_viewer_slider_changes_frame_and_score_offline(tools, built_report,
     html, _, _ = built_report
     page = html.read_text()
     assert not re.search(r'(src|href)="https?:', page), "the report must not reach the network"
-    summary = load_summary(shortcut_audit)
+    summary = summary_json(shortcut_audit)
     sid = next(iter(summary["walk_strips"]))
     entries = summary["walk_strips"][sid]
     last = len(entries[0]["alphas"]) - 1
@@ -151,7 +151,7 @@ def test_diff_page_shows_every_shared_subspace_in_chromium(tools, honest_audit, 
         main(["diff", str(honest_audit), str(shortcut_audit), "--html", str(page)])
     assert exc.value.code in (0, None)
     dom = browser.dump_dom(page)
-    shared = {d["subspace"] for d in load_summary(honest_audit)["drivers"]} & \
-        {d["subspace"] for d in load_summary(shortcut_audit)["drivers"]}
+    shared = {d["subspace"] for d in summary_json(honest_audit)["drivers"]} & \
+        {d["subspace"] for d in summary_json(shortcut_audit)["drivers"]}
     assert set(re.findall(r'<tr data-subspace="([^"]+)"', dom)) == shared
     assert "Newly significant protected attributes: skin_tone" in words(dom)
