@@ -99,7 +99,7 @@ class Counting:
 def timed_audit(G, bank, clf, args, partial: bool, out: Path) -> dict:
     counter = Counting(clf)
     t0, c0 = time.perf_counter(), time.process_time()
-    result = run_audit(clf, G, bank, AuditSettings(
+    result = run_audit(clf, G, bank, AuditSettings.of(
         n=args.n, n_steps=args.steps, n_null=args.null, device=args.device, partial=partial, progress=False,
         batch_images=args.batch, out=out, subspaces=args.subspaces.split(",") if args.subspaces else None))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -46,7 +46,7 @@ def main() -> None:
     for partial in (True, False):
         counted["images"] = 0
         w0, c0 = time.time(), time.process_time()
-        res = run_audit(clf, G, bank, AuditSettings(n=args.n, seed=0, device="cpu", progress=False, partial=partial))
+        res = run_audit(clf, G, bank, AuditSettings.of(n=args.n, seed=0, device="cpu", progress=False, partial=partial))
         wall, cpu = time.time() - w0, time.process_time() - c0
         runs[partial] = res.results["score"].to_numpy()
         print(f"{'partial' if partial else 'full   '}: {counted['images']} images, wall {wall:.1f} s, "

@@ -38,14 +38,12 @@ def main() -> None:
     G, bank = load_generator("demo"), load_bank("demo")
     clf = load_classifier(*demo_classifier(args.classifier))
     subspaces = args.subspaces.split(",")
-    base = AuditSettings(n=args.n, shard_faces=args.shard_faces, subspaces=subspaces, progress=False)
-    images = args.n * sum(len(alpha_grid(bank[s].step_range, base.n_steps)) + 2 * base.n_null for s in subspaces)
+    base = AuditSettings.of(n=args.n, shard_faces=args.shard_faces, subspaces=subspaces, progress=False)
+    images = args.n * sum(len(alpha_grid(bank[s].step_range, base.science.n_steps)) + 2 * base.science.n_null for s in subspaces)
 
     def timed(**kw):
-        from dataclasses import replace
-
         t0 = time.perf_counter()
-        result = run_audit(clf, G, bank, replace(base, **kw))
+        result = run_audit(clf, G, bank, base.replace(**kw))
         return time.perf_counter() - t0, result
 
     t_local, local = timed()

@@ -60,7 +60,7 @@ def main() -> None:
         "onnx (onnxruntime)": load_classifier(onnx_path, card),
         "nn.Module (what a factory builds)": wrap_classifier(Wrapped(scripted.model), card),
     }
-    settings = AuditSettings(n=args.n, seed=0, progress=False, subspaces=args.subspaces.split(","))
+    settings = AuditSettings.of(n=args.n, seed=0, progress=False, subspaces=args.subspaces.split(","))
     rows, reference = [], None
     for name, clf in routes.items():
         t0 = time.perf_counter()

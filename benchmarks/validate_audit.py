@@ -84,7 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for c in names:
             t0 = time.time()
-            result = run_audit(clfs[c], G, bank, AuditSettings(n=args.n, seed=args.seed, device="cpu",
+            result = run_audit(clfs[c], G, bank, AuditSettings.of(n=args.n, seed=args.seed, device="cpu",
                                                                 out=str(Path(tmp) / c)))
             drivers = [asdict(d) for d in result.drivers]
             g = grade(c, drivers, tables[c], truth)

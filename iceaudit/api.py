@@ -117,10 +117,10 @@ def audit(classifier: "str | Path | torch.nn.Module | Callable | Classifier",
     from iceaudit.resources import bank_dir
     from iceaudit.stylegan2.loaders import load_generator
 
-    unknown = sorted(set(settings) - {f for f in AuditSettings.__dataclass_fields__})
+    unknown = sorted(set(settings) - set(AuditSettings.option_names()))
     if unknown:
         raise UserError(f"audit(): unknown option(s) {', '.join(unknown)}")
-    AuditSettings(n=n, seed=seed, **settings).check()  # bad numbers are refused before any loading
+    AuditSettings.of(n=n, seed=seed, **settings).check()  # bad numbers are refused before any loading
     out_dir = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="iceaudit-audit-"))
     check_out(out_dir, bool(settings.get("resume", False)))
     methods = parse_methods(baselines)
@@ -136,7 +136,7 @@ def audit(classifier: "str | Path | torch.nn.Module | Callable | Classifier",
     G = load_generator(str(generator), device=dev) if isinstance(generator, (str, Path)) else generator
     bank_path = None if isinstance(bank, Bank) else bank_dir(bank if bank is not None else "demo")
     bank_obj = bank if isinstance(bank, Bank) else load_bank(bank_path)
-    run_settings = AuditSettings(
+    run_settings = AuditSettings.of(
         n=n, seed=seed, device=str(dev), out=str(out_dir), baselines=methods,
         generator_name=generator_name,
         bank_path=given_bank_path or (str(bank_path) if bank_path else None),

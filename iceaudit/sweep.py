@@ -181,11 +181,11 @@ def run_sweep(models: list[SweepModel], policy: str | Path, out: str | Path, *, 
                         hint="Pass --resume to finish an interrupted sweep there, or choose a new directory.")
     if bank is None and generator != "demo":
         raise UserError("a bank is required with a generator other than `demo`", hint="Pass --bank DIR.")
-    unknown = sorted(set(audit_options) - set(AuditSettings.__dataclass_fields__))
+    unknown = sorted(set(audit_options) - set(AuditSettings.option_names()))
     if unknown:
         raise UserError(f"run_sweep(): unknown option(s) {', '.join(unknown)}")
     # options every model shares are refused once, here, not as one error row per model
-    AuditSettings(backend=backend, workers=workers, ray_address=ray_address, **audit_options).check()
+    AuditSettings.of(backend=backend, workers=workers, ray_address=ray_address, **audit_options).check()
     policy_path = shipped_policy(policy)
     load_policy(policy_path)
     cards = {m.name: load_card(m.card) for m in models}  # every card checked before any audit

@@ -57,7 +57,7 @@ def audit(name, world):
         threads = torch.get_num_threads()
         torch.set_num_threads(2)  # conftest pins 1; these audits are the slow part of the suite
         try:
-            _AUDITS[name] = run_audit(_classifier(name), G, bank, AuditSettings(
+            _AUDITS[name] = run_audit(_classifier(name), G, bank, AuditSettings.of(
                 n=N_FACES, seed=0, n_null=6, device="cpu", progress=False, out=root / name,
                 baselines=["attfind"] if name in ("random_init", "smiling_skin_shortcut") else []))
         finally:

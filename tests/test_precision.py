@@ -118,8 +118,8 @@ def test_a_bf16_audit_finds_what_the_fp32_audit_finds(tmp_path):
     bank = synthetic_bank(G)
     clf = redness_classifier(G, tmp_path, 16)
     base = dict(n=16, n_steps=5, n_null=3, n_bootstrap=300, progress=False, strip_faces=2, n_counterfactual_images=2)
-    full = run_audit(clf, G, bank, AuditSettings(**base))
-    low = run_audit(clf, G, bank, AuditSettings(precision="bf16", out=tmp_path / "bf16", **base))
+    full = run_audit(clf, G, bank, AuditSettings.of(**base))
+    low = run_audit(clf, G, bank, AuditSettings.of(precision="bf16", out=tmp_path / "bf16", **base))
     assert G.precision == "fp32" and clf.precision == "fp32"  # the caller's networks as they were
     assert low.record.settings.precision == "bf16" and full.record.settings.precision == "fp32"
     assert [d.subspace for d in low.drivers][:1] == [d.subspace for d in full.drivers][:1] == ["redness"]
@@ -127,7 +127,7 @@ def test_a_bf16_audit_finds_what_the_fp32_audit_finds(tmp_path):
     assert abs(low.drivers[0].slope - full.drivers[0].slope) <= 0.05 * abs(full.drivers[0].slope)
     assert not (low.results["score"].to_numpy() == full.results["score"].to_numpy()).all()
     with pytest.raises(UserError, match="precision"):  # resuming it in another precision would mix two runs
-        run_audit(clf, G, bank, AuditSettings(precision="fp32", out=tmp_path / "bf16", resume=True, **base))
+        run_audit(clf, G, bank, AuditSettings.of(precision="fp32", out=tmp_path / "bf16", resume=True, **base))
 
 
 def test_a_bad_precision_is_one_message(capsys, tmp_path):

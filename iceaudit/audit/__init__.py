@@ -2,7 +2,7 @@
 
     from iceaudit.audit import AuditSettings, load_card, load_classifier, run_audit
     clf = load_classifier("model.pt", load_card("card.toml"))
-    result = run_audit(clf, G, "subspace_bank/demo", AuditSettings(n=64, out="audit-out"))
+    result = run_audit(clf, G, "subspace_bank/demo", AuditSettings.of(n=64, out="audit-out"))
 
 Most callers want the API instead: ``iceaudit.audit(model, card)`` (this package is
 callable, see `_AuditPackage`) returns an `iceaudit.api.Audit`.

@@ -56,12 +56,12 @@ def write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, r
     by_id = {s.id: s for s in subspaces}
     device = faces.ws.device
     strips: dict[str, list[WalkStrip]] = {}
-    shown = [d.subspace for d in drivers[: settings.strip_subspaces]]
+    shown = [d.subspace for d in drivers[: settings.output.strip_subspaces]]
     shown += [s.id for s in subspaces if "protected" in s.tags and s.id not in shown]
-    samples = np.arange(min(settings.strip_faces, len(faces)))
+    samples = np.arange(min(settings.output.strip_faces, len(faces)))
     for sid in shown:
         alphas = _strip_alphas(grids[sid])
-        walker = Walker(G, faces, on_device(by_id[sid], device), score_fn, batch_images=batch, partial=settings.partial)
+        walker = Walker(G, faces, on_device(by_id[sid], device), score_fn, batch_images=batch, partial=settings.run.partial)
         imgs = walker.images(np.repeat(samples, len(alphas)), np.tile(alphas, len(samples)))
         entries = []
         for j, s in enumerate(samples):
@@ -72,10 +72,10 @@ def write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, r
                                      scores=[float(sc.get(a, np.nan)) for a in alphas]))
         strips[sid] = entries
     best = []
-    shown_faces = per_face[per_face["best_subspace"].notna()].head(settings.n_counterfactual_images)
+    shown_faces = per_face[per_face["best_subspace"].notna()].head(settings.output.n_counterfactual_images)
     for row in shown_faces.itertuples():
         sid, step = row.best_subspace, float(row.best_step)
-        walker = Walker(G, faces, on_device(by_id[sid], device), score_fn, batch_images=batch, partial=settings.partial)
+        walker = Walker(G, faces, on_device(by_id[sid], device), score_fn, batch_images=batch, partial=settings.run.partial)
         orig, cf = walker.images(np.array([row.sample, row.sample]), np.array([0.0, step]))
         stem = f"images/counterfactuals/sample_{row.sample:04d}"
         o, c = _to_pil(orig), _to_pil(cf)

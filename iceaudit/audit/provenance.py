@@ -43,30 +43,30 @@ def compose_summary(classifier, G, fingerprint, bank, subspaces, settings, n, de
                                         flip_rate=d.flip_rate, significant=d.significant, p_adjusted=d.p_adjusted,
                                         statement=statement))
     n_pos = int(per_face["positive"].sum())
-    command = settings.command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    command = settings.run.command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     return AuditRecord(
         classifier=ClassifierRecord(
             name=classifier.name, path=classifier.path, sha256=classifier.sha256, kind=classifier.kind,
             differentiable=classifier.differentiable, positive_class=classifier.card.positive_class,
             threshold=classifier.threshold, head=classifier.card.head, card=classifier.card.to_dict()),
-        generator=GeneratorRecord(name=settings.generator_name or type(G).__name__, fingerprint=fingerprint,
+        generator=GeneratorRecord(name=settings.run.generator_name or type(G).__name__, fingerprint=fingerprint,
                                   resolution=int(G.img_resolution)),
-        bank=BankRecord(name=bank.name, path=settings.bank_path, hash=bank_hash(bank), subspaces=[
+        bank=BankRecord(name=bank.name, path=settings.run.bank_path, hash=bank_hash(bank), subspaces=[
             SubspaceRecord(id=s.id, name=s.name, tags=list(s.tags), unit=s.unit, step_range=list(s.step_range),
                            description=s.description, space=s.space, layers=list(s.layers), method=s.method,
                            alphas=grid_lists[s.id])
             for s in subspaces]),
         settings=SettingsRecord(
-            n_samples=n, seed=settings.seed, psi=settings.psi,
+            n_samples=n, seed=settings.science.seed, psi=settings.science.psi,
             alphas=next(iter(grid_lists.values())) if same_grid else grid_lists,
-            n_steps=settings.n_steps, n_null=settings.n_null, device=str(device), batch_images=batch,
-            precision=settings.precision, partial_synthesis=settings.partial, bisect_steps=settings.bisect_steps,
-            n_bootstrap=settings.n_bootstrap, level=settings.level),
+            n_steps=settings.science.n_steps, n_null=settings.science.n_null, device=str(device), batch_images=batch,
+            precision=settings.science.precision, partial_synthesis=settings.run.partial, bisect_steps=settings.science.bisect_steps,
+            n_bootstrap=settings.science.n_bootstrap, level=settings.science.level),
         verdict=compose_verdict(drivers),
         drivers=drivers,
         walk_strips=images.walk_strips,
         counterfactuals=Counterfactuals(
-            method=f"grid + {settings.bisect_steps} bisection renders through the generator per crossing; "
+            method=f"grid + {settings.science.bisect_steps} bisection renders through the generator per crossing; "
                    "step = smallest |alpha| (semantic units) whose decision differs from alpha = 0",
             per_subspace=per_subspace,
             best=images.best,
@@ -82,11 +82,11 @@ def compose_summary(classifier, G, fingerprint, bank, subspaces, settings, n, de
         provenance=Provenance(
             iceaudit_version=__version__, torch=torch.__version__, numpy=np.__version__,
             python=platform.python_version(), platform=platform.platform(), command=command,
-            seeds={"faces": [settings.seed, settings.seed + n - 1], "null_directions": settings.seed,
-                   "bootstrap": settings.seed, "z_convention": "np.random.RandomState(seed).randn(z_dim)"},
+            seeds={"faces": [settings.science.seed, settings.science.seed + n - 1], "null_directions": settings.science.seed,
+                   "bootstrap": settings.science.seed, "z_convention": "np.random.RandomState(seed).randn(z_dim)"},
             hashes={"classifier": classifier.sha256, "card": card_hash(classifier), "generator": fingerprint,
-                    "bank": bank_hash(bank), "bank_manifest": _manifest_sha(settings.bank_path)},
-            card_path=settings.card_path,
+                    "bank": bank_hash(bank), "bank_manifest": _manifest_sha(settings.run.bank_path)},
+            card_path=settings.run.card_path,
             created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
     )
 

@@ -68,31 +68,30 @@ class AuditResult:
 def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
               settings: AuditSettings | None = None) -> AuditResult:
     """Audit ``classifier`` with faces from ``generator`` walked along ``bank``."""
-    from dataclasses import replace
 
     from iceaudit.bank.format import load_bank
 
     settings = settings or AuditSettings()
     settings.check()
     if isinstance(bank, (str, Path)):
-        settings = replace(settings, bank_path=settings.bank_path or str(bank))
+        settings = settings.replace(bank_path=settings.run.bank_path or str(bank))
         bank = load_bank(bank)
-    device = resolve_device(settings.device)
+    device = resolve_device(settings.run.device)
     G = generator.to(device).eval()
     for p in G.parameters():
         p.requires_grad_(False)
     fingerprint = G.fingerprint()
     bank.check_generator(fingerprint)
-    subspaces = _select(bank, settings.subspaces)
+    subspaces = _select(bank, settings.science.subspaces)
     for sub in subspaces:
         check_compatible(G, sub)
     if classifier.device != device and classifier.kind != "onnx":
         classifier.model.to(device)
         classifier.device = device
     classifier.validate(G.img_resolution)
-    n = settings.n or default_n(device)
-    with _precision(G, classifier, settings.precision):
-        batch = settings.batch_images or resumed_batch(settings.out, settings.resume) or (
+    n = settings.science.n or default_n(device)
+    with _precision(G, classifier, settings.science.precision):
+        batch = settings.run.batch_images or resumed_batch(settings.output.out, settings.output.resume) or (
             memory_batch(G, classifier.decision_score, device) if device.type == "cuda"
             else auto_batch(device, G.img_resolution))
         return _run(classifier, G, fingerprint, bank, subspaces, settings, device, n, batch)
@@ -119,32 +118,32 @@ def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: lis
     """The audit of checked inputs: walks, statistics, images, baselines, the directory."""
     run_key = {
         "classifier_sha256": classifier.sha256, "card": classifier.card.to_dict(), "generator": fingerprint,
-        "bank": bank_hash(bank), "subspaces": [s.id for s in subspaces], "n": n, "seed": settings.seed,
-        "psi": settings.psi, "n_steps": settings.n_steps, "n_null": settings.n_null,
-        "partial": settings.partial, "bisect_steps": settings.bisect_steps, "device": device.type,
-        "batch_images": batch, "shard_faces": settings.shard_faces, "precision": settings.precision,
+        "bank": bank_hash(bank), "subspaces": [s.id for s in subspaces], "n": n, "seed": settings.science.seed,
+        "psi": settings.science.psi, "n_steps": settings.science.n_steps, "n_null": settings.science.n_null,
+        "partial": settings.run.partial, "bisect_steps": settings.science.bisect_steps, "device": device.type,
+        "batch_images": batch, "shard_faces": settings.run.shard_faces, "precision": settings.science.precision,
     }
-    if settings.backend == "ray":  # an unreachable cluster or a missing Ray is refused before any work
+    if settings.run.backend == "ray":  # an unreachable cluster or a missing Ray is refused before any work
         from iceaudit.audit.ray_backend import preflight
 
-        preflight(settings.ray_address)
-    out = Path(settings.out) if settings.out is not None else None
+        preflight(settings.run.ray_address)
+    out = Path(settings.output.out) if settings.output.out is not None else None
     with contextlib.ExitStack() as held:
         if out is not None:
-            check_out(out, settings.resume)
+            check_out(out, settings.output.resume)
             held.enter_context(dirlock.hold(out, "audit"))  # one audit per directory; dropped on exit or kill
-            prepare_out(out, settings.resume, run_key)  # re-checked under the lock
+            prepare_out(out, settings.output.resume, run_key)  # re-checked under the lock
 
-        faces = sample_faces(G, n, seed=settings.seed, psi=settings.psi, device=device, batch_size=batch)
-        grids = {s.id: alpha_grid(s.step_range, settings.n_steps) for s in subspaces}
+        faces = sample_faces(G, n, seed=settings.science.seed, psi=settings.science.psi, device=device, batch_size=batch)
+        grids = {s.id: alpha_grid(s.step_range, settings.science.n_steps) for s in subspaces}
         score_fn = classifier.decision_score
         threshold = classifier.threshold
 
-        options = WalkOptions(n_null=settings.n_null, null_seed=settings.seed, partial=settings.partial,
-                              bisect_steps=settings.bisect_steps, threshold=threshold)
+        options = WalkOptions(n_null=settings.science.n_null, null_seed=settings.science.seed, partial=settings.run.partial,
+                              bisect_steps=settings.science.bisect_steps, threshold=threshold)
         work = AuditWork(G=G, classifier=classifier, faces=faces, subspaces={s.id: s for s in subspaces}, grids=grids,
                          options=options, batch=batch)
-        units = plan_units(subspaces, n, settings.shard_faces)
+        units = plan_units(subspaces, n, settings.run.shard_faces)
         walked = walk_units(work, subspaces, units, settings, out)
         results, counterfactuals = walked.results, walked.counterfactuals
         batch = work.batch
@@ -158,17 +157,17 @@ def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: lis
         record = compose_summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids,
                                   drivers, null_info, counterfactuals, per_face, images)
         # how the walks ran: provenance only (the numbers do not depend on it)
-        record.provenance.execution = Execution(backend=settings.backend, workers=walked.workers, units=len(units),
-                                                units_from_checkpoint=walked.resumed, shard_faces=settings.shard_faces)
-        if settings.sanity:
+        record.provenance.execution = Execution(backend=settings.run.backend, workers=walked.workers, units=len(units),
+                                                units_from_checkpoint=walked.resumed, shard_faces=settings.run.shard_faces)
+        if settings.science.sanity:
             record.validity.sanity = {"randomised_classifier": _sanity(classifier, G, bank, settings)}
-        if settings.baselines:
+        if settings.science.baselines:
             from iceaudit.audit.baselines import run_baselines
             from iceaudit.progress import rich_stages
 
-            parser = _LabelMaps(settings.parser) if settings.parser is not None else None
-            with progress_bars(settings.progress) as bars:
-                record.baselines = run_baselines(score_fn, G, faces, bank, parser, settings.baselines, out,
+            parser = _LabelMaps(settings.science.parser) if settings.science.parser is not None else None
+            with progress_bars(settings.output.progress) as bars:
+                record.baselines = run_baselines(score_fn, G, faces, bank, parser, settings.science.baselines, out,
                                                      drivers=drivers, threshold=threshold, progress=rich_stages(bars),
                                                      checkpoint=out / CHECKPOINT / "baselines" if out is not None else None)
         if out is not None:
@@ -203,14 +202,14 @@ def _sanity(classifier: Classifier, G, bank: Bank, settings: AuditSettings) -> S
     if classifier.kind == "onnx":
         return SanityCheck(passed=None, note="skipped: ONNX weights cannot be re-initialised here")
     model = copy.deepcopy(classifier.model)
-    gen = torch.Generator().manual_seed(settings.seed + 1)
+    gen = torch.Generator().manual_seed(settings.science.seed + 1)
     with torch.no_grad():
         for p in model.parameters():
             if p.numel() > 1:
                 noise = torch.randn(p.shape, generator=gen, dtype=torch.float32).to(p.device, p.dtype)
                 p.copy_(noise * p.float().std().clamp_min(1e-3).to(p.dtype) + p.mean())
     clone = replace(classifier, model=model)
-    sub = replace(settings, out=None, resume=False, sanity=False, baselines=[])
+    sub = settings.replace(out=None, resume=False, sanity=False, baselines=[])
     res = run_audit(clone, G, bank, sub)
     sig = [d.subspace for d in res.drivers if d.significant]
     return SanityCheck(n_significant=len(sig), significant=sig, max_abs_slope=max(abs(d.slope) for d in res.drivers),

@@ -20,18 +20,18 @@ def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Dri
     for i, sub in enumerate(subspaces):
         alphas = grids[sub.id]
         scores = _scores(results, sub.id, len(alphas))
-        stats[sub.id] = walk_stats(alphas, scores, threshold, seed=settings.seed * 7919 + i,
-                                   n_resamples=settings.n_bootstrap)
+        stats[sub.id] = walk_stats(alphas, scores, threshold, seed=settings.science.seed * 7919 + i,
+                                   n_resamples=settings.science.n_bootstrap)
         # Slopes per unit of image change: every null changes the image as much as its
         # subspace, so nulls of one layer group share a distribution in these units and pool.
         change[sub.id] = float(results.loc[results["subspace"] == sub.id, "image_change"].iloc[0]) or 1.0
         tests_in[sub.id] = end_slope(alphas, scores) / change[sub.id]
         ends = alphas[[0, -1]]
         null_slopes[sub.id] = [end_slope(ends, _scores(results, f"null:{sub.id}:{k}", 2)) / change[sub.id]
-                               for k in range(settings.n_null)]
+                               for k in range(settings.science.n_null)]
         groups[sub.id] = (sub.space, json.dumps(list(sub.layers)), tuple(sub.step_range))
-    tests = null_floor_tests(tests_in, null_slopes, groups, level=settings.level)
-    p_adj = holm([tests[s.id].p_value for s in subspaces], settings.level)
+    tests = null_floor_tests(tests_in, null_slopes, groups, level=settings.science.level)
+    p_adj = holm([tests[s.id].p_value for s in subspaces], settings.science.level)
     first = subspaces[0].id
     base = _scores(results, first, len(grids[first]))[:, zero_index(grids[first])]
     margin = float(np.median(np.abs(base - threshold)))
@@ -40,12 +40,12 @@ def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Dri
         s, t, c = stats[sub.id], tests[sub.id], change[sub.id]
         width = float(sub.step_range[1] - sub.step_range[0])
         share = abs(s.slope) * width / margin if margin > 0 else float("inf")
-        holm_ok = bool(np.isfinite(pa) and pa < settings.level)
+        holm_ok = bool(np.isfinite(pa) and pa < settings.science.level)
         records.append(Driver(
             subspace=sub.id, name=sub.name, tags=list(sub.tags), slope=s.slope, ci_low=s.ci_low, ci_high=s.ci_high,
             mean_abs_change=s.mean_abs_change, flip_rate=s.flip_rate, monotonicity=s.monotonicity,
             heterogeneity=s.heterogeneity, null_abs_slope=finite(t.floor * c), p_value=finite(t.p_value, 1.0),
-            p_adjusted=finite(pa, 1.0), significant=holm_ok and share >= settings.min_margin_share,
+            p_adjusted=finite(pa, 1.0), significant=holm_ok and share >= settings.science.min_margin_share,
             extra=DriverEvidence(
                 margin_share=finite(share, 1e9), median_margin=margin, beats_null=holm_ok,
                 end_slope=t.statistic * c, null_sigma=finite(t.sigma * c), null_df=t.df,
@@ -67,10 +67,10 @@ def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Dri
                 "and layers, each rescaled so that walking the range changes the image as much as the "
                 "subspace does; slopes per unit of image change, sigma from the nulls' mean square pooled "
                 "per layer group; Holm over subspaces; significant also needs margin_share >= "
-                f"{settings.min_margin_share}",
-        n_directions=settings.n_null * len(subspaces), n_per_subspace=settings.n_null,
-        quantile=1 - settings.level / 2,
-        abs_slope=finite(float(np.quantile(all_null, 1 - settings.level / 2))),
+                f"{settings.science.min_margin_share}",
+        n_directions=settings.science.n_null * len(subspaces), n_per_subspace=settings.science.n_null,
+        quantile=1 - settings.science.level / 2,
+        abs_slope=finite(float(np.quantile(all_null, 1 - settings.science.level / 2))),
         per_subspace={sid: NullTest(floor=finite(t.floor * change[sid]), sigma=finite(t.sigma * change[sid]),
                                     df=t.df, null_slopes=[v * change[sid] for v in t.null_slopes],
                                     end_slope=t.statistic * change[sid], image_change=change[sid])

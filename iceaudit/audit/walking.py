@@ -25,7 +25,7 @@ def walk_units(work: AuditWork, subspaces: list[Subspace], units: list[WalkUnit]
     ckpt = out / CHECKPOINT if out is not None else None
     calibrations: dict[str, Calibration] = {}
     finished: list[UnitResult] = []
-    if ckpt is not None and settings.resume:
+    if ckpt is not None and settings.output.resume:
         for i, sub in enumerate(subspaces):
             path = ckpt / f"{calibration_name(i, sub.id)}.calib.json"
             if path.is_file():
@@ -38,9 +38,9 @@ def walk_units(work: AuditWork, subspaces: list[Subspace], units: list[WalkUnit]
     done = {r.unit for r in finished}
     todo = [u for u in units if u not in done]
     uncalibrated = [s.id for s in subspaces if s.id in {u.subspace for u in todo} and s.id not in calibrations]
-    images = {u: unit_images(u, len(work.grids[u.subspace]), settings.n_null) for u in units}
+    images = {u: unit_images(u, len(work.grids[u.subspace]), settings.science.n_null) for u in units}
     workers = 0
-    with progress_bars(settings.progress) as progress:
+    with progress_bars(settings.output.progress) as progress:
         task = progress.add_task("walking subspaces", total=sum(images.values()), unit="images")
         progress.advance(task, sum(images[u] for u in done))
         if todo:
@@ -49,7 +49,7 @@ def walk_units(work: AuditWork, subspaces: list[Subspace], units: list[WalkUnit]
             rate = _Throughput(len(units), len(done))
             try:
                 progress.update(task, description=f"calibrating {len(uncalibrated)} subspaces on "
-                                                  f"{backend.workers} {settings.backend} worker(s)")
+                                                  f"{backend.workers} {settings.run.backend} worker(s)")
                 for cal in backend.calibrate(uncalibrated):
                     calibrations[cal.subspace] = cal
                     if ckpt is not None:
@@ -65,7 +65,7 @@ def walk_units(work: AuditWork, subspaces: list[Subspace], units: list[WalkUnit]
                     progress.update(task, description=rate.add(result, images[result.unit]))
             finally:
                 backend.close()
-    results, counterfactuals = merge_walks(finished, subspaces, settings.n_null)
+    results, counterfactuals = merge_walks(finished, subspaces, settings.science.n_null)
     return Walked(results, counterfactuals, workers=workers, resumed=len(done))
 
 

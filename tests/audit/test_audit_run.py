@@ -28,7 +28,7 @@ N = 24
 def settings(**kw):
     base = dict(n=N, n_steps=5, n_null=6, n_bootstrap=500, progress=False, strip_faces=2, n_counterfactual_images=3)
     base.update(kw)
-    return AuditSettings(**base)
+    return AuditSettings.of(**base)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ class Slow(torch.nn.Module):  # slows each batch so the test can kill the run be
 clf = load_classifier({classifier!r}, load_card({card!r}))
 clf.model = Slow(clf.model)
 G = load_generator({generator!r})
-run_audit(clf, G, load_bank({bank!r}), AuditSettings(n=8, n_steps=5, n_null=3, n_bootstrap=300, progress=False,
+run_audit(clf, G, load_bank({bank!r}), AuditSettings.of(n=8, n_steps=5, n_null=3, n_bootstrap=300, progress=False,
           batch_images=16, out={out!r}, resume={resume}, strip_faces=2, n_counterfactual_images=2))
 """
 
@@ -197,7 +197,7 @@ def test_killed_audit_resumes_to_the_same_result(world, tmp_path):
     for out, resume in ((killed, True), (tmp_path / "whole", False)):
         clf = load_classifier(world["classifier"], load_card(world["card"]))
         run_audit(clf, load_generator(world["generator"]), load_bank(world["bank"]),
-                  AuditSettings(n=8, n_steps=5, n_null=3, n_bootstrap=300, progress=False, batch_images=16,
+                  AuditSettings.of(n=8, n_steps=5, n_null=3, n_bootstrap=300, progress=False, batch_images=16,
                                 out=out, resume=resume, strip_faces=2, n_counterfactual_images=2))
     a, b = summary_json(killed), summary_json(tmp_path / "whole")
     assert a["drivers"] == b["drivers"] and a["counterfactuals"]["per_subspace"] == b["counterfactuals"]["per_subspace"]

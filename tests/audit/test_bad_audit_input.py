@@ -43,3 +43,16 @@ def test_resume_without_an_interrupted_audit_is_refused(world, tmp_path, capsys,
                            "--resume")
     assert code == 2 and "holds no interrupted audit" in err and "without --resume" in err
     assert (out.is_dir() and not any(out.iterdir())) if make == "empty" else not out.exists()
+
+
+def test_flat_options_land_in_their_part_and_unknown_ones_are_refused():
+    from iceaudit.audit.settings import AuditSettings
+
+    s = AuditSettings.of(n=16, out="runs/a", backend="ray", precision="bf16")
+    assert (s.science.n, s.science.precision, s.output.out, s.run.backend) == (16, "bf16", "runs/a", "ray")
+    t = s.replace(out=None, seed=3)
+    assert (t.output.out, t.science.seed, t.science.n, t.run.backend) == (None, 3, 16, "ray")
+    assert s.output.out == "runs/a"  # replace copies
+    assert set(AuditSettings.option_names()) >= {"n", "out", "backend", "shard_faces", "strip_faces"}
+    with pytest.raises(TypeError, match="unknown audit option 'nn'"):
+        AuditSettings.of(nn=3)

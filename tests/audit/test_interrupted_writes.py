@@ -115,7 +115,7 @@ class SlowGradients(torch.nn.Module):  # slows only the baselines (the walks run
 
 clf = load_classifier({classifier!r}, load_card({card!r}))
 clf.model = SlowGradients(clf.model)
-run_audit(clf, load_generator({generator!r}), load_bank({bank!r}), AuditSettings(
+run_audit(clf, load_generator({generator!r}), load_bank({bank!r}), AuditSettings.of(
     n=6, n_steps=3, n_null=2, n_bootstrap=200, progress=False, out={out!r}, resume={resume},
     baselines=["saliency", "input_x_gradient", "latent"], strip_faces=2, n_counterfactual_images=2))
 """

@@ -36,7 +36,7 @@ class MemoryCap:
 
 
 def _settings(**kw) -> AuditSettings:
-    return AuditSettings(n=N, n_steps=5, n_null=3, n_bootstrap=300, progress=False, shard_faces=6, **kw)
+    return AuditSettings.of(n=N, n_steps=5, n_null=3, n_bootstrap=300, progress=False, shard_faces=6, **kw)
 
 
 def test_halving_tries_half_the_batch_until_it_fits():

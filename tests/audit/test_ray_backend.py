@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from iceaudit.errors import UserError
 from iceaudit.record import Execution
 
 N = 16
-SETTINGS = AuditSettings(n=N, n_steps=5, n_null=3, n_bootstrap=300, progress=False, shard_faces=4, strip_faces=2,
+SETTINGS = AuditSettings.of(n=N, n_steps=5, n_null=3, n_bootstrap=300, progress=False, shard_faces=4, strip_faces=2,
                          n_counterfactual_images=2, strip_subspaces=2)
 
 
@@ -52,7 +51,7 @@ def tiny(tmp_path_factory):
 def local_audit(tiny, tmp_path_factory):
     G, bank, clf = tiny
     out = tmp_path_factory.mktemp("local") / "audit"
-    run_audit(clf, G, bank, replace(SETTINGS, out=out))
+    run_audit(clf, G, bank, SETTINGS.replace(out=out))
     return out
 
 
@@ -69,7 +68,7 @@ def _same_audit(a: Path, b: Path) -> None:
 def test_ray_backend_gives_the_local_audit_bit_for_bit(cluster, tiny, local_audit, tmp_path):
     G, bank, clf = tiny
     out = tmp_path / "ray"
-    result = run_audit(clf, G, bank, replace(SETTINGS, out=out, backend="ray", workers=2))
+    result = run_audit(clf, G, bank, SETTINGS.replace(out=out, backend="ray", workers=2))
     _same_audit(local_audit, out)
     execution = result.record.provenance.execution
     assert execution == Execution(backend="ray", workers=2, units=len(bank.subspaces) * (N // 4), units_from_checkpoint=0,
@@ -103,7 +102,7 @@ def test_a_killed_worker_is_replaced_and_the_result_is_unchanged(cluster, tiny, 
                      positive_class="red")
     clf = load_classifier(KillsItsWorkerOnce(str(marker), os.getpid()), card)
     out = tmp_path / "ray-killed"
-    run_audit(clf, G, bank, replace(SETTINGS, out=out, backend="ray", workers=2))
+    run_audit(clf, G, bank, SETTINGS.replace(out=out, backend="ray", workers=2))
     assert not marker.exists()  # a worker really died
     # same numbers as the TorchScript MeanRed audited locally (the card is the same)
     for table in ("results", "counterfactuals"):
@@ -122,7 +121,7 @@ def test_resume_on_ray_reuses_the_shards_a_local_run_wrote(cluster, tiny, local_
         shard.unlink()  # its .cf.parquet stays, as when a run dies between the two writes
     kept = {p.name: p.stat().st_mtime_ns for shard in shards[:len(shards) // 2]
             for p in (shard, shard.with_name(shard.name.replace(".walks.", ".cf.")))}
-    result = run_audit(clf, G, bank, replace(SETTINGS, out=out, backend="ray", workers=2, resume=True))
+    result = run_audit(clf, G, bank, SETTINGS.replace(out=out, backend="ray", workers=2, resume=True))
     _same_audit(local_audit, out)
     assert result.record.provenance.execution.units_from_checkpoint == len(shards) - len(shards) // 2
     assert {p: (out / "checkpoint" / p).stat().st_mtime_ns for p in kept} == kept  # not recomputed, not rewritten
@@ -131,13 +130,13 @@ def test_resume_on_ray_reuses_the_shards_a_local_run_wrote(cluster, tiny, local_
 def test_ray_options_are_checked_before_any_work(tiny, tmp_path):
     G, bank, clf = tiny
     with pytest.raises(UserError, match="--workers must be a whole number from 1"):
-        run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "a", backend="ray", workers=0))
+        run_audit(clf, G, bank, SETTINGS.replace(out=tmp_path / "a", backend="ray", workers=0))
     with pytest.raises(UserError, match="--backend must be one of local, ray"):
-        run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "b", backend="dask"))
+        run_audit(clf, G, bank, SETTINGS.replace(out=tmp_path / "b", backend="dask"))
     with pytest.raises(UserError, match="no Ray cluster answers there"):
-        run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "c", backend="ray", ray_address="127.0.0.1:1"))
+        run_audit(clf, G, bank, SETTINGS.replace(out=tmp_path / "c", backend="ray", ray_address="127.0.0.1:1"))
     with pytest.raises(UserError, match="must be `auto` or HOST:PORT"):
-        run_audit(clf, G, bank, replace(SETTINGS, out=tmp_path / "d", backend="ray", ray_address="head-node"))
+        run_audit(clf, G, bank, SETTINGS.replace(out=tmp_path / "d", backend="ray", ray_address="head-node"))
     assert not any((tmp_path / d).exists() for d in "abcd")
 
 
