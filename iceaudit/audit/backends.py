@@ -9,30 +9,12 @@ their results are identical.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
-import numpy as np
-
-from iceaudit.audit.classifier import Classifier
-from iceaudit.audit.sample import Faces
-from iceaudit.audit.units import Calibration, UnitResult, WalkOptions, WalkUnit, calibrate, walk_unit
-from iceaudit.bank.format import Subspace
+from iceaudit.audit.units import AuditWork, Calibration, UnitResult, WalkUnit, calibrate, walk_unit
 from iceaudit.errors import UserError
 
 BACKENDS = ("local", "ray")
-
-
-@dataclass
-class AuditWork:
-    """Everything a worker needs to run any unit of one audit."""
-
-    G: Any
-    classifier: Classifier
-    faces: Faces
-    subspaces: dict[str, Subspace]
-    grids: dict[str, np.ndarray]
-    options: WalkOptions
-    batch: int
 
 
 @dataclass(frozen=True)
@@ -62,20 +44,13 @@ class LocalBackend:
         self.work = work
 
     def calibrate(self, subspace_ids: list[str]) -> Iterator[Calibration]:
-        w = self.work
         for sid in subspace_ids:
-            yield calibrate(w.G, w.faces, w.subspaces[sid], w.grids[sid], w.classifier.decision_score, w.options,
-                            w.batch)
+            yield calibrate(self.work, sid)
 
     def walk(self, units: list[WalkUnit], calibrations: dict[str, Calibration],
              on_images: Callable[[int], None]) -> Iterator[UnitResult]:
-        w = self.work
-        for unit in units:
-            result = walk_unit(w.G, w.faces, unit, w.subspaces[unit.subspace], w.grids[unit.subspace],
-                               calibrations[unit.subspace], w.classifier.decision_score, w.options, w.batch,
-                               advance=on_images)
-            w.batch = result.batch  # an out-of-memory halving holds for the units after it
-            yield result
+        for unit in units:  # an out-of-memory halving in one unit holds for the units after it (work.batch)
+            yield walk_unit(self.work, unit, calibrations[unit.subspace], advance=on_images)
 
     def close(self) -> None:
         pass

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from iceaudit.atomic import atomic_path
+from iceaudit.audit.stages import AuditInputs, Measured
 from iceaudit.audit.stats import zero_index
 from iceaudit.audit.units import on_device, safe_id
 from iceaudit.audit.walks import Walker
@@ -51,8 +52,19 @@ class AuditImages:
     best: list[BestEdit] = field(default_factory=list)
 
 
-def write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, results, grids, score_fn, batch,
-                 settings) -> AuditImages:
+def write_images(out: Path, inputs: AuditInputs, measured: Measured) -> AuditImages:
+    """Walk strips of the top drivers (and every protected subspace) and the best counterfactual
+    of the first faces, as PNGs under ``out/images``.
+
+    Args:
+        out: the audit directory.
+        inputs: the audit's checked inputs.
+        measured: its walks and statistics.
+    """
+    G, faces, settings, batch = inputs.G, inputs.faces, inputs.settings, inputs.batch
+    score_fn = inputs.classifier.decision_score
+    subspaces, grids, drivers = inputs.subspaces, inputs.grids, measured.drivers
+    results, counterfactuals, per_face = measured.results, measured.counterfactuals, measured.per_face
     by_id = {s.id: s for s in subspaces}
     device = faces.ws.device
     strips: dict[str, list[WalkStrip]] = {}

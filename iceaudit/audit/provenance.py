@@ -14,14 +14,26 @@ import torch
 
 from iceaudit import __version__
 from iceaudit.audit.classifier import Classifier
+from iceaudit.audit.images import AuditImages
+from iceaudit.audit.stages import AuditInputs, Measured
 from iceaudit.bank.format import Bank
 from iceaudit.record import (AuditRecord, BankRecord, BaseRate, ClassifierRecord, Counterfactuals, FaceOutcome,
                              Fairness, FairnessFinding, FlipStats, GeneratorRecord, OwnCriterion, Provenance,
                              SettingsRecord, SubspaceRecord, Validity, compose_verdict)
 
 
-def compose_summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids, drivers, null_info,
-                    counterfactuals, per_face, images) -> AuditRecord:
+def compose_summary(inputs: AuditInputs, measured: Measured, images: AuditImages) -> AuditRecord:
+    """The audit record of one run (provenance.execution, sanity and baselines are added by the runner).
+
+    Args:
+        inputs: the audit's checked inputs.
+        measured: its walks and statistics.
+        images: the strips and counterfactual images written (none when nothing is written).
+    """
+    classifier, G, fingerprint, bank = inputs.classifier, inputs.G, inputs.fingerprint, inputs.bank
+    subspaces, settings, n, device, batch = inputs.subspaces, inputs.settings, inputs.n, inputs.device, inputs.batch
+    drivers, counterfactuals, per_face = measured.drivers, measured.counterfactuals, measured.per_face
+    grids = inputs.grids
     grid_lists = {sid: [float(a) for a in g] for sid, g in grids.items()}
     same_grid = len({tuple(v) for v in grid_lists.values()}) == 1
     per_subspace = {}
@@ -76,7 +88,7 @@ def compose_summary(classifier, G, fingerprint, bank, subspaces, settings, n, de
                                   best_step=None if r.best_step is None or pd.isna(r.best_step) else float(r.best_step))
                       for r in per_face.itertuples()]),
         fairness=Fairness(protected=protected, findings=findings),
-        validity=Validity(**bank_validity(bank), null_floor=null_info,
+        validity=Validity(**bank_validity(bank), null_floor=measured.null_floor,
                           base_rate=BaseRate(positive=n_pos / n, n_positive=n_pos, n=n,
                                              note="share of sampled faces the classifier calls positive at alpha = 0")),
         provenance=Provenance(

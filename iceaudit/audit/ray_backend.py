@@ -23,10 +23,9 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from iceaudit.audit.backends import AuditWork
 from iceaudit.audit.portable import PortableClassifier, check_picklable, portable_generator
 from iceaudit.audit.sample import Faces
-from iceaudit.audit.units import Calibration, UnitResult, WalkUnit, calibrate, unit_images, walk_unit
+from iceaudit.audit.units import AuditWork, Calibration, UnitResult, WalkUnit, calibrate, unit_images, walk_unit
 from iceaudit.errors import UserError
 
 MAX_RESTARTS = 3  # per actor: a unit that kills its worker this often is reported, not retried forever
@@ -106,17 +105,14 @@ class _AuditWorker:
             raise UserError(f"Ray worker {label}: the generator it received differs from the audited one")
         self.classifier = classifier.restore(self.device)
         self.faces = Faces(seeds=faces.seeds, ws=faces.ws.to(self.device), psi=faces.psi)
-        self.subspaces, self.grids = work["subspaces"], work["grids"]
-        self.options, self.batch = work["options"], work["batch"]
+        self.work = AuditWork(G=self.G, classifier=self.classifier, faces=self.faces, subspaces=work["subspaces"],
+                              grids=work["grids"], options=work["options"], batch=work["batch"])
 
     def calibrate(self, sid: str) -> Calibration:
-        return calibrate(self.G, self.faces, self.subspaces[sid], self.grids[sid], self.classifier.decision_score,
-                         self.options, self.batch)
+        return calibrate(self.work, sid)
 
     def walk(self, unit: WalkUnit, calibration: Calibration) -> UnitResult:
-        result = walk_unit(self.G, self.faces, unit, self.subspaces[unit.subspace], self.grids[unit.subspace],
-                           calibration, self.classifier.decision_score, self.options, self.batch)
-        self.batch = result.batch
+        result = walk_unit(self.work, unit, calibration)
         result.worker = self.label
         return result
 

@@ -3,7 +3,7 @@ find counterfactuals, compute statistics, write the audit directory.
 
 The orchestration only; each job has its module: `settings` (what is asked),
 `directory` (the audit directory, resume), `walking` (units on a backend),
-`statistics`, `images`, `provenance` (the summary record).
+`statistics`, `images`, `provenance` (the summary record); `stages` holds what crosses between them.
 
 Audit directory::
 
@@ -34,15 +34,15 @@ import pandas as pd
 import torch
 
 from iceaudit import dirlock
-from iceaudit.audit.backends import AuditWork
 from iceaudit.audit.classifier import Classifier
 from iceaudit.audit.directory import CHECKPOINT, RUN_FILE, check_out, prepare_out, resumed_batch, write_parquet
 from iceaudit.audit.images import AuditImages, write_images
 from iceaudit.audit.provenance import bank_hash, card_hash, compose_summary
 from iceaudit.audit.sample import Faces, default_n, resolve_device, sample_faces
 from iceaudit.audit.settings import MAX_FACES, AuditSettings
+from iceaudit.audit.stages import AuditInputs, Measured
 from iceaudit.audit.statistics import per_face_table, statistics
-from iceaudit.audit.units import WalkOptions, plan_units
+from iceaudit.audit.units import AuditWork, WalkOptions, plan_units
 from iceaudit.audit.walking import auto_batch, memory_batch, progress_bars, walk_units
 from iceaudit.audit.walks import alpha_grid
 from iceaudit.bank.edit import check_compatible
@@ -136,26 +136,22 @@ def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: lis
 
         faces = sample_faces(G, n, seed=settings.science.seed, psi=settings.science.psi, device=device, batch_size=batch)
         grids = {s.id: alpha_grid(s.step_range, settings.science.n_steps) for s in subspaces}
-        score_fn = classifier.decision_score
         threshold = classifier.threshold
-
-        options = WalkOptions(n_null=settings.science.n_null, null_seed=settings.science.seed, partial=settings.run.partial,
-                              bisect_steps=settings.science.bisect_steps, threshold=threshold)
+        options = WalkOptions(n_null=settings.science.n_null, null_seed=settings.science.seed,
+                              partial=settings.run.partial, bisect_steps=settings.science.bisect_steps,
+                              threshold=threshold)
         work = AuditWork(G=G, classifier=classifier, faces=faces, subspaces={s.id: s for s in subspaces}, grids=grids,
                          options=options, batch=batch)
         units = plan_units(subspaces, n, settings.run.shard_faces)
         walked = walk_units(work, subspaces, units, settings, out)
-        results, counterfactuals = walked.results, walked.counterfactuals
-        batch = work.batch
-        drivers, null_info = statistics(results, subspaces, grids, threshold, settings)
-        per_face = per_face_table(results, counterfactuals, subspaces, faces, threshold)
-
-        images = AuditImages()
-        if out is not None:
-            images = write_images(out, G, faces, subspaces, drivers, per_face, counterfactuals, results,
-                                  grids, score_fn, batch, settings)
-        record = compose_summary(classifier, G, fingerprint, bank, subspaces, settings, n, device, batch, grids,
-                                  drivers, null_info, counterfactuals, per_face, images)
+        inputs = AuditInputs(classifier=classifier, G=G, fingerprint=fingerprint, bank=bank, subspaces=subspaces,
+                             settings=settings, device=device, n=n, batch=work.batch, faces=faces, grids=grids)
+        drivers, null_floor = statistics(walked.results, subspaces, grids, threshold, settings)
+        measured = Measured(results=walked.results, counterfactuals=walked.counterfactuals, drivers=drivers,
+                            null_floor=null_floor,
+                            per_face=per_face_table(walked.results, walked.counterfactuals, subspaces, faces, threshold))
+        images = write_images(out, inputs, measured) if out is not None else AuditImages()
+        record = compose_summary(inputs, measured, images)
         # how the walks ran: provenance only (the numbers do not depend on it)
         record.provenance.execution = Execution(backend=settings.run.backend, workers=walked.workers, units=len(units),
                                                 units_from_checkpoint=walked.resumed, shard_faces=settings.run.shard_faces)
@@ -167,15 +163,16 @@ def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: lis
 
             parser = _LabelMaps(settings.science.parser) if settings.science.parser is not None else None
             with progress_bars(settings.output.progress) as bars:
-                record.baselines = run_baselines(score_fn, G, faces, bank, parser, settings.science.baselines, out,
-                                                     drivers=drivers, threshold=threshold, progress=rich_stages(bars),
-                                                     checkpoint=out / CHECKPOINT / "baselines" if out is not None else None)
+                record.baselines = run_baselines(classifier.decision_score, G, faces, bank, parser,
+                                                 settings.science.baselines, out, drivers=drivers, threshold=threshold,
+                                                 progress=rich_stages(bars),
+                                                 checkpoint=out / CHECKPOINT / "baselines" if out is not None else None)
         if out is not None:
-            write_parquet(results, out / "results.parquet")
-            write_parquet(counterfactuals, out / "counterfactuals.parquet")
+            write_parquet(measured.results, out / "results.parquet")
+            write_parquet(measured.counterfactuals, out / "counterfactuals.parquet")
             write_record(record, out / "summary.json")
-        return AuditResult(record=record, drivers=drivers, results=results, counterfactuals=counterfactuals,
-                           per_face=per_face, faces=faces, out=out)
+        return AuditResult(record=record, drivers=drivers, results=measured.results,
+                           counterfactuals=measured.counterfactuals, per_face=measured.per_face, faces=faces, out=out)
 
 
 class _LabelMaps:

@@ -24,12 +24,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from iceaudit.audit.classifier import Classifier
 from iceaudit.audit.counterfactuals import smallest_flips
 from iceaudit.audit.sample import Faces
 from iceaudit.audit.stats import zero_index
-from iceaudit.audit.walks import Walker, ScoreFn, end_to_end_change, match_image_change, null_directions
+from iceaudit.audit.walks import Walker, end_to_end_change, match_image_change, null_directions
 from iceaudit.bank.format import Subspace
 from iceaudit.errors import UserError
+from iceaudit.stylegan2.networks import Generator
 
 T = TypeVar("T")
 
@@ -123,10 +125,24 @@ def null_seed(seed: int, sid: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(sid.encode())) % (2**63)
 
 
-def calibrate(G, faces: Faces, sub: Subspace, alphas: np.ndarray, score_fn: ScoreFn, options: WalkOptions,
-              batch: int) -> Calibration:
-    """The image change of ``sub``'s walk over its range (on the first faces), and each null
-    direction's unit scaled to change the image as much (see `match_image_change`)."""
+@dataclass
+class AuditWork:
+    """Everything a worker needs to run any unit of one audit (``batch`` follows any halving)."""
+
+    G: Generator
+    classifier: Classifier
+    faces: Faces
+    subspaces: dict[str, Subspace]
+    grids: dict[str, np.ndarray]
+    options: WalkOptions
+    batch: int
+
+
+def calibrate(work: AuditWork, sid: str) -> Calibration:
+    """The image change of subspace ``sid``'s walk over its range (on the first faces), and each
+    null direction's unit scaled to change the image as much (see `match_image_change`)."""
+    G, faces, options, score_fn = work.G, work.faces, work.options, work.classifier.decision_score
+    sub, alphas = work.subspaces[sid], work.grids[sid]
     first = face_shard(faces, 0, min(CALIBRATION_FACES, len(faces)))
     sub = on_device(sub, first.ws.device)
     ends = alphas[[0, -1]]
@@ -140,25 +156,30 @@ def calibrate(G, faces: Faces, sub: Subspace, alphas: np.ndarray, score_fn: Scor
                       for null in null_directions(sub, options.n_null, seed=null_seed(options.null_seed, sub.id)))
         return Calibration(subspace=sub.id, target=float(target), null_unit_norms=norms)
 
-    return halving_on_oom(measure, batch)[0]
+    return halving_on_oom(measure, work.batch)[0]
 
 
-def walk_unit(G, faces: Faces, unit: WalkUnit, sub: Subspace, alphas: np.ndarray, calibration: Calibration,
-              score_fn: ScoreFn, options: WalkOptions, batch: int, advance=None) -> UnitResult:
-    """Walk ``sub`` and its calibrated null directions for the unit's faces; refine the
-    counterfactuals of the faces that flip. On CUDA out-of-memory the batch is halved and
-    the unit redone (an audit never dies of OOM while one image fits).
+def walk_unit(work: AuditWork, unit: WalkUnit, calibration: Calibration,
+              advance: Callable[[int], None] | None = None) -> UnitResult:
+    """Walk the unit's subspace and its calibrated null directions for the unit's faces; refine
+    the counterfactuals of the faces that flip. On CUDA out-of-memory the batch is halved and
+    the unit redone (an audit never dies of OOM while one image fits); ``work.batch`` then
+    keeps the halved batch for the units after it.
 
     Args:
-        faces: all the audit's faces (the unit takes its shard).
+        work: the audit's models, faces, subspaces and grids.
+        unit: which subspace and face shard.
+        calibration: the subspace's image-change target and null units (`calibrate`).
         advance: optional ``advance(images)`` called as batches finish.
     """
+    G, faces, options, score_fn = work.G, work.faces, work.options, work.classifier.decision_score
+    sub, alphas = work.subspaces[unit.subspace], work.grids[unit.subspace]
     import time
 
     t0 = time.perf_counter()
-    (walks, cfs), batch = halving_on_oom(
-        lambda b: _walk_unit_once(G, faces, unit, sub, alphas, calibration, score_fn, options, b, advance), batch)
-    return UnitResult(unit, walks, cfs, batch, seconds=time.perf_counter() - t0)
+    (walks, cfs), work.batch = halving_on_oom(
+        lambda b: _walk_unit_once(G, faces, unit, sub, alphas, calibration, score_fn, options, b, advance), work.batch)
+    return UnitResult(unit, walks, cfs, work.batch, seconds=time.perf_counter() - t0)
 
 
 def halving_on_oom(run: Callable[[int], T], batch: int) -> tuple[T, int]:
