@@ -37,6 +37,7 @@ from iceaudit.audit.pixel_attribution import (
 )
 from iceaudit.audit.style_space import subspace_in_s, to_style_space
 from iceaudit.errors import UserError
+from iceaudit.record import Driver
 
 PLANTED = ("b8.conv1", 2)
 
@@ -243,11 +244,16 @@ def test_parse_methods():
         parse_methods("saliency,lime")
 
 
+def _driver(sid: str, slope: float) -> Driver:
+    """A walk result with only the slope the agreement reads."""
+    return Driver(subspace=sid, slope=slope, ci_low=slope, ci_high=slope, flip_rate=0.0, significant=False)
+
+
 def test_run_baselines_writes_figures_and_a_json_dict(world, tmp_path):
     G, ws, _ = world
     f = channel_probe(G, ws, *PLANTED)
-    drivers = [{"subspace": "planted", "slope": 1.0}, {"subspace": "early", "slope": 0.1},
-               {"subspace": "w_dense", "slope": 0.4}, {"subspace": "w_plus", "slope": 0.05}]
+    drivers = [_driver(sid, slope) for sid, slope in (("planted", 1.0), ("early", 0.1), ("w_dense", 0.4),
+                                                      ("w_plus", 0.05))]
     out = run_baselines(f, G, ws[:8], _bank(G), FixedParser(), "saliency,feature_ablation,gradcam,latent,attfind",
                         tmp_path, drivers=drivers, threshold=0.0)
     json.loads(json.dumps(out, allow_nan=False))
@@ -331,7 +337,7 @@ def test_everything_runs_on_the_stylegan2_engine(tmp_path):
     assert len(a.channels) == sum(sl.channels for sl in G.style_layers if sl.kind == "conv")
     bank = tiny_bank(G, [s_subspace(G, "s", [("b8.conv1", 1)], tags=["smile"]), sub, w_subspace(G, "w", 5, tags=["skin", "colour"])])
     out = run_baselines(model, G, ws, bank, FixedParser(), "all", tmp_path,
-                        drivers=[{"subspace": i, "slope": v} for i, v in (("s", 1.0), ("wp", 0.5), ("w", 0.2))],
+                        drivers=[_driver(i, v) for i, v in (("s", 1.0), ("wp", 0.5), ("w", 0.2))],
                         threshold=float(model(G.synthesis(ws)).detach().median()))
     json.dumps(out, allow_nan=False)
     assert all(v["status"] == "ok" for v in out["pixel"].values())  # gradcam included: a module model

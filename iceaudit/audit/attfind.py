@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
@@ -35,6 +35,10 @@ from iceaudit.atomic import atomic_path
 from iceaudit.audit.localise import localise_channels
 from iceaudit.audit.style_space import StyleChannel, conv_channels, subspace_in_s
 from iceaudit.progress import StageProgress, no_progress
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
+
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 TARGETS = ("positive", "negative")
@@ -72,7 +76,7 @@ def _screen(score_fn: ScoreFn, G, styles: dict, channels: list[StyleChannel], lo
 @torch.no_grad()
 def style_effects(
     score_fn: ScoreFn,
-    G,
+    G: Generator,
     ws: torch.Tensor,
     *,
     shift: float = 1.0,
@@ -184,7 +188,7 @@ def greedy_select(eff: ChannelEffects, threshold: float, target: str, k: int = 5
 
 
 @torch.no_grad()
-def sufficiency(score_fn: ScoreFn, G, ws: torch.Tensor, eff: ChannelEffects, picks: Sequence[dict], threshold: float, target: str, shift: float = 1.0) -> list[float]:
+def sufficiency(score_fn: ScoreFn, G: Generator, ws: torch.Tensor, eff: ChannelEffects, picks: Sequence[dict], threshold: float, target: str, shift: float = 1.0) -> list[float]:
     """Measured share of the other class's faces flipped by the top-1..k edits applied jointly."""
     faces = other_class(eff.base, threshold, target)
     if not faces.any() or not picks:
@@ -203,7 +207,7 @@ def sufficiency(score_fn: ScoreFn, G, ws: torch.Tensor, eff: ChannelEffects, pic
 
 
 @torch.no_grad()
-def match_to_bank(G, ws: torch.Tensor, eff: ChannelEffects, picks: Sequence[dict], bank, *, shift: float = 1.0) -> dict[str, list[dict]]:
+def match_to_bank(G: Generator, ws: torch.Tensor, eff: ChannelEffects, picks: Sequence[dict], bank, *, shift: float = 1.0) -> dict[str, list[dict]]:
     """For each picked channel, every subspace's latent overlap and image-change cosine.
 
     ``latent_overlap`` = |projection of the channel's unit vector onto the
@@ -243,7 +247,7 @@ def match_to_bank(G, ws: torch.Tensor, eff: ChannelEffects, picks: Sequence[dict
     return out
 
 
-def walk_strip(G, ws: torch.Tensor, ch: StyleChannel, lo: float, hi: float, path: Path, *, n_faces: int = 3, n_steps: int = 5) -> Path:
+def walk_strip(G: Generator, ws: torch.Tensor, ch: StyleChannel, lo: float, hi: float, path: Path, *, n_faces: int = 3, n_steps: int = 5) -> Path:
     """A PNG grid: faces (rows) with the channel swept from its min to its max (columns)."""
     import numpy as np
     from PIL import Image
@@ -272,7 +276,7 @@ def walk_strip(G, ws: torch.Tensor, ch: StyleChannel, lo: float, hi: float, path
 
 def run_attfind(
     score_fn: ScoreFn,
-    G,
+    G: Generator,
     ws: torch.Tensor,
     *,
     threshold: float = 0.0,

@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,12 @@ from iceaudit.errors import UserError
 from iceaudit.validation import read_record
 from iceaudit.progress import Advance, StageProgress, no_progress
 from iceaudit.record import Driver
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.audit.sample import Faces
+    from iceaudit.bank.format import Bank
+    from iceaudit.stylegan2.networks import Generator
+
 
 LATENT_METHODS = ("latent", "attfind")
 ALL_METHODS = PIXEL_METHODS + LATENT_METHODS
@@ -107,7 +113,7 @@ def parser_labels(parser: Any) -> list[str]:
 
 
 @torch.no_grad()
-def render_faces(G, ws: torch.Tensor, batch: int = 32) -> torch.Tensor:
+def render_faces(G: Generator, ws: torch.Tensor, batch: int = 32) -> torch.Tensor:
     return torch.cat([G.synthesis(ws[i : i + batch]).clamp(-1, 1) for i in range(0, ws.shape[0], batch)])
 
 
@@ -225,9 +231,9 @@ def _pixel_method(score_fn, images, label_map, labels, method, opts: BaselineOpt
 
 def run_baselines(
     score_fn: Callable[[torch.Tensor], torch.Tensor],
-    generator: Any,
-    faces: Any,
-    bank: Any,
+    generator: Generator,
+    faces: Faces | torch.Tensor,
+    bank: Bank | None,
     parser: Any,
     methods: Sequence[str] | None,
     out_dir: str | Path | None,
@@ -240,14 +246,21 @@ def run_baselines(
 ) -> dict[str, Any]:
     """Run the chosen baselines on the audit's sampled faces.
 
-    ``faces``: ws ``[N, num_ws, w_dim]`` or an object with ``.ws`` (the
-    audit's `Faces`).
-    ``parser`` maps images to label maps [N, R, R] and has ``labels`` (None:
-    no region results, feature_ablation skipped). ``drivers`` are the walks'
-    `Driver` records (for the agreement). Figures go to ``out_dir/figures``.
-    ``progress`` gets one stage per method, counted in faces (AttFind: in
-    channel x face edits). ``checkpoint``: a folder where each finished method is
-    kept, and read back instead of recomputed (an audit resumed after a kill).
+    Args:
+        score_fn: images in [-1, 1] -> decision scores.
+        generator: the audited generator.
+        faces: the audit's `Faces`, or their ws ``[N, num_ws, w_dim]``.
+        bank: the audited bank (None: no latent attribution or AttFind matching).
+        parser: maps images to label maps [N, R, R] and has ``labels`` (None: no region
+            results, feature_ablation skipped).
+        methods: method ids (`parse_methods`).
+        out_dir: figures go to ``out_dir/figures``.
+        drivers: the walks' records, for the agreement.
+        threshold: the decision threshold on the score.
+        options: per-method settings.
+        progress: one stage per method, counted in faces (AttFind: in channel x face edits).
+        checkpoint: a folder where each finished method is kept, and read back instead of
+            recomputed (an audit resumed after a kill).
     """
     opts = options or BaselineOptions()
     methods = parse_methods(methods) if methods is None or isinstance(methods, str) else list(methods)

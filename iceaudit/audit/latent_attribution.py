@@ -30,16 +30,20 @@ the first-order estimate of the walk slope.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from iceaudit.audit.style_space import subspace_in_s
 
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
+
+
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def style_score_fn(score_fn: ScoreFn, G, noise_mode: str = "const") -> ScoreFn:
+def style_score_fn(score_fn: ScoreFn, G: Generator, noise_mode: str = "const") -> ScoreFn:
     """The decision score as a function of packed styles ``[N, D_S] -> [N]``."""
 
     def forward(svec: torch.Tensor) -> torch.Tensor:
@@ -51,7 +55,7 @@ def style_score_fn(score_fn: ScoreFn, G, noise_mode: str = "const") -> ScoreFn:
 
 def attribute_styles(
     score_fn: ScoreFn,
-    G,
+    G: Generator,
     ws: torch.Tensor,
     *,
     n_steps: int = 16,
@@ -90,7 +94,7 @@ def attribute_styles(
     }
 
 
-def project_on_subspaces(ig: dict[str, torch.Tensor], G, bank) -> dict[str, dict[str, float]]:
+def project_on_subspaces(ig: dict[str, torch.Tensor], G: Generator, bank) -> dict[str, dict[str, float]]:
     """Per-subspace attribution (see module doc), averaged over faces."""
     d = ig["styles"] - ig["baseline"]
     g = ig["avg_grad"]
@@ -115,7 +119,7 @@ def project_on_subspaces(ig: dict[str, torch.Tensor], G, bank) -> dict[str, dict
     return out
 
 
-def latent_attribution(score_fn: ScoreFn, G, ws: torch.Tensor, bank, *, n_steps: int = 16, internal_batch_size: int | None = None) -> dict:
+def latent_attribution(score_fn: ScoreFn, G: Generator, ws: torch.Tensor, bank, *, n_steps: int = 16, internal_batch_size: int | None = None) -> dict:
     """IG in S projected on every bank subspace; ``ranking`` by mean |attribution|."""
     ig = attribute_styles(score_fn, G, ws, n_steps=n_steps, internal_batch_size=internal_batch_size)
     per_sub = project_on_subspaces(ig, G, bank)

@@ -15,12 +15,15 @@ leads the runner-up by more than ``min_lead``; otherwise it is "spread".
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from iceaudit.audit.style_space import StyleChannel
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
 
 
 def pool_labels(label_map: torch.Tensor, n_labels: int, size: int) -> torch.Tensor:
@@ -30,7 +33,7 @@ def pool_labels(label_map: torch.Tensor, n_labels: int, size: int) -> torch.Tens
 
 
 @torch.no_grad()
-def gradient_maps(G, ws: torch.Tensor, channels: Sequence[StyleChannel], *, size: int = 32, step: float = 0.1) -> torch.Tensor:
+def gradient_maps(G: Generator, ws: torch.Tensor, channels: Sequence[StyleChannel], *, size: int = 32, step: float = 0.1) -> torch.Tensor:
     """[len(channels), N, s, s] with s = min(size, R)."""
     styles = G.styles(ws)
     size = min(size, G.img_resolution)
@@ -97,7 +100,7 @@ def vote_regions(
 
 
 def localise_channels(
-    G,
+    G: Generator,
     ws: torch.Tensor,
     channels: Sequence[StyleChannel],
     label_map: torch.Tensor,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -50,6 +50,10 @@ from iceaudit.bank.format import Bank, Subspace
 from iceaudit.errors import UserError
 from iceaudit.record import AuditRecord, Driver, Execution, SanityCheck, write_record
 
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
+
+
 __all__ = ["AuditResult", "AuditSettings", "CHECKPOINT", "MAX_FACES", "RUN_FILE", "bank_hash", "card_hash",
            "check_out", "prepare_out", "run_audit"]
 
@@ -65,7 +69,7 @@ class AuditResult:
     out: Path | None = None
 
 
-def run_audit(classifier: Classifier, generator, bank: Bank | str | Path,
+def run_audit(classifier: Classifier, generator: Generator, bank: Bank | str | Path,
               settings: AuditSettings | None = None) -> AuditResult:
     """Audit ``classifier`` with faces from ``generator`` walked along ``bank``."""
 

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from iceaudit.errors import UserError
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
+
 
 DEFAULT_N_CUDA = 256
 DEFAULT_N_CPU = 64
@@ -47,7 +52,7 @@ class Faces:
 
 
 @torch.no_grad()
-def sample_faces(G, n: int, seed: int = 0, psi: float = 1.0, device: torch.device | str = "cpu",
+def sample_faces(G: Generator, n: int, seed: int = 0, psi: float = 1.0, device: torch.device | str = "cpu",
                  batch_size: int = 64) -> Faces:
     """Faces for seeds ``seed .. seed + n - 1``, mapped with truncation ``psi``."""
     if n < 2:

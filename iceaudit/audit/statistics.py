@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from iceaudit.audit.stats import end_slope, holm, null_floor_tests, walk_stats, zero_index
 from iceaudit.record import Driver, DriverEvidence, NullFloor, NullTest
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.audit.sample import Faces
 
 
 def _scores(results: pd.DataFrame, sid: str, n_alpha: int) -> np.ndarray:
@@ -84,7 +88,7 @@ def finite(x, default=None):
     return x if np.isfinite(x) else default
 
 
-def per_face_table(results, counterfactuals, subspaces, faces, threshold) -> pd.DataFrame:
+def per_face_table(results, counterfactuals, subspaces, faces: Faces, threshold) -> pd.DataFrame:
     first = subspaces[0].id
     base = results[(results["subspace"] == first) & (results["alpha"] == 0.0)].sort_values("sample")
     score = base["score"].to_numpy()

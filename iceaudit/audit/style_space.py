@@ -21,11 +21,15 @@ unit along ``basis[0]`` moves S by ``direction_s``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from iceaudit.bank.format import Subspace
 from iceaudit.errors import UserError
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
 
 
 @dataclass
@@ -39,7 +43,7 @@ class StyleChannel:
         return f"{self.layer}:{self.channel}"
 
 
-def layer_offsets(G) -> dict[str, tuple[int, int]]:
+def layer_offsets(G: Generator) -> dict[str, tuple[int, int]]:
     """layer name -> (start, stop) in packed S."""
     out, off = {}, 0
     for layer in G.style_layers:
@@ -48,7 +52,7 @@ def layer_offsets(G) -> dict[str, tuple[int, int]]:
     return out
 
 
-def style_dim(G) -> int:
+def style_dim(G: Generator) -> int:
     return sum(int(layer.channels) for layer in G.style_layers)
 
 
@@ -56,7 +60,7 @@ def is_torgb(name: str) -> bool:
     return name.endswith("torgb")
 
 
-def conv_channels(G) -> list[StyleChannel]:
+def conv_channels(G: Generator) -> list[StyleChannel]:
     """Every conv style channel (toRGB excluded, as in StyleSpace and AttFind)."""
     offsets = layer_offsets(G)
     return [
@@ -78,7 +82,7 @@ def _w_moves(G, sub: Subspace) -> torch.Tensor:
     return mask
 
 
-def to_style_space(G, sub: Subspace, vectors: torch.Tensor) -> torch.Tensor:
+def to_style_space(G: Generator, sub: Subspace, vectors: torch.Tensor) -> torch.Tensor:
     """Map latent moves ``vectors`` [k, D_space] of ``sub``'s space to S moves [k, D_S]."""
     device = next(iter(G.parameters())).device if hasattr(G, "parameters") else "cpu"
     vectors = vectors.to(device=device, dtype=torch.float32)
@@ -109,7 +113,7 @@ def to_style_space(G, sub: Subspace, vectors: torch.Tensor) -> torch.Tensor:
     return s1 - s0
 
 
-def subspace_in_s(G, sub: Subspace) -> tuple[torch.Tensor, torch.Tensor]:
+def subspace_in_s(G: Generator, sub: Subspace) -> tuple[torch.Tensor, torch.Tensor]:
     """(orthonormal basis of the subspace's image in S [k', D_S], one semantic unit's S move [D_S])."""
     mapped = to_style_space(G, sub, sub.basis)
     q, r = torch.linalg.qr(mapped.T)  # columns of q span the mapped rows

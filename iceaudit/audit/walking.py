@@ -5,6 +5,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -16,6 +17,9 @@ from iceaudit.audit.settings import AuditSettings
 from iceaudit.audit.units import Calibration, UnitResult, WalkUnit, calibration_name, merge_walks, unit_images
 from iceaudit.bank.format import Subspace
 from iceaudit.validation import read_record
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
 
 
 def walk_units(work: AuditWork, subspaces: list[Subspace], units: list[WalkUnit], settings: AuditSettings,
@@ -117,7 +121,7 @@ def batch_for_memory(free_bytes: int, bytes_per_image: float, ceiling: int = 102
     return int(max(1, min(ceiling, math.floor(share * free_bytes / bytes_per_image + 1e-9))))
 
 
-def memory_batch(G, score_fn, device: torch.device, probe: int = 2) -> int:
+def memory_batch(G: Generator, score_fn, device: torch.device, probe: int = 2) -> int:
     """CUDA: measure the peak memory of `probe` images through generator and classifier, and
     size the batch to the free memory (`batch_for_memory`). Not measured on a GPU in this
     project's CI (none is at hand): the out-of-memory halving is the tested safety net."""

@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -29,6 +29,9 @@ from iceaudit.bank.validate import Thresholds, validate_subspace
 from iceaudit.criteria.base import Eyes, memoize
 from iceaudit.criteria.spec import Measured, build_criterion, spec_id
 from iceaudit.errors import UserError
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
 
 
 class Progress:
@@ -49,7 +52,7 @@ class BuildResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def sample_faces(G, n: int, seed: int, psi: float = 1.0) -> torch.Tensor:
+def sample_faces(G: Generator, n: int, seed: int, psi: float = 1.0) -> torch.Tensor:
     g = torch.Generator().manual_seed(int(seed))
     z = torch.randn(n, G.z_dim, generator=g)
     with torch.no_grad():
@@ -131,7 +134,7 @@ def _subspace(sr: SubspaceRecipe, space: str, layers, basis, method: str, eigen=
 
 
 def build_bank(
-    G,
+    G: Generator,
     recipe: Recipe,
     eyes: Eyes,
     *,

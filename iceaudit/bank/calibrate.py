@@ -8,6 +8,7 @@ direction's sign is flipped when needed so that +1 unit *increases* the measure.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -15,6 +16,9 @@ from iceaudit.bank.edit import walk_images
 from iceaudit.bank.format import Subspace
 from iceaudit.bank.latent import LatentSpace
 from iceaudit.criteria.spec import Measured
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
 
 
 @dataclass
@@ -27,14 +31,14 @@ class Calibration:
     unit: str
 
 
-def latent_sd(G, subspace: Subspace, ws: torch.Tensor) -> float:
+def latent_sd(G: Generator, subspace: Subspace, ws: torch.Tensor) -> float:
     with torch.no_grad():
         x = LatentSpace(G, subspace.space, list(subspace.layers)).encode(ws)
     proj = x @ subspace.direction.to(x)
     return float(proj.std()) if len(proj) > 1 else float(x.abs().mean())
 
 
-def measure_walk(G, subspace: Subspace, measured: Measured, ws: torch.Tensor, alphas, chunk: int = 16) -> torch.Tensor:
+def measure_walk(G: Generator, subspace: Subspace, measured: Measured, ws: torch.Tensor, alphas, chunk: int = 16) -> torch.Tensor:
     """Measure values [N, len(alphas)] along walks; the criterion's masks come from alpha = 0."""
     out = []
     for i in range(0, ws.shape[0], chunk):
@@ -60,7 +64,7 @@ def _repeat_ctx(ctx, k: int):
     return type(ctx)(**fields)
 
 
-def calibrate(G, subspace: Subspace, measured: Measured, ws: torch.Tensor, *, probe: float = 0.5) -> tuple[Subspace, Calibration]:
+def calibrate(G: Generator, subspace: Subspace, measured: Measured, ws: torch.Tensor, *, probe: float = 0.5) -> tuple[Subspace, Calibration]:
     """Return the subspace with ``unit_norm``/``unit`` set (and row 0 oriented) plus the figures."""
     sd_lat = max(latent_sd(G, subspace, ws), 1e-6)
     delta = probe * sd_lat
@@ -79,7 +83,7 @@ def calibrate(G, subspace: Subspace, measured: Measured, ws: torch.Tensor, *, pr
     return out, Calibration(float(unit_norm), sd, slope, sd_lat, flipped, unit)
 
 
-def orient(G, subspace: Subspace, measured: Measured, ws: torch.Tensor, chunk: int = 8) -> Subspace:
+def orient(G: Generator, subspace: Subspace, measured: Measured, ws: torch.Tensor, chunk: int = 8) -> Subspace:
     """Rotate a multi-row basis so that row 0 is the direction inside the subspace that moves
     the measure most (the measure's mean latent gradient projected onto the span)."""
     B = subspace.basis

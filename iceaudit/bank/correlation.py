@@ -11,11 +11,15 @@ together, each in the direction of its own effect).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from iceaudit.bank.latent import LatentSpace
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
+
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 
@@ -40,7 +44,7 @@ def _render(space: LatentSpace, x: torch.Tensor, ws: torch.Tensor, chunk: int = 
         return torch.cat([space.render(x[i : i + chunk], ws[i : i + chunk]) for i in range(0, len(x), chunk)])
 
 
-def dimension_effects(G, score: Score, ws: torch.Tensor, space: LatentSpace, *, shift: float = 2.0,
+def dimension_effects(G: Generator, score: Score, ws: torch.Tensor, space: LatentSpace, *, shift: float = 2.0,
                       dims: Sequence[int] | None = None, progress: Callable[[float], None] | None = None) -> Effects:
     with torch.no_grad():
         x0 = space.encode(ws)
@@ -58,7 +62,7 @@ def dimension_effects(G, score: Score, ws: torch.Tensor, space: LatentSpace, *, 
     return Effects(space, sd, per_face, shift)
 
 
-def joint_success_rate(G, score: Score, ws: torch.Tensor, eff: Effects, dims: Sequence[int], target: float) -> float:
+def joint_success_rate(G: Generator, score: Score, ws: torch.Tensor, eff: Effects, dims: Sequence[int], target: float) -> float:
     """Share of faces whose score rises by >= target when ``dims`` move together (signed by effect)."""
     if not dims:
         return 0.0
@@ -84,7 +88,7 @@ def controlling_by_ranking(eff: Effects, k: int | None = None, threshold: float 
     return order[:k] if k is not None else order
 
 
-def controlling_greedy(G, score: Score, ws: torch.Tensor, eff: Effects, *, target: float, max_size: int = 8,
+def controlling_greedy(G: Generator, score: Score, ws: torch.Tensor, eff: Effects, *, target: float, max_size: int = 8,
                        candidates: int = 32, goal: float = 0.9) -> ControllingSet:
     pool = eff.ranking()[:candidates]
     chosen: list[int] = []

@@ -21,19 +21,22 @@ edit touches; everything before it can be cached once per face with
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from iceaudit.bank.format import Subspace
 from iceaudit.errors import UserError
 
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
+
 
 def _layer_names(G) -> list[str]:
     return [layer.name for layer in G.style_layers]
 
 
-def space_dim(G, space: str, layers: Sequence) -> int:
+def space_dim(G: Generator, space: str, layers: Sequence) -> int:
     """Dimension of the latent vector an edit in ``space``/``layers`` acts on."""
     if space in ("W", "W+"):
         return int(G.w_dim)
@@ -47,13 +50,13 @@ def space_dim(G, space: str, layers: Sequence) -> int:
     return int(sum(by_name[name].channels for name in layers))
 
 
-def ordered_layers(G, layers: Sequence[str]) -> list[str]:
+def ordered_layers(G: Generator, layers: Sequence[str]) -> list[str]:
     """``layers`` sorted into synthesis order (the packing order of S bases)."""
     wanted = set(layers)
     return [name for name in _layer_names(G) if name in wanted]
 
 
-def check_compatible(G, subspace: Subspace) -> None:
+def check_compatible(G: Generator, subspace: Subspace) -> None:
     """Raise UserError when the subspace's basis does not fit this generator."""
     dim = space_dim(G, subspace.space, subspace.layers)
     if subspace.basis.shape[1] != dim:
@@ -83,7 +86,7 @@ def latent_delta(subspace: Subspace, alphas=None, coeffs: torch.Tensor | None = 
     return a[:, None] * (subspace.unit_norm * basis[0])[None, :]
 
 
-def edit_ws(G, subspace: Subspace, ws: torch.Tensor, alphas=None, coeffs=None) -> torch.Tensor:
+def edit_ws(G: Generator, subspace: Subspace, ws: torch.Tensor, alphas=None, coeffs=None) -> torch.Tensor:
     """Edited ws [N, num_ws, w_dim] for a W or W+ subspace."""
     if subspace.space not in ("W", "W+"):
         raise ValueError(f"edit_ws needs a W/W+ subspace, {subspace.id!r} is in {subspace.space}")
@@ -96,7 +99,7 @@ def edit_ws(G, subspace: Subspace, ws: torch.Tensor, alphas=None, coeffs=None) -
     return ws + mask[None, :, None] * delta[:, None, :]
 
 
-def edit_styles(G, subspace: Subspace, styles: dict[str, torch.Tensor], alphas=None, coeffs=None) -> dict[str, torch.Tensor]:
+def edit_styles(G: Generator, subspace: Subspace, styles: dict[str, torch.Tensor], alphas=None, coeffs=None) -> dict[str, torch.Tensor]:
     """Edited styles for an S subspace (other layers are passed through untouched)."""
     if subspace.space != "S":
         raise ValueError(f"edit_styles needs an S subspace, {subspace.id!r} is in {subspace.space}")
@@ -111,7 +114,7 @@ def edit_styles(G, subspace: Subspace, styles: dict[str, torch.Tensor], alphas=N
     return out
 
 
-def apply_edit(G, subspace: Subspace, ws: torch.Tensor, alphas=None, coeffs=None) -> dict[str, torch.Tensor]:
+def apply_edit(G: Generator, subspace: Subspace, ws: torch.Tensor, alphas=None, coeffs=None) -> dict[str, torch.Tensor]:
     """Styles of the faces ``ws`` [N, num_ws, w_dim] walked by ``alphas`` units.
 
     Returns a style dict for ``G.synthesis_from_styles`` or ``G.synthesis_suffix``.
@@ -121,7 +124,7 @@ def apply_edit(G, subspace: Subspace, ws: torch.Tensor, alphas=None, coeffs=None
     return G.styles(edit_ws(G, subspace, ws, alphas, coeffs))
 
 
-def start_layer(G, subspace: Subspace) -> str:
+def start_layer(G: Generator, subspace: Subspace) -> str:
     """First style layer (synthesis order) whose style the edit changes."""
     names = _layer_names(G)
     if subspace.space == "W":
@@ -139,7 +142,7 @@ def start_layer(G, subspace: Subspace) -> str:
     raise UserError(f"subspace {subspace.id!r}: none of its layers {list(subspace.layers)} is in this generator")
 
 
-def walk_images(G, subspace: Subspace, ws: torch.Tensor, alphas: Sequence[float], noise_mode: str = "const") -> torch.Tensor:
+def walk_images(G: Generator, subspace: Subspace, ws: torch.Tensor, alphas: Sequence[float], noise_mode: str = "const") -> torch.Tensor:
     """Images [N, len(alphas), 3, R, R] of each face walked over ``alphas`` (partial synthesis)."""
     n, k = ws.shape[0], len(alphas)
     base = G.styles(ws)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -10,13 +10,16 @@ import torch
 from iceaudit.bank.edit import walk_images
 from iceaudit.bank.format import Bank
 
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
+
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
     x = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def contact_sheet(G, bank: Bank, ws: torch.Tensor, path: str | Path, *, steps: int = 7, cell: int = 96,
+def contact_sheet(G: Generator, bank: Bank, ws: torch.Tensor, path: str | Path, *, steps: int = 7, cell: int = 96,
                   ids: Sequence[str] | None = None, progress: Callable[[float], None] | None = None) -> Path:
     """Walk face(s) ``ws`` [F, num_ws, w_dim] along each subspace over its step range; write a PNG."""
     from PIL import Image, ImageDraw

@@ -19,7 +19,7 @@ z = (s - μ) / σ; over a few positive examples, score = |mean z| / std z.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,12 +30,15 @@ from iceaudit.criteria.base import Criterion, FaceParser
 from iceaudit.criteria.regions import resolve_labels
 from iceaudit.errors import UserError
 
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
 
-def conv_layers(G) -> list[str]:
+
+def conv_layers(G: Generator) -> list[str]:
     return [l.name for l in G.style_layers if not l.name.endswith("torgb")]
 
 
-def paper_channel(G, code: str) -> tuple[str, int]:
+def paper_channel(G: Generator, code: str) -> tuple[str, int]:
     """'6_501' -> ('b16.conv1', 501): layer index over all style layers (toRGB included)."""
     try:
         li, ci = (int(p) for p in code.split("_"))
@@ -61,7 +64,7 @@ class _Pooled(Criterion):
         return x.flatten(1), x[:, :0].flatten(1)
 
 
-def gradient_maps(G, ws1: torch.Tensor, layers: Sequence[str], *, size: int = 32, method: str = "fd",
+def gradient_maps(G: Generator, ws1: torch.Tensor, layers: Sequence[str], *, size: int = 32, method: str = "fd",
                   progress: Callable[[float], None] | None = None) -> torch.Tensor:
     """[D, size, size] gradient maps of one face for every channel of ``layers`` (packed order)."""
     space = LatentSpace(G, "S", list(layers))
@@ -110,7 +113,7 @@ class LocalizedChannels:
 
 
 def localized_channels(
-    G, ws: torch.Tensor, parser: FaceParser, regions: Mapping[str, Sequence[str]], *,
+    G: Generator, ws: torch.Tensor, parser: FaceParser, regions: Mapping[str, Sequence[str]], *,
     layers: Sequence[str] | None = None, win: float = 0.5, lead: float = 0.25, method: str = "fd",
     progress: Callable[[float], None] | None = None,
 ) -> LocalizedChannels:
@@ -151,14 +154,14 @@ class StyleStats:
     std: torch.Tensor  # [D]
 
 
-def style_stats(G, ws: torch.Tensor, layers: Sequence[str] | None = None) -> StyleStats:
+def style_stats(G: Generator, ws: torch.Tensor, layers: Sequence[str] | None = None) -> StyleStats:
     layers = list(layers) if layers else conv_layers(G)
     with torch.no_grad():
         x = LatentSpace(G, "S", layers).encode(ws)
     return StyleStats(LatentSpace(G, "S", layers).layers, x.mean(0), x.std(0).clamp_min(1e-8))
 
 
-def attribute_channels(G, positives_ws: torch.Tensor, stats: StyleStats, top: int = 10) -> list[tuple[str, int, float, float]]:
+def attribute_channels(G: Generator, positives_ws: torch.Tensor, stats: StyleStats, top: int = 10) -> list[tuple[str, int, float, float]]:
     """Channels most consistently shifted in the positive examples: (layer, ch, score, mean z), best first."""
     space = LatentSpace(G, "S", stats.layers)
     with torch.no_grad():
@@ -170,7 +173,7 @@ def attribute_channels(G, positives_ws: torch.Tensor, stats: StyleStats, top: in
     return [(*coords[i], float(score[i]), float(mean[i])) for i in idx.tolist()]
 
 
-def channel_basis(G, channels: Sequence[tuple[str, int]], signs: Sequence[float] | None = None) -> tuple[list[str], torch.Tensor]:
+def channel_basis(G: Generator, channels: Sequence[tuple[str, int]], signs: Sequence[float] | None = None) -> tuple[list[str], torch.Tensor]:
     """S layers and a [k, D] basis of one-hot rows for the given channels (row 0 first channel).
 
     With ``signs`` a single combined row (signed, normalised) is returned instead."""

@@ -17,13 +17,16 @@ A subspace passes when all stated thresholds hold; failing ones are not shipped.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
 
 from iceaudit.bank.edit import walk_images
 from iceaudit.bank.format import Subspace
 from iceaudit.criteria.spec import Measured
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
 
 
 @dataclass
@@ -41,7 +44,7 @@ def _frames(G, sub: Subspace, ws, alphas, chunk: int = 16) -> torch.Tensor:
 
 
 def validate_subspace(
-    G,
+    G: Generator,
     sub: Subspace,
     own_id: str,
     measures: Mapping[str, Measured],

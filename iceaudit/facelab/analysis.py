@@ -14,6 +14,7 @@ and return results at the input's resolution. Landmark order is
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -22,6 +23,10 @@ import torch.nn.functional as F
 from iceaudit.facelab.factors import sample_factors
 from iceaudit.facelab.render import LABEL_NAMES, LANDMARK_GROUPS, NUM_LANDMARKS, render
 from iceaudit.facelab.asset_files import ASSETS, load_asset
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
+
 
 NET_RES = 64
 EVAL_SEED = 7  # held-out renders: seeds below TRAIN_SEED_BASE are never trained on
@@ -144,7 +149,7 @@ def evaluate_on_renders(landmarker: LandmarkNet | None = None, parser: ParserNet
 
 
 @torch.no_grad()
-def evaluate_on_generator(generator, landmarker: LandmarkNet | None = None, parser: ParserNet | None = None,
+def evaluate_on_generator(generator: Generator, landmarker: LandmarkNet | None = None, parser: ParserNet | None = None,
                           n: int = 256, seed: int = EVAL_SEED, batch: int = 32) -> dict:
     """Accuracy on demo-generator samples G(z), against render(phi(z)) as the truth.
 

@@ -21,7 +21,7 @@ import the audit. Load the files with `iceaudit.audit.classifier.load_classifier
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn as nn
@@ -30,6 +30,10 @@ import torch.nn.functional as F
 from iceaudit.errors import UserError
 from iceaudit.facelab import factors as fl
 from iceaudit.facelab.render import render
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
+
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "facelab"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -249,7 +253,7 @@ def accuracy_on_renders(score: Callable[[torch.Tensor], torch.Tensor], name: str
 
 
 @torch.no_grad()
-def accuracy_on_generator(score: Callable[[torch.Tensor], torch.Tensor], name: str, generator, n: int = 512,
+def accuracy_on_generator(score: Callable[[torch.Tensor], torch.Tensor], name: str, generator: Generator, n: int = 512,
                           seed: int = 7, batch: int = 32) -> dict:
     """Accuracy on demo-generator samples G(z), labelled by the true factors phi(z)
     (the glasses task: glasses > 0.5 under the prior, about a third of faces)."""

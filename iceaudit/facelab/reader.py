@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -27,6 +28,10 @@ from iceaudit.facelab.analysis import NET_RES, _conv, _to_net_res
 from iceaudit.facelab.factors import FACTOR_NAMES, FACTORS, HIGH, LOW, sample_factors
 from iceaudit.facelab.render import render
 from iceaudit.facelab.asset_files import ASSETS, load_asset
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
+
 
 EVAL_SEED = 11
 CYCLIC = tuple(f.name for f in FACTORS if f.cyclic)
@@ -107,7 +112,7 @@ def factor_errors(read: dict[str, torch.Tensor], truth: torch.Tensor) -> dict[st
     return out
 
 
-def evaluate_reader(reader: FactorReader, generator=None, n: int = 512, seed: int = EVAL_SEED) -> dict:
+def evaluate_reader(reader: FactorReader, generator: Generator=None, n: int = 512, seed: int = EVAL_SEED) -> dict:
     """Errors on held-out renders and, with a generator, on G(z) against phi(z)."""
     factors = sample_factors(n, seed)
     result = {"renders": factor_errors(reader.read(render(factors, NET_RES).images), factors)}
@@ -121,7 +126,7 @@ def evaluate_reader(reader: FactorReader, generator=None, n: int = 512, seed: in
     return result
 
 
-def rescore_on_generator(generator, assets: tuple[str, ...] = ("reader", "age_estimator", "beard_estimator"),
+def rescore_on_generator(generator: Generator, assets: tuple[str, ...] = ("reader", "age_estimator", "beard_estimator"),
                          directory: Path = ASSETS) -> dict[str, dict]:
     """Re-measure each net's held-out errors on ``generator``'s samples and store them in its
     json (``held_out.generator``), e.g. after the demo generator changed under trained nets.
