@@ -6,7 +6,7 @@ import pytest
 import tiny_stylegan
 import torch
 
-from iceaudit.bank.build import build_bank
+from iceaudit.bank.build import build_bank, validate_bank
 from iceaudit.bank.format import load_bank
 from iceaudit.bank.recipe import load_recipe
 from iceaudit.criteria.base import Eyes
@@ -26,11 +26,11 @@ def ffhq_build(tmp_path_factory):
     recipe = load_recipe("ffhq")
     recipe.bank.update(faces=1, calibration_faces=4, validation_faces=4)
     out = tmp_path_factory.mktemp("bank") / "ffhq-tiny"
-    return G, recipe, build_bank(G, recipe, eyes, out=out, keep_failing=True), out
+    return G, recipe, build_bank(G, recipe, eyes, out=out, keep_failing=True), out, eyes
 
 
 def test_ffhq_recipe_builds_every_subspace_with_files_and_fingerprint(ffhq_build):
-    G, recipe, result, out = ffhq_build
+    G, recipe, result, out, _ = ffhq_build
     assert (out / "manifest.json").is_file() and (out / "bases.safetensors").is_file()
     assert (out / "validation.json").is_file()
     bank = load_bank(out)
@@ -53,12 +53,29 @@ def test_ffhq_recipe_builds_every_subspace_with_files_and_fingerprint(ffhq_build
 
 
 def test_failing_subspaces_are_not_shipped(ffhq_build, tmp_path):
-    G, recipe, result, _ = ffhq_build
+    G, recipe, result, _, _ = ffhq_build
 
     rejected = set(result.rejected)
     shipped = [s for s in result.bank.subspaces if s.id not in rejected]
     assert all(s.validation["passed"] for s in shipped)
     assert all(not result.bank[s].validation["passed"] for s in rejected)
+
+
+def test_bank_validate_applies_the_build_rules(ffhq_build):
+    """Re-validating on the build's own validation faces gives the build's figures and verdicts:
+    one validation function, the same thresholds and leakage exemptions."""
+    G, recipe, _, out, eyes = ffhq_build
+    bank = load_bank(out)
+    stored = {s.id: dict(s.validation) for s in bank.subspaces}
+    reports = validate_bank(G, bank, eyes, faces=int(recipe.setting("validation_faces", 32)),
+                            seed=int(recipe.setting("seed", 0)) + 2)
+    assert set(reports) == {s.id for s in bank.subspaces if s.criterion} and reports
+    for sid, rep in reports.items():
+        before = stored[sid]
+        assert rep["passed"] == before["passed"] and rep["reasons"] == before["reasons"], sid
+        assert rep["own_effect"] == pytest.approx(before["own_effect"], rel=1e-5, abs=1e-7), sid
+        assert rep["leakage_unchecked"].keys() == before["leakage_unchecked"].keys(), sid
+        assert bank[sid].validation["own_effect"] == rep["own_effect"]  # the entry carries the new figures
 
 
 def test_literature_channels_map_to_layers_or_are_skipped():

@@ -25,7 +25,7 @@ from iceaudit.bank.format import Bank, Subspace, save_bank
 from iceaudit.bank.ice import JacobianMethod, compute_jtj, ice_subspace
 from iceaudit.bank.latent import LatentSpace
 from iceaudit.bank.recipe import Recipe, SubspaceRecipe
-from iceaudit.bank.validate import Thresholds, validate_subspace
+from iceaudit.bank.validate import Thresholds, leakage_exempt, validate_subspace
 from iceaudit.criteria.base import Eyes, memoize
 from iceaudit.criteria.spec import Measured, build_criterion, spec_id
 from iceaudit.errors import UserError
@@ -284,12 +284,10 @@ def build_bank(
     tick = progress.stage("validation", len(found))
     for sid, sub in found.items():
         sr = next(s for s in recipe.subspaces if s.id == sid)
-        own_spec = spec_id(sr.criterion) if sr.criterion else None
-        same = [k for k, m in measures.items() if k != sid and spec_id(m.spec) == own_spec]
-        same += [k for k in untargeted if k not in same and k != sid]
         if sid in measures:
             rep = validate_subspace(G, sub, sid, measures, ws_val, thresholds=_thresholds(recipe, sr),
-                                    identity=identity, truth=truth, truth_factor=sr.truth_factor, ignore=same)
+                                    identity=identity, truth=truth, truth_factor=sr.truth_factor,
+                                    ignore=leakage_exempt(sid, measures, untargeted))
             if sr.options.get("validation"):
                 rep["threshold_overrides"] = {"values": dict(sr.options["validation"]),
                                               "reason": str(sr.options.get("validation_reason", ""))}
@@ -333,3 +331,37 @@ def _index(stats, G, layer: str, channel: int) -> int:
             return offset + channel
         offset += sizes[name]
     raise KeyError(layer)
+
+
+def validate_bank(G: Generator, bank: Bank, eyes: Eyes, *, faces: int = 32, seed: int = 2,
+                  truth: Callable | None = None, progress: Callable[[int], None] | None = None) -> dict[str, dict]:
+    """Re-validate every subspace of ``bank`` that has a criterion, on new faces, with the rules
+    `build_bank` applies (each subspace's stored thresholds; the same leakage exemptions).
+    The bank's entries get the new figures (save it to keep them).
+
+    Args:
+        G: the generator the bank was built for.
+        bank: the bank; its subspaces are updated in place.
+        eyes: the landmark detector and parser its criteria need.
+        faces, seed: the validation faces.
+        truth: optional ground-truth reader (FaceLab only) for the true-factor check.
+        progress: optional ``progress(1)`` per subspace.
+
+    Returns:
+        Subspace id -> its validation report (``passed``, ``reasons`` and the figures).
+    """
+    eyes = memoize(eyes)
+    measures = {s.id: Measured(json.loads(s.criterion), eyes) for s in bank.subspaces if s.criterion}
+    ws = sample_faces(G, faces, seed)
+    reports = {}
+    for i, s in enumerate(bank.subspaces):
+        if s.id in measures:
+            stored = s.validation or {}
+            rep = validate_subspace(G, s, s.id, measures, ws, thresholds=Thresholds(**stored.get("thresholds", {})),
+                                    truth=truth, truth_factor=stored.get("truth_factor"),
+                                    ignore=leakage_exempt(s.id, measures, list(stored.get("leakage_unchecked", {}))))
+            reports[s.id] = rep
+            bank.subspaces[i] = replace(s, validation={**stored, **rep})
+        if progress is not None:
+            progress(1)
+    return reports

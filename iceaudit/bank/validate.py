@@ -23,7 +23,7 @@ import torch
 
 from iceaudit.bank.edit import walk_images
 from iceaudit.bank.format import Subspace
-from iceaudit.criteria.spec import Measured
+from iceaudit.criteria.spec import Measured, spec_id
 
 if TYPE_CHECKING:  # annotations only
     from iceaudit.stylegan2.networks import Generator
@@ -36,6 +36,21 @@ class Thresholds:
     max_leakage: float = 0.5  # SD of any other measure per unit, at most
     max_drift_outside: float = 0.25  # mean |Δpixel| outside the target region per unit, at most
     max_identity_drift: float = 0.3  # 1 - cos of identity embeddings between -1 and +1 units
+
+
+def leakage_exempt(own_id: str, measures: Mapping[str, Measured], untargeted: Sequence[str] = ()) -> list[str]:
+    """Ids left out of ``own_id``'s leakage check (still measured and stored): the subspaces
+    measured by the very same criterion, and the ``untargeted`` ones (exempt as leakage targets,
+    each with a reason in its recipe). `build_bank` and `validate_bank` both use this rule.
+
+    Args:
+        own_id: the subspace being validated.
+        measures: subspace id -> its criterion's measure.
+        untargeted: ids exempt as leakage targets.
+    """
+    own = measures.get(own_id)
+    same = [k for k, m in measures.items() if own is not None and k != own_id and spec_id(m.spec) == spec_id(own.spec)]
+    return same + [k for k in untargeted if k not in same and k != own_id]
 
 
 def _frames(G, sub: Subspace, ws, alphas, chunk: int = 16) -> torch.Tensor:

@@ -207,35 +207,16 @@ def bank_validate_command(
                                         "`facelab` (FaceLab's factor reader; demo generator only). Real generators have none."),
 ) -> None:
     import json
-    from dataclasses import replace
 
-    from iceaudit.bank.build import sample_faces
+    from iceaudit.bank.build import validate_bank
     from iceaudit.bank.format import save_bank
-    from iceaudit.bank.validate import Thresholds, validate_subspace
-    from iceaudit.criteria.spec import Measured
 
     b, G = _load_bank_for(bank, generator)
-    eyes_spec = b.meta.get("eyes_spec", {})
-    eyes = _eyes(eyes_spec, landmarks, parser, label_order, parser_size, fan_size)
-    from iceaudit.criteria.base import memoize
-
-    eyes = memoize(eyes)
-    measures = {s.id: Measured(json.loads(s.criterion), eyes) for s in b.subspaces if s.criterion}
-    ws = sample_faces(G, faces, seed)
-    hook = _truth(truth)
-    reports = {}
+    eyes = _eyes(b.meta.get("eyes_spec", {}), landmarks, parser, label_order, parser_size, fan_size)
     with _progress() as bar:
         task = bar.add_task("validating", total=len(b.subspaces))
-        for i, s in enumerate(b.subspaces):
-            if s.id in measures:
-                th = Thresholds(**(s.validation or {}).get("thresholds", {}))
-                same = [k for k, m in measures.items() if k != s.id and m.spec == measures[s.id].spec]
-                same += list((s.validation or {}).get("leakage_unchecked", {}))
-                rep = validate_subspace(G, s, s.id, measures, ws, thresholds=th, ignore=same, truth=hook,
-                                        truth_factor=(s.validation or {}).get("truth_factor"))
-                reports[s.id] = rep
-                b.subspaces[i] = replace(s, validation={**(s.validation or {}), **rep})
-            bar.advance(task)
+        reports = validate_bank(G, b, eyes, faces=faces, seed=seed, truth=_truth(truth),
+                                progress=lambda n: bar.advance(task, n))
     folder = bank_dir(bank)
     save_bank(b, folder)
     write_text(folder / "validation.json", json.dumps(reports, indent=2, default=float) + "\n")
