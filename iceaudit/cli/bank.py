@@ -56,33 +56,6 @@ def _reporter(bar):
     return Rich()
 
 
-def _eyes(recipe_eyes: dict, landmarks, parser, label_order, parser_size: int, fan_size: int):
-    from iceaudit.criteria.base import Eyes
-    from iceaudit.criteria.eyes import FACELAB_NAMES, facelab_landmarks, facelab_parser
-
-    lm = landmarks if landmarks is not None else recipe_eyes.get("landmarks")
-    ps = parser if parser is not None else recipe_eyes.get("parser")
-    order = label_order or recipe_eyes.get("label_order", "bisenet")
-    lm_model = ps_model = None
-    if lm not in (None, "", "none"):
-        if lm in FACELAB_NAMES:
-            lm_model = facelab_landmarks()
-        else:
-            from iceaudit.criteria.fan import FanLandmarks
-
-            lm_model = FanLandmarks.from_file(None if lm == "fan" else lm, size=fan_size)
-    if ps not in (None, "", "none"):
-        if ps in FACELAB_NAMES:
-            ps_model = facelab_parser()
-        elif ps == "bisenet":
-            raise UserError("this recipe needs a BiSeNet face parser checkpoint", hint="Pass it with --parser PATH.")
-        else:
-            from iceaudit.criteria.bisenet import BiSeNetParser
-
-            ps_model = BiSeNetParser.from_file(ps, order=order, size=parser_size)
-    return Eyes(landmarks=lm_model, parser=ps_model)
-
-
 def _truth(name: str | None):
     if name in (None, "", "none"):
         return None
@@ -139,7 +112,10 @@ def bank_build_command(
 
     rec = load_recipe(recipe)
     G = load_generator(generator).eval()
-    eyes = _eyes(rec.eyes, landmarks, parser, label_order, parser_size, fan_size)
+    from iceaudit.criteria.eyes import load_eyes
+
+    eyes = load_eyes(landmarks, parser, label_order=label_order, fan_size=fan_size, parser_size=parser_size,
+                     defaults=rec.eyes)
     torch.set_grad_enabled(True)
     with _progress() as bar:
         result = build_bank(G, rec, eyes, out=out, cache_dir=cache, progress=_reporter(bar), faces=faces,
@@ -212,7 +188,10 @@ def bank_validate_command(
     from iceaudit.bank.format import save_bank
 
     b, G = _load_bank_for(bank, generator)
-    eyes = _eyes(b.meta.get("eyes_spec", {}), landmarks, parser, label_order, parser_size, fan_size)
+    from iceaudit.criteria.eyes import load_eyes
+
+    eyes = load_eyes(landmarks, parser, label_order=label_order, fan_size=fan_size, parser_size=parser_size,
+                     defaults=b.meta.get("eyes_spec", {}))
     with _progress() as bar:
         task = bar.add_task("validating", total=len(b.subspaces))
         reports = validate_bank(G, b, eyes, faces=faces, seed=seed, truth=_truth(truth),

@@ -35,25 +35,55 @@ def facelab_parser():
     return _facelab("face parser").face_parser()
 
 
-def load_landmarks(spec: str | None, *, box=(0.5, 0.55, 0.75)):
+def load_landmarks(spec: str | None, *, size: int = 256, box=(0.5, 0.55, 0.75)):
+    """The landmark model ``spec`` names (None when it names none).
+
+    Args:
+        spec: a FAN weights file, ``fan`` (face-alignment's cache), ``facelab`` / ``demo``, or none.
+        size: the crop FAN runs at (256 for 2DFAN-4).
+        box: FAN's face box (centre x, centre y, side) as shares of the image.
+    """
     if spec in (None, "", "none"):
         return None
     if spec in FACELAB_NAMES:
         return facelab_landmarks()
     from iceaudit.criteria.fan import FanLandmarks
 
-    return FanLandmarks.from_file(None if spec == "fan" else Path(spec), box=box)
+    return FanLandmarks.from_file(None if spec == "fan" else Path(spec), size=size, box=box)
 
 
 def load_parser(spec: str | None, *, label_order: str = "bisenet", size: int = 512):
+    """The face parser ``spec`` names (None when it names none).
+
+    Args:
+        spec: a BiSeNet checkpoint, ``facelab`` / ``demo``, or none. ``bisenet`` alone (a recipe's
+            placeholder) is refused: the checkpoint cannot be downloaded here.
+        label_order: the checkpoint's label order (`iceaudit.criteria.bisenet.label_order`).
+        size: the resolution the parser runs at.
+    """
     if spec in (None, "", "none"):
         return None
     if spec in FACELAB_NAMES:
         return facelab_parser()
+    if spec == "bisenet":
+        raise UserError("this recipe needs a BiSeNet face parser checkpoint", hint="Pass it with --parser PATH.")
     from iceaudit.criteria.bisenet import BiSeNetParser
 
     return BiSeNetParser.from_file(spec, order=label_order, size=size)
 
 
-def load_eyes(landmarks: str | None, parser: str | None, *, label_order: str = "bisenet") -> Eyes:
-    return Eyes(landmarks=load_landmarks(landmarks), parser=load_parser(parser, label_order=label_order))
+def load_eyes(landmarks: str | None, parser: str | None, *, label_order: str = "bisenet", fan_size: int = 256,
+              parser_size: int = 512, defaults: dict | None = None) -> Eyes:
+    """The eyes a recipe's criteria look through.
+
+    Args:
+        landmarks, parser: what to load (see `load_landmarks`, `load_parser`); None: the default.
+        label_order, fan_size, parser_size: as in `load_landmarks` / `load_parser`.
+        defaults: a recipe's or bank's ``eyes`` table (``landmarks``, ``parser``, ``label_order``),
+            used where an argument is None.
+    """
+    defaults = defaults or {}
+    return Eyes(landmarks=load_landmarks(landmarks if landmarks is not None else defaults.get("landmarks"),
+                                         size=fan_size),
+                parser=load_parser(parser if parser is not None else defaults.get("parser"),
+                                   label_order=label_order or defaults.get("label_order", "bisenet"), size=parser_size))
