@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from iceaudit.stylegan2 import ops
 from iceaudit.stylegan2.edits import edit_channel, edit_styles, edit_w, first_edited_layer, repeat_styles
 from iceaudit.stylegan2.networks import Generator
+from iceaudit.audit.style_space import layer_offsets
 
 PARITY = Path(__file__).parent / "data" / "parity"
 
@@ -66,7 +67,7 @@ def test_styles_ordered_and_pack_roundtrip(G):
     assert list(back) == list(styles)
     for name in styles:
         assert torch.equal(back[name], styles[name])
-    start, stop = G.style_offsets()["b16.conv1"]
+    start, stop = layer_offsets(G)["b16.conv1"]
     assert torch.equal(vec[:, start:stop], styles["b16.conv1"])
 
 

@@ -223,11 +223,11 @@ def facelab_train_generator(
     CPU, BENCHMARKS.md), then `train-knobs` gives it its style knobs. Writes the same native format real generators
     are converted to, so `load_generator("demo")` takes the ordinary code path.
     """
-    from iceaudit.facelab.train.generator import TrainConfig, train_and_export
+    from iceaudit.facelab.train.generator import GeneratorTrainConfig, train_and_export
 
     if precision not in ("fp32", "bf16"):
         raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
-    cfg = TrainConfig(steps=steps, seed=seed, dataset_size=dataset_size, threads=threads, max_minutes=max_minutes,
+    cfg = GeneratorTrainConfig(steps=steps, seed=seed, dataset_size=dataset_size, threads=threads, max_minutes=max_minutes,
                       precision=precision)
     train_and_export(cfg, workdir, out_path, log=lambda msg: console.print(msg, highlight=False))
 

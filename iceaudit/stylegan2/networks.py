@@ -665,14 +665,6 @@ class Generator(torch.nn.Module):
         chunks = torch.split(vec, [sl.channels for sl in self.synthesis.style_layers], dim=1)
         return {sl.name: chunk for sl, chunk in zip(self.synthesis.style_layers, chunks)}
 
-    def style_offsets(self) -> dict[str, tuple[int, int]]:
-        """{name: (start, stop)} slice of each layer in a packed style vector."""
-        out, pos = {}, 0
-        for sl in self.synthesis.style_layers:
-            out[sl.name] = (pos, pos + sl.channels)
-            pos += sl.channels
-        return out
-
     # -- identity ----------------------------------------------------------------
 
     def fingerprint(self) -> str:

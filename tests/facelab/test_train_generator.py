@@ -8,7 +8,7 @@ import torch
 
 from iceaudit.errors import UserError
 from iceaudit.facelab.render import LABEL
-from iceaudit.facelab.train.generator import TrainConfig, pixel_weights, regression_loss, train_generator
+from iceaudit.facelab.train.generator import GeneratorTrainConfig, pixel_weights, regression_loss, train_generator
 
 TINY = dict(
     z_dim=512, c_dim=0, w_dim=32, img_resolution=64, img_channels=3,
@@ -17,8 +17,8 @@ TINY = dict(
 )
 
 
-def _cfg(steps: int) -> TrainConfig:
-    return TrainConfig(steps=steps, batch=4, dataset_size=16, threads=1, checkpoint_every=2,
+def _cfg(steps: int) -> GeneratorTrainConfig:
+    return GeneratorTrainConfig(steps=steps, batch=4, dataset_size=16, threads=1, checkpoint_every=2,
                        pretrain_mapping_steps=10, generator_kwargs=json.loads(json.dumps(TINY)))
 
 
@@ -46,7 +46,7 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
         train_generator(_cfg(4), tmp_path / "b", log=lambda s: None)
     # ...so resume the way the CLI does: same config, checkpoint stopped early.
     cfg = _cfg(4)
-    train_generator(TrainConfig(**{**cfg.__dict__, "max_minutes": 0.0}), tmp_path / "c", log=lambda s: None)
+    train_generator(GeneratorTrainConfig(**{**cfg.__dict__, "max_minutes": 0.0}), tmp_path / "c", log=lambda s: None)
     resumed = train_generator(cfg, tmp_path / "c", log=lambda s: None)
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
@@ -103,7 +103,7 @@ def test_mapping_pretraining_moves_w_toward_the_factor_readout():
     init_mapping_from_projection(G)
     readout = readout_matrix(32, 20, seed=0)
     before = readout_r2(G, readout, n=512)
-    after = pretrain_mapping(G, TrainConfig(pretrain_mapping_steps=300), readout, log=lambda s: None)
+    after = pretrain_mapping(G, GeneratorTrainConfig(pretrain_mapping_steps=300), readout, log=lambda s: None)
     mean = lambda d: sum(d.values()) / len(d)  # noqa: E731
     # This tiny mapping (2 x 32) learns slowly; measured: mean R^2 -3.0 -> -0.18 at 300 steps,
     # 0.49 at 1,000. The shipped 4 x 256 mapping reaches >= 0.95 for every feature (BENCHMARKS.md).

@@ -49,7 +49,7 @@ PART_WEIGHTS = {
 
 
 @dataclass
-class TrainConfig:
+class GeneratorTrainConfig:
     steps: int = 9000
     batch: int = 32
     dataset_size: int = 50_000  # pre-rendered faces; rendering per step would cost as much as the step
@@ -122,7 +122,7 @@ def readout_loss(w: torch.Tensor, z: torch.Tensor, readout: torch.Tensor) -> tor
     return F.mse_loss(w @ readout.T, readout_features(phi(z)))
 
 
-def pretrain_mapping(G: Generator, cfg: TrainConfig, readout: torch.Tensor,
+def pretrain_mapping(G: Generator, cfg: GeneratorTrainConfig, readout: torch.Tensor,
                      log: Callable[[str], None] = print) -> dict[str, float]:
     """Fit the mapping alone to the factor readout on fresh z; returns the readout's R^2 per feature."""
     from iceaudit.facelab.latent import sample_z
@@ -197,7 +197,7 @@ def batch_index(seed: int, step: int, batch: int, n: int) -> torch.Tensor:
     return torch.randint(0, n, (batch,), generator=gen)
 
 
-def _lr_at(cfg: TrainConfig, step: int) -> float:
+def _lr_at(cfg: GeneratorTrainConfig, step: int) -> float:
     # Constant, then cosine down to 10 % over the last third.
     start = 2 * cfg.steps // 3
     if step < start:
@@ -219,7 +219,7 @@ def init_mapping_from_projection(G: Generator) -> None:
 
 
 def train_generator(
-    cfg: TrainConfig,
+    cfg: GeneratorTrainConfig,
     workdir: str | Path,
     log: Callable[[str], None] = print,
 ) -> Generator:
@@ -284,7 +284,7 @@ def train_generator(
     return G
 
 
-def train_and_export(cfg: TrainConfig, workdir: str | Path, out: str | Path,
+def train_and_export(cfg: GeneratorTrainConfig, workdir: str | Path, out: str | Path,
                      log: Callable[[str], None] = print) -> dict[str, float]:
     """Train (resuming if `workdir` has a checkpoint), then save the native generator to `out`."""
     from iceaudit.stylegan2.loaders import save_native
@@ -332,5 +332,5 @@ def fidelity(G: Generator, n: int = 256, seed: int = 987_654, batch: int = 64) -
     return out
 
 
-__all__ = ["DEMO_GENERATOR_KWARGS", "TrainConfig", "train_generator", "train_and_export", "fidelity", "regression_loss",
+__all__ = ["DEMO_GENERATOR_KWARGS", "GeneratorTrainConfig", "train_generator", "train_and_export", "fidelity", "regression_loss",
            "pixel_weights"]
