@@ -4,7 +4,7 @@ import torch
 
 from bank_helpers import HalfParser, PatternGenerator
 from iceaudit.bank import correlation, stylespace
-from iceaudit.bank.build import sample_faces
+from iceaudit.bank.build import bank_latents
 from iceaudit.bank.calibrate import calibrate, orient
 from iceaudit.bank.edit import apply_edit, start_layer, walk_images
 from iceaudit.bank.format import Subspace
@@ -24,7 +24,7 @@ def _left_luminance(images):
 
 def test_ice_finds_the_planted_left_half_channel():
     G = PatternGenerator()
-    ws = sample_faces(G, 3, seed=0)
+    ws = bank_latents(G, 3, seed=0)
     space = LatentSpace(G, "S")
     crit = {"c": RegionColour(HalfParser(), ["skin"], size=16)}
     A = compute_jtj(space, crit, ws)
@@ -39,7 +39,7 @@ def test_ice_finds_the_planted_left_half_channel():
 
 def test_stylespace_voting_assigns_planted_channels_to_their_regions():
     G = PatternGenerator()
-    ws = sample_faces(G, 4, seed=0)
+    ws = bank_latents(G, 4, seed=0)
     loc = stylespace.localized_channels(G, ws, HalfParser(), REGIONS, method="exact")
     assert loc.layers == ["b4.conv1"]  # toRGB layers are left out
     assert loc.assigned["skin"] == [("b4.conv1", 0)]
@@ -52,8 +52,8 @@ def test_stylespace_voting_assigns_planted_channels_to_their_regions():
 
 def test_attribute_channels_from_a_few_positives():
     G = PatternGenerator()
-    pool = sample_faces(G, 200, seed=1)
-    stats = stylespace.style_stats(G, sample_faces(G, 200, seed=2), layers=["b4.conv1", "b4.torgb"])
+    pool = bank_latents(G, 200, seed=1)
+    stats = stylespace.style_stats(G, bank_latents(G, 200, seed=2), layers=["b4.conv1", "b4.torgb"])
     s3 = G.styles(pool)["b4.conv1"][:, 3]
     positives = pool[s3.argsort(descending=True)[:10]]
     top = stylespace.attribute_channels(G, positives, stats, top=3)
@@ -70,7 +70,7 @@ def test_paper_channel_numbering_counts_torgb_layers():
 
 def test_correlation_ranks_planted_dims_first_and_greedy_controls():
     G = PatternGenerator()
-    ws = sample_faces(G, 8, seed=0)
+    ws = bank_latents(G, 8, seed=0)
     s_space = LatentSpace(G, "S", ["b4.conv1"])
     eff = correlation.dimension_effects(G, _left_luminance, ws, s_space)
     assert eff.ranking()[0] == 0
@@ -92,7 +92,7 @@ def test_calibration_unit_is_one_sd_of_the_measure_and_edit_api():
     basis = torch.zeros(2, 8)
     basis[0, 2], basis[1, 0] = 1, -1  # row 0 is a weak direction; row 1 the strong one, negated
     sub = Subspace("t", "t", "t", [], "S", ["b4.conv1", "b4.torgb"], basis, "", 1.0, (-2, 2), "ice", "")
-    ws = sample_faces(G, 16, seed=3)
+    ws = bank_latents(G, 16, seed=3)
     sub = orient(G, sub, measured, ws)
     assert abs(float(sub.basis[0, 0])) > 0.9  # the strongest direction inside the span leads
     sub, cal = calibrate(G, sub, measured, ws)
@@ -109,7 +109,7 @@ def test_calibration_unit_is_one_sd_of_the_measure_and_edit_api():
 
 def test_w_plus_edit_moves_only_its_ws_range():
     G = PatternGenerator()
-    ws = sample_faces(G, 2, seed=0)
+    ws = bank_latents(G, 2, seed=0)
     sub = Subspace("w", "w", "w", [], "W+", [1, 1], torch.eye(4)[:1], "", 2.0, (-1, 1), "pca", "")
     assert start_layer(G, sub) == "b4.torgb"
     st = apply_edit(G, sub, ws, 1.0)

@@ -52,7 +52,13 @@ class BuildResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def sample_faces(G: Generator, n: int, seed: int, psi: float = 1.0) -> torch.Tensor:
+def bank_latents(G: Generator, n: int, seed: int, psi: float = 1.0) -> torch.Tensor:
+    """ws [n, num_ws, w_dim] for bank building: one torch stream seeded once per face set.
+
+    Not the audit's convention (`iceaudit.audit.sample.sample_faces`: one NumPy seed per face, as
+    the official code draws z): the shipped banks were built, and are rebuilt bit for bit, with
+    this one (and it draws other faces than an audit of the same seed).
+    """
     g = torch.Generator().manual_seed(int(seed))
     z = torch.randn(n, G.z_dim, generator=g)
     with torch.no_grad():
@@ -166,9 +172,9 @@ def build_bank(
     except (TypeError, ValueError) as err:
         raise UserError(f"recipe [bank]: jtj_method / jtj_rank / jtj_chunk: {err}") from None
     channel_method = "exact" if method == "sketch" else method
-    ws = sample_faces(G, n_disc, seed, psi)
-    ws_cal = sample_faces(G, n_cal, seed + 1, psi)
-    ws_val = sample_faces(G, n_val, seed + 2, psi)
+    ws = bank_latents(G, n_disc, seed, psi)
+    ws_cal = bank_latents(G, n_cal, seed + 1, psi)
+    ws_val = bank_latents(G, n_val, seed + 2, psi)
     tag = eyes_tag(eyes)
     eyes = memoize(eyes)
     t0 = time.time()
@@ -219,7 +225,7 @@ def build_bank(
         if sr.method == "attribute":
             stats = stats or stylespace.style_stats(G, ws_cal)
             measured = Measured(sr.criterion, eyes)
-            pool = sample_faces(G, int(sr.options.get("pool", 4 * n_cal)), seed + 3, psi)
+            pool = bank_latents(G, int(sr.options.get("pool", 4 * n_cal)), seed + 3, psi)
             with torch.no_grad():
                 vals = torch.cat([measured(G.synthesis(pool[i : i + 16])) for i in range(0, len(pool), 16)])
             k = int(sr.options.get("positives", 10))
@@ -352,7 +358,7 @@ def validate_bank(G: Generator, bank: Bank, eyes: Eyes, *, faces: int = 32, seed
     """
     eyes = memoize(eyes)
     measures = {s.id: Measured(json.loads(s.criterion), eyes) for s in bank.subspaces if s.criterion}
-    ws = sample_faces(G, faces, seed)
+    ws = bank_latents(G, faces, seed)
     reports = {}
     for i, s in enumerate(bank.subspaces):
         if s.id in measures:

@@ -215,11 +215,11 @@ def bank_sheet_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the faces."),
     cell: int = typer.Option(96, "--cell", help="Pixel size of one frame in the sheet."),
 ) -> None:
-    from iceaudit.bank.build import sample_faces
+    from iceaudit.bank.build import bank_latents
     from iceaudit.bank.sheet import contact_sheet
 
     b, G = _load_bank_for(bank, generator)
-    ws = sample_faces(G, faces, seed)
+    ws = bank_latents(G, faces, seed)
     with _progress() as bar:
         task = bar.add_task("walking", total=len(b.subspaces))
         contact_sheet(G, b, ws, out_png, steps=steps, cell=cell, progress=lambda n=1: bar.advance(task, n))

@@ -95,7 +95,7 @@ def test_validation_truth_names_the_factor_a_walk_moves_and_rejects_a_wrong_inte
     sys.path.insert(0, str(Path(__file__).parents[1]))
     from bank_helpers import HalfParser, PatternGenerator
 
-    from iceaudit.bank.build import sample_faces
+    from iceaudit.bank.build import bank_latents
     from iceaudit.bank.format import Subspace
     from iceaudit.bank.validate import confusion_matrix, validate_subspace
     from iceaudit.criteria.base import Eyes
@@ -107,7 +107,7 @@ def test_validation_truth_names_the_factor_a_walk_moves_and_rejects_a_wrong_inte
     basis = torch.zeros(1, 8)
     basis[0, 0] = 1  # conv channel 0 paints the left half only
     sub = Subspace("left", "left", "left", [], "S", ["b4.conv1", "b4.torgb"], basis, "", 1.0, (-2, 2), "ice", "")
-    ws = sample_faces(G, 12, seed=1)
+    ws = bank_latents(G, 12, seed=1)
 
     class Truth:
         def __call__(self, images):
