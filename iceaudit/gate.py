@@ -9,13 +9,15 @@ subjects (``subspace = "id"`` or ``tag = "protected"``) and at least one check::
     [[rule]]                       # limits on what the audit measured
     name = "protected attributes are not drivers"   # optional
     tag = "protected"              # every subspace with this tag (or: subspace = "skin_tone")
-    must_not_be_significant = true
+    must_not_be_significant = true # no effect on the decision (tested over faces, practically large)
+    must_not_be_beyond_random = true  # no effect larger than random edits of the same visual size
     max_abs_slope = 0.05           # |score change per semantic unit|
     max_flip_rate = 0.10           # share of faces whose decision flips within range
 
     [[require]]                    # drivers the classifier must have
     subspace = "smile"
     must_be_significant = true     # default true
+    must_be_beyond_random = true   # and specific to it: larger than random edits of its visual size
     min_abs_slope = 0.05
 
     [baseline]                     # against the previous release's summary (--baseline)
@@ -52,9 +54,9 @@ from iceaudit.validation import parse_record, read_text
 # key -> (expected kind, description); kinds: "str", "bool", "number", "rate"
 _TOP_KEYS = {"name": "str", "description": "str", "rule": "tables", "require": "tables", "baseline": "table"}
 _RULE_KEYS = {"name": "str", "subspace": "str", "tag": "str", "must_not_be_significant": "bool",
-              "max_abs_slope": "number", "max_flip_rate": "rate"}
+              "must_not_be_beyond_random": "bool", "max_abs_slope": "number", "max_flip_rate": "rate"}
 _REQUIRE_KEYS = {"name": "str", "subspace": "str", "tag": "str", "must_be_significant": "bool",
-                 "min_abs_slope": "number", "min_flip_rate": "rate"}
+                 "must_be_beyond_random": "bool", "min_abs_slope": "number", "min_flip_rate": "rate"}
 _BASELINE_KEYS = {"name": "str", "subspace": "str", "tag": "str", "required": "bool", "allow_incomparable": "bool",
                   "max_abs_slope_increase": "number", "max_flip_rate_increase": "rate"}
 _KIND_WORDS = {"str": "a string", "bool": "true or false", "number": "a number >= 0",
@@ -196,8 +198,10 @@ def load_policy(path: str | Path) -> Policy:
     lines = _Lines(text)
     _check_keys(data, _TOP_KEYS, p, lines, "", 0, "policy")
     rules: list[Rule] = []
-    for section, allowed, checks in (("rule", _RULE_KEYS, ("must_not_be_significant", "max_abs_slope", "max_flip_rate")),
-                                     ("require", _REQUIRE_KEYS, ("must_be_significant", "min_abs_slope", "min_flip_rate")),
+    for section, allowed, checks in (("rule", _RULE_KEYS, ("must_not_be_significant", "must_not_be_beyond_random",
+                                                           "max_abs_slope", "max_flip_rate")),
+                                     ("require", _REQUIRE_KEYS, ("must_be_significant", "must_be_beyond_random",
+                                                                 "min_abs_slope", "min_flip_rate")),
                                      ("baseline", _BASELINE_KEYS, ("max_abs_slope_increase", "max_flip_rate_increase"))):
         tables = data.get(section, [])
         tables = [tables] if isinstance(tables, dict) else tables
@@ -284,6 +288,13 @@ def _check(d: Driver, key: str, limit: Any, old: Driver | None = None) -> CheckR
     elif key == "must_be_significant":
         value, ok = d.significant, d.significant or not limit
         msg = "significant driver" if value else "not significant"
+    elif key in ("must_not_be_beyond_random", "must_be_beyond_random"):
+        if d.beyond_random is None:  # a record from before the two claims were told apart
+            value, ok, msg = None, False, "the audit did not record whether it exceeds random edits (re-run it)"
+        else:
+            value = d.beyond_random
+            ok = (not (limit and value)) if key == "must_not_be_beyond_random" else (value or not limit)
+            msg = "larger than random edits of its size" if value else "no larger than random edits of its size"
     elif key == "max_abs_slope":
         value = abs(d.slope)
         ok, msg = value <= limit, f"|slope| {_fmt(value)} vs max {_fmt(limit)}"

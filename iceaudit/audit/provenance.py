@@ -49,8 +49,11 @@ def compose_summary(inputs: AuditInputs, measured: Measured, images: AuditImages
         d = dmap[sid]
         statement = (f"{d.name}: one unit moves the score by {d.slope:+.3g} (95% CI {d.ci_low:+.3g} to {d.ci_high:+.3g}) "
                      f"and flips {100 * d.flip_rate:.0f}% of decisions within the tested range; "
-                     + ("significant against random directions." if d.significant else
-                        "not distinguishable from random directions."))
+                     + ("it moves the decision" + (" (one way for some faces, the other way for others)"
+                                                   if d.mixed_sign else "")
+                        + ("; more than random edits of the same visual size do." if d.beyond_random else
+                           ", though no more than random edits of the same visual size do.")
+                        if d.significant else "no significant effect on the decision."))
         findings.append(FairnessFinding(subspace=sid, name=d.name, slope=d.slope, ci_low=d.ci_low, ci_high=d.ci_high,
                                         flip_rate=d.flip_rate, significant=d.significant, p_adjusted=d.p_adjusted,
                                         statement=statement))

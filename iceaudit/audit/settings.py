@@ -28,10 +28,12 @@ class Science:
     bisect_steps: int = 8  # bisection renders per counterfactual crossing
     n_bootstrap: int = 2000
     level: float = 0.05  # family-wise error rate for `significant` (Holm)
-    # `significant` also needs a practical effect: walking the whole step range must move the
-    # score by at least this share of the faces' median distance to the decision threshold
-    # (a near-constant classifier can be "statistically" sensitive to everything, by 1e-4).
-    min_margin_share: float = 0.1
+    # An effect is called only when it is practically large: it flips at least `min_flip_rate`
+    # of the faces within the step range, or walking the whole range moves the score by at
+    # least `min_margin_share` of the faces' median distance to the decision threshold (a
+    # near-constant classifier can be "statistically" sensitive to everything, by 1e-4).
+    min_margin_share: float = 0.5
+    min_flip_rate: float = 0.1
     subspaces: list[str] | None = None  # audit only these ids (default: the whole bank)
     sanity: bool = False  # also audit a copy of the classifier with re-initialised weights (doubles the time)
     baselines: list[str] = field(default_factory=list)  # Captum / latent / AttFind methods (parse_methods); [] = none
@@ -126,6 +128,7 @@ class AuditSettings:
         whole(self.science.n_bootstrap, "n_bootstrap", 100, 1_000_000)
         real(self.science.level, "level", 1e-9, 0.5)
         real(self.science.min_margin_share, "min_margin_share", 0.0, 100.0)
+        real(self.science.min_flip_rate, "min_flip_rate", 0.0, 1.0)
         whole(self.run.shard_faces, "--shard-faces", 1)
         whole(self.run.workers, "--workers", 1, 100_000, none_ok=True)
         if self.science.precision not in PRECISIONS:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from iceaudit.audit.stats import end_slope, holm, null_floor_tests, walk_stats, zero_index
+from iceaudit.audit.stats import (effect_p_value, end_slope, holm, null_floor_tests, sign_shares, walk_stats,
+                                  zero_index)
 from iceaudit.record import Driver, DriverEvidence, NullFloor, NullTest
 
 if TYPE_CHECKING:  # annotations only
@@ -17,6 +18,9 @@ if TYPE_CHECKING:  # annotations only
 def _scores(results: pd.DataFrame, sid: str, n_alpha: int) -> np.ndarray:
     rows = results[results["subspace"] == sid].sort_values(["sample", "alpha"], kind="stable")
     return rows["score"].to_numpy().reshape(-1, n_alpha)
+
+
+MIXED_SIGN_SHARE = 0.2  # a sign is mixed when at least this share of faces moves each way
 
 
 def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Driver], NullFloor]:
@@ -35,33 +39,49 @@ def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Dri
                                for k in range(settings.science.n_null)]
         groups[sub.id] = (sub.space, json.dumps(list(sub.layers)), tuple(sub.step_range))
     tests = null_floor_tests(tests_in, null_slopes, groups, level=settings.science.level)
-    p_adj = holm([tests[s.id].p_value for s in subspaces], settings.science.level)
+    level = settings.science.level
+    p_adj = holm([tests[s.id].p_value for s in subspaces], level)
+    p_effect = [effect_p_value(stats[s.id].face_slopes) for s in subspaces]
+    p_effect_adj = holm(p_effect, level)
     first = subspaces[0].id
     base = _scores(results, first, len(grids[first]))[:, zero_index(grids[first])]
     margin = float(np.median(np.abs(base - threshold)))
     records = []
-    for sub, pa in zip(subspaces, p_adj):
+    for sub, pa, pe, pea in zip(subspaces, p_adj, p_effect, p_effect_adj):
         s, t, c = stats[sub.id], tests[sub.id], change[sub.id]
         width = float(sub.step_range[1] - sub.step_range[0])
         share = abs(s.slope) * width / margin if margin > 0 else float("inf")
-        holm_ok = bool(np.isfinite(pa) and pa < settings.science.level)
+        abs_share = s.mean_abs_slope * width / margin if margin > 0 else float("inf")
+        up, down = sign_shares(s.face_slopes)
+        mixed = min(up, down) >= MIXED_SIGN_SHARE
+        flips_enough = s.flip_rate >= settings.science.min_flip_rate
+        large = settings.science.min_margin_share
+        # effect: the walk moves the decision, on average over faces (its mean slope, tested
+        # over faces, Holm), or in both directions (a mixed sign, sized by the mean |slope|)
+        effect = bool((np.isfinite(pea) and pea < level and (flips_enough or share >= large))
+                      or (mixed and (flips_enough or abs_share >= large)))
+        beyond = bool(np.isfinite(pa) and pa < level)  # specificity: beyond random edits of its size
         records.append(Driver(
             subspace=sub.id, name=sub.name, tags=list(sub.tags), slope=s.slope, ci_low=s.ci_low, ci_high=s.ci_high,
             mean_abs_change=s.mean_abs_change, flip_rate=s.flip_rate, monotonicity=s.monotonicity,
             heterogeneity=s.heterogeneity, null_abs_slope=finite(t.floor * c), p_value=finite(t.p_value, 1.0),
-            p_adjusted=finite(pa, 1.0), significant=holm_ok and share >= settings.science.min_margin_share,
+            p_adjusted=finite(pa, 1.0), significant=effect, effect=effect, beyond_random=beyond, mixed_sign=mixed,
+            p_effect=finite(pe, 1.0), p_effect_adjusted=finite(pea, 1.0),
             extra=DriverEvidence(
-                margin_share=finite(share, 1e9), median_margin=margin, beats_null=holm_ok,
+                margin_share=finite(share, 1e9), median_margin=margin, beats_null=beyond,
                 end_slope=t.statistic * c, null_sigma=finite(t.sigma * c), null_df=t.df,
                 null_slopes=[v * c for v in t.null_slopes], image_change=c, mean_abs_slope=s.mean_abs_slope,
                 ci_excludes_zero=bool(s.ci_low > 0 or s.ci_high < 0), unit=sub.unit,
                 step_range=list(sub.step_range), space=sub.space,
                 # the walk follows the basis' principal (first) row only; a k-row subspace's
                 # other k - 1 directions are not audited, and the report says so
-                basis_rows=int(sub.basis.shape[0]), rows_audited=1),
+                basis_rows=int(sub.basis.shape[0]), rows_audited=1,
+                abs_margin_share=finite(abs_share, 1e9), up_share=up, down_share=down),
         ))
-    # Significant drivers first, then by |slope| (score per semantic unit).
-    records.sort(key=lambda d: (not d.significant, -abs(d.slope), d.subspace))
+    # Significant drivers first, then by size (score per semantic unit).
+    # a mixed-sign driver ranks by its mean |per-face slope| (its mean slope hides it)
+    records.sort(key=lambda d: (not d.significant, -(d.extra.mean_abs_slope if d.mixed_sign else abs(d.slope)),
+                                d.subspace))
     for rank, d in enumerate(records, start=1):
         d.rank = rank
     all_null = np.concatenate([np.abs(null_slopes[s.id]) * change[s.id] for s in subspaces])
@@ -70,8 +90,11 @@ def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Dri
                 "between the ends of its step range, per unit) against random directions in the same space "
                 "and layers, each rescaled so that walking the range changes the image as much as the "
                 "subspace does; slopes per unit of image change, sigma from the nulls' mean square pooled "
-                "per layer group; Holm over subspaces; significant also needs margin_share >= "
-                f"{settings.science.min_margin_share}",
+                "per layer group; Holm over subspaces. This is beyond_random (specificity); significant is the "
+                "effect claim: the mean per-face slope tested against 0 over faces (t-test, Holm), or a mixed "
+                f"sign (at least {MIXED_SIGN_SHARE:.0%} of faces moved each way), and practically large: "
+                f"flip_rate >= {settings.science.min_flip_rate} or margin_share (abs_margin_share for a "
+                f"mixed sign) >= {settings.science.min_margin_share}",
         n_directions=settings.science.n_null * len(subspaces), n_per_subspace=settings.science.n_null,
         quantile=1 - settings.science.level / 2,
         abs_slope=finite(float(np.quantile(all_null, 1 - settings.science.level / 2))),

@@ -29,12 +29,15 @@ layers, step range; groups pool their nulls) and the subspace is
 tested two-sided with ``t = slope / sigma_hat`` on ``K_group`` degrees of
 freedom. ``null_abs_slope`` is the matching bound ``t_{0.975} * sigma_hat``:
 |end-to-end slope| above it <=> p < 0.05. P-values are Holm-adjusted over
-the bank's subspaces (statsmodels ``multipletests``); ``significant`` =
-adjusted p < 0.05 *and* a practical effect: |slope| x the step range's width must be at
-least ``min_margin_share`` (0.1) of the faces' median |score - threshold| (the runner
-checks this; `extra.margin_share`). The test is about the *average* effect over faces: an
-effect whose sign differs between faces shows in ``heterogeneity`` and
-``flip_rate``, not in ``significant``.
+the bank's subspaces (statsmodels ``multipletests``). This is the *specificity* claim
+(``beyond_random``): is the effect larger than that of random edits of the same visual size?
+
+Effect test. Does moving the subspace change the decision at all? Over faces (the
+sampling unit here is the face: the question is about the population of faces),
+``effect_p_value`` tests the mean per-face slope against 0 (two-sided one-sample t-test),
+Holm-adjusted over subspaces. An effect whose sign differs across faces is told by
+`sign_shares`: the share of faces moved each way (counting only slopes above a tenth of the
+median |slope|). The runner combines these with the practical size into ``effect`` / ``significant``.
 """
 from __future__ import annotations
 
@@ -164,6 +167,29 @@ def null_floor_tests(stat: dict[str, float], null_slopes: dict[str, list[float]]
         out[sid] = NullTest(statistic=float(x), p_value=min(p, 1.0), floor=floor,
                             null_slopes=[float(v) for v in null_slopes[sid]], sigma=sigma, df=df)
     return out
+
+
+def effect_p_value(slopes: np.ndarray) -> float:
+    """Two-sided one-sample t-test of the mean per-face slope against 0 (1.0 when every
+    slope is 0; 0.0 when they are all equal and non-zero)."""
+    slopes = np.asarray(slopes, dtype=np.float64)
+    if len(slopes) < 2 or not np.any(slopes):
+        return 1.0
+    if np.all(slopes == slopes[0]):
+        return 0.0
+    return float(sps.ttest_1samp(slopes, 0.0).pvalue)
+
+
+def sign_shares(slopes: np.ndarray, floor: float = 0.1) -> tuple[float, float]:
+    """(share of faces moved up, share moved down), counting only slopes whose size is at
+    least ``floor`` of the median |slope| (numerically flat faces count for neither). Relative to
+    the median, not the largest: a score that peaks mid-walk has steep faces on one side."""
+    slopes = np.asarray(slopes, dtype=np.float64)
+    scale = float(np.median(np.abs(slopes))) if len(slopes) else 0.0
+    if scale == 0:
+        return 0.0, 0.0
+    big = np.abs(slopes) >= floor * scale
+    return float(((slopes > 0) & big).mean()), float(((slopes < 0) & big).mean())
 
 
 def holm(pvalues: list[float], alpha: float = 0.05) -> np.ndarray:

@@ -105,6 +105,9 @@ class DriverEvidence:
     space: str | None = None  # W, W+ or S
     basis_rows: int = 1  # rows of the subspace's basis; only the first (principal) one is walked
     rows_audited: int = 1
+    abs_margin_share: float | None = omitted()  # margin_share of the mean |per-face slope|
+    up_share: float | None = omitted()  # share of faces whose score rises along the walk
+    down_share: float | None = omitted()  # ... and falls (slopes below a tenth of the median |slope| not counted)
 
 
 @dataclass(kw_only=True)
@@ -123,9 +126,14 @@ class Driver:
     monotonicity: float | None = None  # mean Spearman rho of score vs alpha, per face
     heterogeneity: float | None = None  # SD of per-face slopes
     null_abs_slope: float | None = None  # null floor: |slope| of random directions
-    p_value: float | None = None  # vs the null floor
+    p_value: float | None = None  # vs random edits of the same visual size (the null floor)
     p_adjusted: float | None = None  # Holm-adjusted over subspaces
-    significant: bool
+    significant: bool  # the effect claim (`effect`); hand-made and older records: their own call
+    effect: bool | None = omitted()  # moving it changes the decision: tested over faces, practically large
+    beyond_random: bool | None = omitted()  # specificity: larger than random edits of the same visual size
+    mixed_sign: bool | None = omitted()  # the score moves one way for some faces, the other way for others
+    p_effect: float | None = omitted()  # mean per-face slope vs 0, over faces
+    p_effect_adjusted: float | None = omitted()  # Holm-adjusted over subspaces
     rank: int = 0
     extra: DriverEvidence | None = empty_as_none()  # None only in hand-made records
 

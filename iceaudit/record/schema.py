@@ -49,10 +49,12 @@ DRIVER = obj({
     "slope": {"type": "number"}, "ci_low": {"type": "number"}, "ci_high": {"type": "number"},
     "flip_rate": {"type": "number"}, "significant": {"type": "boolean"}, "p_value": NUM, "p_adjusted": NUM,
     "mean_abs_change": NUM, "monotonicity": NUM, "heterogeneity": NUM, "null_abs_slope": NUM,
+    "effect": BOOL, "beyond_random": BOOL, "mixed_sign": BOOL, "p_effect": NUM, "p_effect_adjusted": NUM,
     "extra": obj({"margin_share": NUM, "median_margin": NUM, "beats_null": BOOL, "end_slope": NUM, "null_sigma": NUM,
                   "null_df": NUM, "null_slopes": NUMBERS, "image_change": NUM, "mean_abs_slope": NUM,
                   "ci_excludes_zero": BOOL, "unit": STR, "step_range": NUMBERS, "space": STR,
-                  "basis_rows": INT, "rows_audited": INT}),
+                  "basis_rows": INT, "rows_audited": INT, "abs_margin_share": NUM, "up_share": NUM,
+                  "down_share": NUM}),
 }, required=("subspace", "slope", "ci_low", "ci_high", "flip_rate", "significant"))
 
 BANK_SUBSPACE = obj({"id": {"type": "string"}, "name": STR, "tags": STRINGS, "unit": STR, "description": STR,

@@ -42,8 +42,8 @@ def compose_verdict(drivers: Sequence[Driver], protected: set[str] | None = None
     prot_quiet = [d for d in drivers if is_protected(d) and not d.significant]
     if not sig:
         text = (
-            f"None of the {len(drivers)} tested subspaces moves the classifier's decision "
-            "more than random directions do: no semantic driver was found."
+            f"None of the {len(drivers)} tested subspaces measurably moves the classifier's decision: "
+            "no semantic driver was found."
         )
     else:
         top = sig[0]
@@ -51,11 +51,16 @@ def compose_verdict(drivers: Sequence[Driver], protected: set[str] | None = None
         how = "mostly" if second is None or abs(top.slope) >= 2 * abs(second.slope) else "most strongly"
         label = f"{top.name}" + (", a protected attribute" if is_protected(top) else "")
         unit = (units or {}).get(top.subspace)
+        if top.mixed_sign and top.extra is not None and top.extra.mean_abs_slope is not None:
+            moves = (f" moves the score by {top.extra.mean_abs_slope:.3f} per face on average, up for "
+                     f"{100 * (top.extra.up_share or 0):.0f}% of faces and down for "
+                     f"{100 * (top.extra.down_share or 0):.0f}% (a sign that differs across faces),")
+        else:
+            moves = f" moves the score by {top.slope:+.3f}"
         text = (
             f"The classifier's decision is driven {how} by {label}: one unit of change"
             + (f" ({unit})" if unit else "")
-            + f" moves the score by {top.slope:+.3f} and flips the decision for "
-            f"{100 * top.flip_rate:.0f}% of faces."
+            + moves + f" and flips the decision for {100 * top.flip_rate:.0f}% of faces."
         )
         also = [f"{d.name}" for d in sig[1:] if not is_protected(d)]
         prot_also = [f"{d.name}" for d in prot_sig if d is not top]
@@ -66,6 +71,15 @@ def compose_verdict(drivers: Sequence[Driver], protected: set[str] | None = None
             parts.append(_fmt_list(also))
         if parts:
             text += " It is also significantly sensitive to " + ", and to ".join(parts) + "."
+    specific = [d for d in sig if d.beyond_random]
+    measured = [d for d in sig if d.beyond_random is not None]
+    if measured and not specific:
+        text += (" None of these effects is larger than that of random edits of the same visual size: the "
+                 "classifier reacts to image change in general rather than to these attributes specifically "
+                 "(low specificity).")
+    elif measured and len(specific) < len(sig):
+        text += (f" Of these, only {_fmt_list([f'{d.name}' for d in specific])} "
+                 + ("exceeds" if len(specific) == 1 else "exceed") + " random edits of the same visual size.")
     if prot_quiet:
         text += f" No significant effect of {_fmt_list([f'{d.name}' for d in prot_quiet])} (protected)."
     return text

@@ -40,11 +40,14 @@ def red_audit(G, bank, tmp_path_factory):
 
 def test_known_driver_is_the_significant_top_driver(red_audit):
     d = red_audit.drivers
-    assert d[0].subspace == "redness" and d[0].rank == 1 and d[0].significant
+    assert d[0].subspace == "redness" and d[0].rank == 1 and d[0].significant and d[0].effect
     assert d[0].slope > 0 and d[0].ci_low > 0  # walking towards more red raises the red score
     assert d[0].flip_rate > 0.5 and d[0].monotonicity > 0.9
-    assert abs(d[0].extra.end_slope) > d[0].null_abs_slope
-    assert [x.significant for x in d[1:]] == [False] * (len(d) - 1)
+    assert abs(d[0].extra.end_slope) > d[0].null_abs_slope and d[0].beyond_random  # and specifically
+    # the random subspaces change the image too, so they may move a pixel-statistic classifier
+    # (an effect), but never more than random edits of their size
+    assert [x.beyond_random for x in d[1:]] == [False] * (len(d) - 1)
+    assert all(x.p_effect_adjusted >= x.p_effect for x in d)
     fair = summary_json(red_audit)["fairness"]
     assert fair["protected"] == ["redness"] and fair["findings"][0]["significant"] is True
 

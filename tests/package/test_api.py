@@ -1,6 +1,7 @@
 """The Python API: an in-memory module audited on the demo world, read back, gated, shown in Jupyter."""
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_audit_loads_back_gates_and_renders(api_audit, tmp_path):
     gate = again.gate("fairness")
     assert gate.policy and gate.outcomes
     html = again._repr_html_()
-    assert again.verdict[:40] in html and html.count("<img") >= 2
+    assert escape(again.verdict[:40]) in html and html.count("<img") >= 2
     written = again.report(tmp_path, formats=["html"])
     assert written == [tmp_path / "report.html"] and written[0].stat().st_size > 10_000
 
