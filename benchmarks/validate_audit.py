@@ -55,6 +55,7 @@ def grade(name: str, drivers: list, oracle_rows: list, truth: dict[str, str]) ->
         "audit_top": top["subspace"],
         "audit_top_factor": truth.get(top["subspace"]),
         "audit_significant": [d["subspace"] for d in drivers if d["significant"]],
+        "audit_beyond_random": [d["subspace"] for d in drivers if d["significant"] and d.get("beyond_random")],
         "top_matches": truth.get(top["subspace"]) == oracle_top.factor,
         "spearman": float(rho),
     }
@@ -107,20 +108,25 @@ def write_markdown(rows, args) -> None:
         f"--oracle-n {args.oracle_n} --seed {args.seed} --out docs/validation.md`",
         "",
         "| classifier | oracle top factor (mean abs change) | audit top driver (its factor) | top matches | "
-        "audit significant | Spearman(audit abs slope, oracle abs change) | audit time |",
-        "|---|---|---|---|---|---|---|",
+        "audit significant (effect) | of those, beyond random | Spearman(audit abs slope, oracle abs change) | "
+        "audit time |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for g, _, _ in rows:
         lines.append(
             f"| {g['classifier']} | {g['oracle_top']} ({g['oracle_top_effect']:.3f}) | {g['audit_top']} "
             f"({g['audit_top_factor']}) | {'yes' if g['top_matches'] else 'NO'} | "
-            f"{', '.join(g['audit_significant']) or 'none'} | {g['spearman']:.2f} | {g['seconds']:.0f} s |")
+            f"{', '.join(g['audit_significant']) or 'none'} | {', '.join(g['audit_beyond_random']) or 'none'} | "
+            f"{g['spearman']:.2f} | {g['seconds']:.0f} s |")
     for g, drivers, table in rows:
-        lines += ["", f"## {g['classifier']}", "", "| rank | subspace | slope / unit | 95% CI | flip rate | significant |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", f"## {g['classifier']}", "", "| rank | subspace | slope / unit | 95% CI | flip rate | significant "
+                  "(effect) | p effect (Holm) | beyond random | p vs random (Holm) | mixed sign |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for d in drivers:
             lines.append(f"| {d['rank']} | {d['subspace']} | {d['slope']:+.4f} | {d['ci_low']:+.4f} .. {d['ci_high']:+.4f} "
-                         f"| {100 * d['flip_rate']:.0f}% | {'yes' if d['significant'] else 'no'} |")
+                         f"| {100 * d['flip_rate']:.0f}% | {'yes' if d['significant'] else 'no'} "
+                         f"| {d['p_effect_adjusted']:.3g} | {'yes' if d['beyond_random'] else 'no'} "
+                         f"| {d['p_adjusted']:.3g} | {'yes' if d['mixed_sign'] else 'no'} |")
         top = sorted(table, key=lambda r: -r.mean_abs_delta)[:6]
         lines += ["", "Oracle, strongest factors (mean change of the score for a quarter-range step):", "",
                   "| factor | mean change | 95% CI | mean abs change |", "|---|---|---|---|"]
