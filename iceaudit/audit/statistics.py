@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from iceaudit.audit.stats import (effect_p_value, end_slope, holm, null_floor_tests, sign_shares, walk_stats,
+from iceaudit.audit.stats import (abs_effect_p_value, effect_p_value, end_slope, holm, null_floor_tests, sign_shares, walk_stats,
                                   zero_index)
 from iceaudit.record import Driver, DriverEvidence, NullFloor, NullTest
 
@@ -24,7 +24,7 @@ MIXED_SIGN_SHARE = 0.2  # a sign is mixed when at least this share of faces move
 
 
 def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Driver], NullFloor]:
-    stats, tests_in, null_slopes, groups, change = {}, {}, {}, {}, {}
+    stats, tests_in, null_slopes, groups, change, p_size = {}, {}, {}, {}, {}, {}
     for i, sub in enumerate(subspaces):
         alphas = grids[sub.id]
         scores = _scores(results, sub.id, len(alphas))
@@ -35,31 +35,35 @@ def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Dri
         change[sub.id] = float(results.loc[results["subspace"] == sub.id, "image_change"].iloc[0]) or 1.0
         tests_in[sub.id] = end_slope(alphas, scores) / change[sub.id]
         ends = alphas[[0, -1]]
-        null_slopes[sub.id] = [end_slope(ends, _scores(results, f"null:{sub.id}:{k}", 2)) / change[sub.id]
-                               for k in range(settings.science.n_null)]
+        nulls = [_scores(results, f"null:{sub.id}:{k}", 2) for k in range(settings.science.n_null)]
+        null_slopes[sub.id] = [end_slope(ends, n) / change[sub.id] for n in nulls]
+        p_size[sub.id] = abs_effect_p_value(scores[:, -1] - scores[:, 0], [n[:, 1] - n[:, 0] for n in nulls])
         groups[sub.id] = (sub.space, json.dumps(list(sub.layers)), tuple(sub.step_range))
     tests = null_floor_tests(tests_in, null_slopes, groups, level=settings.science.level)
     level = settings.science.level
     p_adj = holm([tests[s.id].p_value for s in subspaces], level)
     p_effect = [effect_p_value(stats[s.id].face_slopes) for s in subspaces]
     p_effect_adj = holm(p_effect, level)
+    p_size_adj = holm([p_size[s.id] for s in subspaces], level)
     first = subspaces[0].id
     base = _scores(results, first, len(grids[first]))[:, zero_index(grids[first])]
     margin = float(np.median(np.abs(base - threshold)))
     records = []
-    for sub, pa, pe, pea in zip(subspaces, p_adj, p_effect, p_effect_adj):
+    for sub, pa, pe, pea, psa in zip(subspaces, p_adj, p_effect, p_effect_adj, p_size_adj):
         s, t, c = stats[sub.id], tests[sub.id], change[sub.id]
         width = float(sub.step_range[1] - sub.step_range[0])
         share = abs(s.slope) * width / margin if margin > 0 else float("inf")
         abs_share = s.mean_abs_slope * width / margin if margin > 0 else float("inf")
         up, down = sign_shares(s.face_slopes)
-        mixed = min(up, down) >= MIXED_SIGN_SHARE
         flips_enough = s.flip_rate >= settings.science.min_flip_rate
         large = settings.science.min_margin_share
-        # effect: the walk moves the decision, on average over faces (its mean slope, tested
-        # over faces, Holm), or in both directions (a mixed sign, sized by the mean |slope|)
-        effect = bool((np.isfinite(pea) and pea < level and (flips_enough or share >= large))
-                      or (mixed and (flips_enough or abs_share >= large)))
+        mean_effect = bool(np.isfinite(pea) and pea < level and (flips_enough or share >= large))
+        # a sign that differs across faces is an effect only when its size beats random edits of
+        # the same image change on the same faces (Holm): a network's score moves a little, this
+        # way or that, under any edit, and that alone must not make a protected subspace a driver
+        two_ways = min(up, down) >= MIXED_SIGN_SHARE
+        effect = mean_effect or bool(two_ways and np.isfinite(psa) and psa < level and abs_share >= large)
+        mixed = two_ways and effect  # flagged on effects only: the sign of a non-effect is noise
         beyond = bool(np.isfinite(pa) and pa < level)  # specificity: beyond random edits of its size
         records.append(Driver(
             subspace=sub.id, name=sub.name, tags=list(sub.tags), slope=s.slope, ci_low=s.ci_low, ci_high=s.ci_high,
@@ -76,7 +80,8 @@ def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Dri
                 # the walk follows the basis' principal (first) row only; a k-row subspace's
                 # other k - 1 directions are not audited, and the report says so
                 basis_rows=int(sub.basis.shape[0]), rows_audited=1,
-                abs_margin_share=finite(abs_share, 1e9), up_share=up, down_share=down),
+                abs_margin_share=finite(abs_share, 1e9), up_share=up, down_share=down,
+                p_size_adjusted=finite(psa, 1.0)),
         ))
     # Significant drivers first, then by size (score per semantic unit).
     # a mixed-sign driver ranks by its mean |per-face slope| (its mean slope hides it)
@@ -91,10 +96,12 @@ def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Dri
                 "and layers, each rescaled so that walking the range changes the image as much as the "
                 "subspace does; slopes per unit of image change, sigma from the nulls' mean square pooled "
                 "per layer group; Holm over subspaces. This is beyond_random (specificity); significant is the "
-                "effect claim: the mean per-face slope tested against 0 over faces (t-test, Holm), or a mixed "
-                f"sign (at least {MIXED_SIGN_SHARE:.0%} of faces moved each way), and practically large: "
-                f"flip_rate >= {settings.science.min_flip_rate} or margin_share (abs_margin_share for a "
-                f"mixed sign) >= {settings.science.min_margin_share}",
+                "effect claim: the mean per-face slope tested against 0 over faces (t-test, Holm) and "
+                f"practically large (flip_rate >= {settings.science.min_flip_rate} or margin_share >= "
+                f"{settings.science.min_margin_share}); or a mixed sign (at least {MIXED_SIGN_SHARE:.0%} of "
+                "faces moved each way) whose per-face |score change| beats that of the random edits on the "
+                "same faces (paired one-sided t-test, Holm: p_size_adjusted) with abs_margin_share >= "
+                f"{settings.science.min_margin_share}",
         n_directions=settings.science.n_null * len(subspaces), n_per_subspace=settings.science.n_null,
         quantile=1 - settings.science.level / 2,
         abs_slope=finite(float(np.quantile(all_null, 1 - settings.science.level / 2))),

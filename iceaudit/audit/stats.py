@@ -180,6 +180,28 @@ def effect_p_value(slopes: np.ndarray) -> float:
     return float(sps.ttest_1samp(slopes, 0.0).pvalue)
 
 
+def abs_effect_p_value(changes: np.ndarray, null_changes: np.ndarray) -> float:
+    """One-sided paired t-test over faces that a walk moves each face's score more, in size,
+    than random edits of the same image change move that face.
+
+    Args:
+        changes: (faces,) the score change between the ends of the walk, per face.
+        null_changes: (directions, faces) the same for random directions rescaled to the
+            walk's image change, on the same faces.
+
+    A sign that differs across faces has a mean near zero, so its size |change| is what is
+    tested; its null is not 0 (any edit moves a network somewhat) but the random edits.
+    """
+    size = np.abs(np.asarray(changes, dtype=np.float64))
+    null = np.abs(np.asarray(null_changes, dtype=np.float64)).reshape(-1, len(size)).mean(axis=0)
+    d = size - null
+    if len(d) < 2 or not np.any(d):
+        return 1.0
+    if np.all(d == d[0]):
+        return 0.0 if d[0] > 0 else 1.0
+    return float(sps.ttest_1samp(d, 0.0, alternative="greater").pvalue)
+
+
 def sign_shares(slopes: np.ndarray, floor: float = 0.1) -> tuple[float, float]:
     """(share of faces moved up, share moved down), counting only slopes whose size is at
     least ``floor`` of the median |slope| (numerically flat faces count for neither). Relative to

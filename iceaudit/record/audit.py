@@ -108,6 +108,7 @@ class DriverEvidence:
     abs_margin_share: float | None = omitted()  # margin_share of the mean |per-face slope|
     up_share: float | None = omitted()  # share of faces whose score rises along the walk
     down_share: float | None = omitted()  # ... and falls (slopes below a tenth of the median |slope| not counted)
+    p_size_adjusted: float | None = omitted()  # per-face |score change| vs random edits' (paired, Holm)
 
 
 @dataclass(kw_only=True)

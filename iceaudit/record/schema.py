@@ -54,7 +54,7 @@ DRIVER = obj({
                   "null_df": NUM, "null_slopes": NUMBERS, "image_change": NUM, "mean_abs_slope": NUM,
                   "ci_excludes_zero": BOOL, "unit": STR, "step_range": NUMBERS, "space": STR,
                   "basis_rows": INT, "rows_audited": INT, "abs_margin_share": NUM, "up_share": NUM,
-                  "down_share": NUM}),
+                  "down_share": NUM, "p_size_adjusted": NUM}),
 }, required=("subspace", "slope", "ci_low", "ci_high", "flip_rate", "significant"))
 
 BANK_SUBSPACE = obj({"id": {"type": "string"}, "name": STR, "tags": STRINGS, "unit": STR, "description": STR,
