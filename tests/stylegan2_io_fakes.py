@@ -99,7 +99,8 @@ class Persistent:
         return (_reconstruct_persistent_obj, (meta,))
 
 
-_BUFFERS = ("w_avg", "noise_const", "resample_filter")
+_BUFFERS = ("w_avg", "noise_const", "resample_filter",
+            "magnitude_ema", "up_filter", "down_filter", "transform", "freqs", "phases")  # the last six: StyleGAN3
 
 
 def _class_for(path: list[str]) -> str:
@@ -120,6 +121,10 @@ def _class_for(path: list[str]) -> str:
         return "ToRGBLayer"
     if name == "skip":
         return "Conv2dLayer"
+    if name == "input":  # StyleGAN3's Fourier features
+        return "SynthesisInput"
+    if name.startswith("L") and name.count("_") == 2:  # StyleGAN3's L<i>_<size>_<channels>
+        return "SynthesisLayer"
     raise KeyError(path)
 
 

@@ -162,14 +162,6 @@ def test_not_a_generator(tmp_path):
         load_nvidia_pickle(tmp_path / "d.pkl")
 
 
-def test_stylegan3_alias_free_generator_is_refused_by_name(tmp_path):
-    G = tiny_generator()
-    tree = generator_tree(G.state_dict(), official_init_kwargs(G))
-    tree.modules["synthesis"].modules["input"] = Persistent("SynthesisInput")
-    with pytest.raises(UserError, match="StyleGAN3"):
-        load_nvidia_pickle(write_pickle({"G_ema": tree}, tmp_path / "sg3.pkl"))
-
-
 class _Odd(Persistent):
     """A persistent object whose reduce is malformed in a given way."""
 

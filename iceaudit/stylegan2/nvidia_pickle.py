@@ -277,12 +277,6 @@ def generator_kwargs(record: PersistentRecord) -> dict[str, Any]:
     top level. Both come out in the stylegan2-ada-pytorch form."""
     if record.class_name != "Generator":
         raise UserError(f"G_ema is a {record.class_name!r}, not a StyleGAN2 Generator")
-    synthesis = record.modules.get("synthesis")
-    if isinstance(synthesis, PersistentRecord) and "input" in synthesis.modules:
-        raise UserError(
-            "this is a StyleGAN3 (alias-free) generator; iceaudit reads StyleGAN2 generators only",
-            hint="Use a stylegan2 / stylegan2-ada network pickle (stylegan3's `stylegan2` config works).",
-        )
     kwargs = dict(zip(_POSITIONAL, record.init_args))
     kwargs.update(record.init_kwargs)
     out = {k: kwargs.pop(k) for k in _POSITIONAL[:5] if k in kwargs}
@@ -298,11 +292,36 @@ def generator_kwargs(record: PersistentRecord) -> dict[str, Any]:
     return _plain(out)
 
 
-def load_nvidia_pickle(path: str | Path, device: Any = "cpu") -> Generator:
-    """iceaudit's `Generator` with the weights of an official pickle's `G_ema`."""
+def is_stylegan3(record: PersistentRecord) -> bool:
+    """An alias-free (StyleGAN3-T/-R) generator: its synthesis starts with a Fourier `input`."""
+    synthesis = record.modules.get("synthesis")
+    return isinstance(synthesis, PersistentRecord) and "input" in synthesis.modules
+
+
+def stylegan3_kwargs(record: PersistentRecord) -> dict[str, Any]:
+    """Official stylegan3 `Generator(z_dim, c_dim, w_dim, img_resolution, img_channels,
+    mapping_kwargs, **synthesis_kwargs)` arguments from a `G_ema` record."""
+    kwargs = dict(zip(_POSITIONAL[:6], record.init_args))
+    kwargs.update(record.init_kwargs)
+    missing = [k for k in _POSITIONAL[:5] if k not in kwargs]
+    if missing:
+        raise UserError(f"G_ema's constructor arguments lack {', '.join(missing)}")
+    kwargs["mapping_kwargs"] = dict(kwargs.get("mapping_kwargs") or {})
+    return _plain(kwargs)
+
+
+def load_nvidia_pickle(path: str | Path, device: Any = "cpu") -> Any:
+    """iceaudit's generator (StyleGAN2, or StyleGAN3-T/-R) with the weights of an official
+    pickle's `G_ema`."""
     from iceaudit.stylegan2.assemble import build_generator
 
     record = generator_record(read_network_pickle(path), path)
-    G = build_generator(generator_kwargs(record), record.state_dict(), source=str(path), device=device)
+    if is_stylegan3(record):
+        from iceaudit.stylegan3.networks import Generator as StyleGAN3
+
+        G = build_generator(stylegan3_kwargs(record), record.state_dict(), source=str(path), device=device,
+                            network=StyleGAN3, kind="StyleGAN3", derived=("up_filter", "down_filter"))
+    else:
+        G = build_generator(generator_kwargs(record), record.state_dict(), source=str(path), device=device)
     G.provenance = {"format": "nvidia-pickle", "path": str(path), "notes": []}
     return G
