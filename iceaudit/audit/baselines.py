@@ -44,13 +44,13 @@ if TYPE_CHECKING:  # annotations only
     from iceaudit.stylegan2.networks import Generator
 
 
-LATENT_METHODS = ("latent", "attfind")
+LATENT_METHODS = ("latent", "attfind", "tcav")
 ALL_METHODS = PIXEL_METHODS + LATENT_METHODS
 # The default set (BENCHMARKS.md ## Baselines): the methods that need at most
 # n_steps classifier passes per face, plus latent IG and AttFind with gradient
 # screening. Occlusion (225 passes per face at 64 px), SmoothGrad and IG from
 # the mean image are opt-in.
-DEFAULT_METHODS = ("saliency", "input_x_gradient", "ig_blur", "feature_ablation", "gradcam", "latent", "attfind")
+DEFAULT_METHODS = ("saliency", "input_x_gradient", "ig_blur", "feature_ablation", "gradcam", "latent", "attfind", "tcav")
 SCHEMA = 1
 BASELINES_HELP = (
     "Baselines beside the walks: `none`, `default`, `all`, or a comma-separated list of "
@@ -80,6 +80,9 @@ class BaselineOptions:
     attfind_screen: int | None = 64  # channels evaluated exactly after gradient screening (None: all)
     attfind_max_faces: int | None = 32  # AttFind on the first faces only (None: all)
     attfind_batch: int = 128
+    tcav_layer: str | None = None  # a module name of the classifier (default: its last Conv2d)
+    tcav_random: int = 10  # random sets per concept (and 2x as many random-vs-random controls)
+    tcav_max_faces: int | None = 32  # TCAV inputs and concept examples: the first faces only (None: all)
 
 
 def parse_methods(value: str | Sequence[str] | None) -> list[str]:
@@ -383,6 +386,22 @@ def run_baselines(
         att["seconds_per_face"] = att["seconds"] / att_ws.shape[0]
         result["attfind"] = att = json.loads(json.dumps(att, default=float))
         done.save("attfind", att)
+
+    if "tcav" in methods and bank is None:
+        result["tcav"] = {"status": "skipped", "reason": "no subspace bank: TCAV's concepts are its subspaces"}
+    elif "tcav" in methods and (kept := done.load("tcav")) is not None:
+        result["tcav"] = kept[0]
+    elif "tcav" in methods:
+        from iceaudit.audit.tcav import run_tcav
+
+        t_ws = ws if opts.tcav_max_faces is None else ws[: opts.tcav_max_faces]
+        seeds = getattr(faces, "seeds", None)
+        tc = run_tcav(score_fn, G, t_ws, bank, seeds=None if seeds is None else list(seeds), layer=opts.tcav_layer,
+                      n_random=opts.tcav_random, drivers=drivers,
+                      progress=stage("TCAV: concepts", len(drivers) if drivers else len(bank.subspaces)))
+        result["tcav"] = tc = json.loads(json.dumps(tc, default=float))
+        if tc["status"] == "ok":
+            done.save("tcav", tc)
 
     if bank is not None and (drivers or latent_scores or regions_by_method):
         from iceaudit.audit.agreement import compare, walk_scores

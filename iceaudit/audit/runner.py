@@ -127,6 +127,10 @@ def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: lis
         "partial": settings.run.partial, "bisect_steps": settings.science.bisect_steps, "device": device.type,
         "batch_images": batch, "shard_faces": settings.run.shard_faces, "precision": settings.science.precision,
     }
+    if "tcav" in settings.science.baselines:  # a layer the classifier lacks is refused before any work
+        from iceaudit.audit.tcav import check_layer
+
+        check_layer(classifier.decision_score, settings.science.tcav_layer)
     if settings.run.backend == "ray":  # an unreachable cluster or a missing Ray is refused before any work
         from iceaudit.audit.ray_backend import preflight
 
@@ -162,13 +166,14 @@ def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: lis
         if settings.science.sanity:
             record.validity.sanity = {"randomised_classifier": _sanity(classifier, G, bank, settings)}
         if settings.science.baselines:
-            from iceaudit.audit.baselines import run_baselines
+            from iceaudit.audit.baselines import BaselineOptions, run_baselines
             from iceaudit.progress import rich_stages
 
             parser = _LabelMaps(settings.science.parser) if settings.science.parser is not None else None
             with progress_bars(settings.output.progress) as bars:
                 record.baselines = run_baselines(classifier.decision_score, G, faces, bank, parser,
                                                  settings.science.baselines, out, drivers=drivers, threshold=threshold,
+                                                 options=BaselineOptions(tcav_layer=settings.science.tcav_layer),
                                                  progress=rich_stages(bars),
                                                  checkpoint=out / CHECKPOINT / "baselines" if out is not None else None)
         if out is not None:

@@ -38,6 +38,7 @@ class Science:
     sanity: bool = False  # also audit a copy of the classifier with re-initialised weights (doubles the time)
     baselines: list[str] = field(default_factory=list)  # Captum / latent / AttFind methods (parse_methods); [] = none
     parser: Any = None  # face parser (criteria convention: logits + `labels`) for region-level baselines
+    tcav_layer: str | None = None  # the classifier layer TCAV reads (a module name; default: its last Conv2d)
 
 
 @dataclass

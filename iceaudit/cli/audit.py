@@ -31,7 +31,9 @@ def audit_command(
     precision: str = typer.Option("fp32", "--precision", help="Generator and classifier arithmetic: fp32, or autocast in bf16 / fp16 (faster on GPUs; measured parity in docs/precision.md)."),
     subspaces: Optional[str] = typer.Option(None, "--subspaces", help="Comma-separated subspace ids to audit (default: all)."),
     sanity: bool = typer.Option(False, "--sanity", help="Also audit the classifier with re-initialised weights: it should show no driver (doubles the time)."),
-    baselines: str = typer.Option("default", "--baselines", help="Captum pixel attributions, latent attribution and AttFind beside the walks: `none`, `default`, `all` or a comma-separated list (see docs/baselines.md)."),
+    baselines: str = typer.Option("default", "--baselines", help="Captum pixel attributions, latent attribution, AttFind and TCAV beside the walks: `none`, `default`, `all` or a comma-separated list (see docs/baselines.md)."),
+    tcav_layer: Optional[str] = typer.Option(None, "--tcav-layer", help="The classifier layer TCAV reads (a module "
+                                             "name such as `layer4`; default: its last Conv2d). Python modules only."),
     parser: Optional[str] = typer.Option(None, "--parser", help="Face parser for region-level baselines: a BiSeNet checkpoint, or `facelab` (default with the demo generator)."),
     parser_labels: str = typer.Option("bisenet", "--parser-labels", help="Label order of a BiSeNet checkpoint: bisenet (zllrunning/facexlib), parsenet (facexlib) or facer."),
     factory: Optional[str] = typer.Option(None, "--factory", help="The network for a state dict: package.module:Class from an installed package (an nn.Module class, or a function annotated -> nn.Module), or path/to/nets.py:Class."),
@@ -83,7 +85,7 @@ def audit_command(
     result = audit(
         classifier, model_card, generator=generator, bank=bank, n=n, seed=seed, device=device, baselines=methods,
         out=out_dir, parser=parser, parser_labels=parser_labels, card_path=card, psi=psi, n_steps=steps,
-        n_null=null, batch_images=batch, precision=precision, resume=resume, sanity=sanity, backend=backend, ray_address=ray_address,
+        n_null=null, batch_images=batch, tcav_layer=tcav_layer, precision=precision, resume=resume, sanity=sanity, backend=backend, ray_address=ray_address,
         workers=workers, shard_faces=shard_faces, trust_classifier=trust_classifier,
         subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
         command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),

@@ -71,6 +71,7 @@ METHOD_NAMES = {
     "gradcam": "Grad-CAM",
     "latent": "Latent attribution",
     "attfind": "AttFind (unnamed drivers)",
+    "tcav": "TCAV (concept activation vectors)",
 }
 
 
@@ -228,7 +229,7 @@ def _baselines(audit_dir: Path, base: dict[str, Any], missing: list[str]) -> Bas
         share_key = "share" if mid == "feature_ablation" else "mass_share"
         jpeg = _image(audit_dir, entry.get("map"), missing, f"{method_name(mid)} attribution map", 240)
         pixel.append(PixelMethod(mid, method_name(mid), SHORT_NAMES.get(mid, mid), entry, share_key, jpeg))
-    for mid in ("latent", "attfind"):
+    for mid in ("latent", "attfind", "tcav"):
         entry = base.get(mid) or {}
         if entry.get("status") == "skipped":
             skipped.append((method_name(mid), entry.get("reason") or "no reason given"))
