@@ -205,22 +205,122 @@ def bank_validate_command(
         console.print(f"[yellow]fails[/] {k}: {'; '.join(reports[k]['reasons'])}", highlight=False)
 
 
-@bank_app.command("sheet", help="Write a contact sheet PNG: one row of walk frames per subspace.")
+@bank_app.command("sheet", help="Write a contact sheet PNG: one row of walk frames per subspace.\n\n"
+                  "With `--seeds`, write instead a labelling page (HTML) of numbered faces to tick for "
+                  "`bank add-concept`: `iceaudit bank sheet --generator demo --seeds 0-199 --out sheet.html`.")
 def bank_sheet_command(
     generator: str = typer.Option(..., "--generator", "-g", help="The generator the bank was built for."),
-    out_png: str = typer.Option(..., "--out", "-o", help="PNG file to write."),
+    out_png: str = typer.Option(..., "--out", "-o", help="PNG file to write (an .html page with --seeds)."),
     bank: str = _BANK_OPT,
     faces: int = typer.Option(1, "--faces", help="Faces per row."),
     steps: int = typer.Option(7, "--steps", help="Frames per walk."),
     seed: int = typer.Option(0, "--seed", help="Seed of the faces."),
     cell: int = typer.Option(96, "--cell", help="Pixel size of one frame in the sheet."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Faces to label (e.g. 0-199): writes a labelling "
+                                        "page whose button saves seed,label CSV for `bank add-concept --labels`."),
 ) -> None:
     from iceaudit.bank.build import bank_latents
     from iceaudit.bank.sheet import contact_sheet
 
+    if seeds is not None:
+        from iceaudit.bank.concept import labelling_sheet
+        from iceaudit.stylegan2.generate import parse_seeds
+        from iceaudit.stylegan2.loaders import load_generator
+
+        wanted = parse_seeds(seeds)
+        G = load_generator(generator).eval()
+        with console.status(f"drawing {len(wanted)} faces"):
+            labelling_sheet(G, wanted, out_png, cell=cell)
+        console.print(f"wrote {out_png}: tick the faces that show the concept, then save labels.csv")
+        return
     b, G = _load_bank_for(bank, generator)
     ws = bank_latents(G, faces, seed)
     with _progress() as bar:
         task = bar.add_task("walking", total=len(b.subspaces))
         contact_sheet(G, b, ws, out_png, steps=steps, cell=cell, progress=lambda n=1: bar.advance(task, n))
     console.print(f"wrote {out_png}")
+
+
+@bank_app.command("add-concept", help="Add your own concept to a bank, from labelled faces or a scorer.\n\n"
+                  "Label generated faces by seed (`bank sheet --seeds 0-199 --out sheet.html` draws them), then "
+                  "fit a direction: `svm` (a linear boundary between positives and negatives in W, W+ or S, "
+                  "as InterFaceGAN) or `attribute` (the style channels the positives shift most, as StyleSpace). "
+                  "Or give no labels and `--method ice --scorer FILE`: the direction that moves the scorer "
+                  "while the `--orthogonal-to` subspaces' criteria stay put (ICE). "
+                  "It is calibrated (with `--scorer`, one unit = 1 SD of the scorer), validated like every "
+                  "subspace (leakage onto the bank's criteria, drift, held-out separation) and appended with "
+                  "the examples' and the scorer's hashes.\n\n"
+                  "Example: `iceaudit bank add-concept --bank demo --out my_bank --id hat --labels hat.csv "
+                  "--orthogonal-to hair_volume`")
+def bank_add_concept_command(
+    concept_id: str = typer.Option(..., "--id", help="Id of the new subspace (letters, digits, _ . -)."),
+    bank: str = _BANK_OPT,
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Bank directory to write (default: the bank itself; "
+                                      "required for a shipped bank)."),
+    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="The generator the bank was built for "
+                                            "(default: the shipped one whose fingerprint the bank records)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="CSV with columns seed,label (1/0, yes/no, pos/neg)."),
+    positives: Optional[str] = typer.Option(None, "--positives", help="Seeds showing the concept: a text/CSV file, "
+                                            "or a folder of images named by seed (seed0042.png)."),
+    negatives: Optional[str] = typer.Option(None, "--negatives", help="Seeds not showing it, the same way."),
+    method: str = typer.Option("svm", "--method", help="svm (linear boundary), attribute (StyleSpace channels; "
+                               "--space S) or ice (from --scorer alone; labels optional, then only checked)."),
+    space: str = typer.Option("W", "--space", help="W, W+ or S."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="W+: first,last ws indices; S: style layer names "
+                                         "(comma-separated; default all)."),
+    orthogonal_to: list[str] = typer.Option([], "--orthogonal-to", help="A bank subspace the concept must not "
+                                            "move along (repeatable): conditional editing. With --method ice its "
+                                            "criterion is held still instead."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Attribute scorer to calibrate on (the criterion "
+                                         "of --method ice): a TorchScript image -> score file, or facelab-age / "
+                                         "facelab-beard."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name a reviewer reads (default: the id)."),
+    description: str = typer.Option("", "--description", help="What the concept is."),
+    tags: list[str] = typer.Option([], "--tag", help="Tag (repeatable), e.g. protected."),
+    leakage_exempt: list[str] = typer.Option([], "--leakage-exempt", help="A bank subspace the concept may move "
+                                             "(repeatable; needs --reason)."),
+    reason: str = typer.Option("", "--reason", help="Why the --leakage-exempt subspaces may move."),
+    keep_failing: bool = typer.Option(False, "--keep-failing", help="Add it even when validation fails."),
+    replace_existing: bool = typer.Option(False, "--replace", help="Refit a concept of the same id."),
+    landmarks: Optional[str] = typer.Option(None, "--landmarks", help=_LANDMARKS_HELP),
+    parser: Optional[str] = typer.Option(None, "--parser", help=_PARSER_HELP),
+    label_order: Optional[str] = typer.Option(None, "--label-order", help=_ORDER_HELP),
+    truth: Optional[str] = typer.Option(None, "--truth", help="`facelab`: check which true factor the concept moves."),
+    truth_factor: Optional[str] = typer.Option(None, "--truth-factor", help="With --truth: the factor it must lead."),
+) -> None:
+    from iceaudit.bank.concept import ConceptSpec, add_concept, read_examples, save_concept_bank
+    from iceaudit.criteria.eyes import load_eyes
+    from iceaudit.resources import shipped_banks_dir
+
+    folder = bank_dir(bank)
+    if out is None:
+        if folder.resolve().is_relative_to(shipped_banks_dir().resolve()):
+            raise UserError(f"bank {bank!r} is a shipped bank: write the extended bank elsewhere with --out DIR")
+        out = str(folder)
+    parts = [p.strip() for p in (layers or "").split(",") if p.strip()]
+    if space == "W+" and not all(p.isdigit() for p in parts):
+        raise UserError(f"--layers {layers!r}: with --space W+ give the first and last ws index, e.g. 0,5")
+    given = labels is not None or positives is not None or negatives is not None
+    examples = read_examples(labels=labels, positives=positives, negatives=negatives) \
+        if given or method != "ice" else None
+    spec = ConceptSpec(id=concept_id, name=name, description=description, tags=list(tags), method=method, space=space,
+                       layers=[int(p) for p in parts] if space == "W+" and parts else parts,
+                       orthogonal_to=list(orthogonal_to))
+    b, G = _load_bank_for(bank, generator)
+    eyes = load_eyes(landmarks, parser, label_order=label_order, defaults=b.meta.get("eyes_spec", {}))
+    source = f"{len(examples.seeds)} labelled faces" if examples is not None else f"the scorer {scorer}"
+    with console.status(f"fitting and validating {concept_id!r} from {source}"):
+        new, report = add_concept(G, b, examples, spec, eyes, scorer=scorer, truth=_truth(truth),
+                                  truth_factor=truth_factor, leakage_exempt_ids=leakage_exempt, exempt_reason=reason,
+                                  keep_failing=keep_failing, replace_existing=replace_existing)
+    sep = f"held-out separation {report['separation']['accuracy']:.0%}, " if "separation" in report else ""
+    console.print(f"{concept_id}: {sep}max leakage {report['max_leakage']:.2f} SD/unit, "
+                  f"drift {report['drift_outside']:.3f}/unit" + (f", moves {report['truth_lead']} most"
+                                                                 if "truth_lead" in report else ""), highlight=False)
+    if not report["passed"]:
+        console.print(f"[yellow]fails[/] {concept_id}: {'; '.join(report['reasons'])}", highlight=False)
+        if not keep_failing:
+            raise UserError(f"concept {concept_id!r} failed validation; the bank is unchanged",
+                            hint="Label more or clearer faces, add --orthogonal-to, or --keep-failing to keep it marked.")
+    save_concept_bank(new, out, report, previous=folder)
+    console.print(f"added {concept_id!r} to {out} ({len(new.subspaces)} subspaces)")

@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from iceaudit.facelab.analysis import NET_RES, _conv, _to_net_res
 from iceaudit.facelab.factors import FACTOR_NAMES, FACTORS, HIGH, LOW, sample_factors
+from iceaudit.errors import UserError
 from iceaudit.facelab.render import render
 from iceaudit.facelab.asset_files import ASSETS, load_asset
 
@@ -175,3 +176,22 @@ class FactorTruth:
     @staticmethod
     def difference(name: str, d: torch.Tensor) -> torch.Tensor:
         return wrap_difference(name, d)
+
+    def scorer(self, name: str) -> nn.Module:
+        """One linear factor as an image -> score module (traceable), e.g. the scorer of a FaceLab
+        concept (`iceaudit bank add-concept --scorer`). Cyclic factors (hues) have no scalar score."""
+        lin, _ = _split(self.reader.names)
+        column = next((k for k, i in enumerate(lin) if FACTOR_NAMES[i] == name), None)
+        if column is None:
+            raise UserError(f"FaceLab factor {name!r} has no scalar score (the reader's linear factors: "
+                            f"{', '.join(FACTOR_NAMES[i] for i in lin)})")
+        return _Column(self.reader, column).eval()
+
+
+class _Column(nn.Module):
+    def __init__(self, reader: FactorReader, column: int) -> None:
+        super().__init__()
+        self.reader, self.column = reader, column
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.reader(images.clamp(-1, 1))[:, self.column]
