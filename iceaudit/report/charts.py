@@ -102,8 +102,13 @@ def leakage(model: ReportModel) -> bytes | None:
     rows = [s for s in (d.subspace for d in model.drivers) if s in leak]
     cols = rows + sorted({c for r in rows for c in leak[r]} - set(rows))
     m = np.array([[leak[r].get(c, np.nan) if c != r else np.nan for c in cols] for r in rows], dtype=float)
-    fig, ax = plt.subplots(figsize=(0.36 * len(cols) + 2.2, 0.3 * len(rows) + 1.4))
-    im = ax.imshow(np.abs(m), cmap="Oranges", vmin=0, vmax=max(0.5, float(np.nanmax(np.abs(m))) if m.size else 0.5))
+    if not np.isfinite(m).any():
+        return None  # one walk, or no criterion measured beside its own: nothing to show
+    longest = max((len(names.get(c, c)) for c in cols), default=10)
+    left, bottom, right = 0.3 + 0.065 * longest, 0.35 + 0.05 * longest, 0.95
+    # the figure grows with its labels, so the cells keep their size however long the names are
+    fig, ax = plt.subplots(figsize=(left + right + 0.36 * len(cols) + 0.3, bottom + 0.12 + 0.3 * len(rows) + 0.3))
+    im = ax.imshow(np.abs(m), cmap="Oranges", vmin=0, vmax=max(0.5, float(np.nanmax(np.abs(m)))))
     ax.set_xticks(range(len(cols)), [names.get(c, c) for c in cols], rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), [names.get(r, r) for r in rows], fontsize=7)
     ax.set_xlabel("criterion that moved")
@@ -111,8 +116,7 @@ def leakage(model: ReportModel) -> bytes | None:
     for s in ax.spines.values():
         s.set_visible(False)
     fig.colorbar(im, ax=ax, fraction=0.035, pad=0.02, label="|change| per unit")
-    longest = max((len(names.get(c, c)) for c in cols), default=10)
-    _margins(fig, left=0.3 + 0.065 * longest, bottom=0.35 + 0.05 * longest, right=0.95)
+    _margins(fig, left=left, bottom=bottom, right=right)
     return _png(fig)
 
 

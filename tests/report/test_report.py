@@ -215,3 +215,25 @@ def test_multi_row_subspace_pages_say_only_the_principal_direction_is_audited(tm
     page = html[html.index(f'id="driver-{first}"'):]
     assert "row 1 of 3 in the bank's basis" in page[: page.index("</section>")]
     assert html.count("principal-only") == 1  # single-row subspaces carry no such note
+
+
+@pytest.mark.parametrize("keep", [1, 2])
+def test_the_leakage_chart_fits_any_number_of_walks_and_long_names(shortcut_audit, tmp_path, keep):
+    """A bank with one or two measured walks and long names (a StyleGAN3 bank: 'random S (L2_36_16)')
+    used to make matplotlib refuse its margins; one walk alone has nothing to show."""
+    from iceaudit.report import charts
+
+    audit = tmp_path / "audit"
+    shutil.copytree(shortcut_audit, audit)
+    summary = json.loads((audit / "summary.json").read_text())
+    leak = summary["validity"]["leakage"]
+    kept = list(leak)[:keep]
+    summary["validity"]["leakage"] = {r: {c: v for c, v in leak[r].items() if c in kept} for r in kept}
+    for d in summary["drivers"]:
+        d["name"] = d["name"] + " with a rather long description (L2_36_16)"
+    (audit / "summary.json").write_text(json.dumps(summary))
+    png = charts.leakage(load_report_model(audit))
+    assert (png is None) == (keep == 1)
+    if png is not None:
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "report.html" in str(build_report(audit, formats=["html"], out_dir=tmp_path / "out")[0])
