@@ -71,9 +71,10 @@ def redness_direction(G: Generator, n: int = 32) -> torch.Tensor:
     return g / g.norm()
 
 
-def synthetic_bank(G: Generator, with_driver: bool = True, seed: int = 0, unit_norm: float = 1.0) -> Bank:
+def synthetic_bank(G: Generator, with_driver: bool = True, seed: int = 0, unit_norm: float = 1.0,
+                   s_layers: tuple[str, ...] = ("b8.conv1", "b8.torgb")) -> Bank:
     gen = torch.Generator().manual_seed(seed)
-    s_layers = ["b8.conv1", "b8.torgb"]
+    s_layers = list(s_layers)
     s_dim = sum(l.channels for l in G.style_layers if l.name in s_layers)
 
     def sub(sid, name, space, layers, basis, tags=(), unit_norm=unit_norm):
@@ -91,7 +92,7 @@ def synthetic_bank(G: Generator, with_driver: bool = True, seed: int = 0, unit_n
         subs.append(sub("redness", "redness", "W", [], basis, tags=["protected"]))
     subs.append(sub("w_random", "random W", "W", [], _random_basis(G.w_dim, 3, gen)))
     subs.append(sub("wplus_random", "random W+ (ws 2-3)", "W+", [2, 3], _random_basis(G.w_dim, 2, gen)))
-    subs.append(sub("s_random", "random S (b8)", "S", s_layers, _random_basis(s_dim, 2, gen), unit_norm=3.0))
+    subs.append(sub("s_random", "random S (b8)" if s_layers[0] == "b8.conv1" else f"random S ({s_layers[0]})", "S", s_layers, _random_basis(s_dim, 2, gen), unit_norm=3.0))
     return Bank(name="synthetic", generator_fingerprint=G.fingerprint(), subspaces=subs)
 
 

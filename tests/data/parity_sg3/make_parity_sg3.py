@@ -1,6 +1,7 @@
 """Make the StyleGAN3 parity fixtures with the official NVlabs/stylegan3 code (run with the official checkout on PYTHONPATH).
 
     mkdir -p /tmp/stubs && echo "# stub" > /tmp/stubs/requests.py
+    echo "from packaging.version import parse as parse_version" > /tmp/stubs/pkg_resources.py
     PYTHONPATH=/tmp/sg3:/tmp/stubs python tests/data/parity_sg3/make_parity_sg3.py /tmp/sg3 tests/data/parity_sg3
 
 Writes, per config, `<name>.json` (init kwargs), `<name>.weights.safetensors` (the official
