@@ -121,3 +121,44 @@ def test_a_stylegan3_pickle_missing_a_tensor_is_refused_by_name(tmp_path):
     path = write_pickle({"G_ema": generator_tree(state, EasyDict(kwargs))}, tmp_path / "sg3.pkl")
     with pytest.raises(UserError, match="lacks tensors.*L3_36_16.weight"):
         load_generator(path)
+
+
+def test_a_stylegan3_converts_to_the_native_format_and_back(tmp_path, capsys):
+    """`iceaudit convert` writes a native pair that names its architecture (format 2); it loads to
+    the same generator; `info` says which family; rosinality's format is refused in one line."""
+    from cli_helpers import run_cli
+    from stylegan2_io_fakes import EasyDict, generator_tree, write_pickle
+
+    from iceaudit.stylegan2.loaders import load_generator
+
+    kwargs = json.loads((DATA / "r32.json").read_text())
+    state = load_file(str(DATA / "r32.weights.safetensors"))
+    pkl = write_pickle({"G_ema": generator_tree(state, EasyDict(kwargs, mapping_kwargs=EasyDict(kwargs["mapping_kwargs"])))},
+                       tmp_path / "sg3.pkl")
+    code, _, err = run_cli(capsys, "convert", str(pkl), str(tmp_path / "native.safetensors"))
+    assert code == 0, err
+    config = json.loads((tmp_path / "native.json").read_text())
+    assert config["format_version"] == 2 and config["architecture"] == "stylegan3"
+    G, ref = load_case("r32")
+    native = load_generator(tmp_path / "native.safetensors")
+    assert native.fingerprint() == G.fingerprint()
+    with torch.no_grad():
+        assert_close_rel(native.synthesis(ref["ws"]), ref["img"], "img")
+    (tmp_path / "native.json").unlink()  # the weights' header alone carries the architecture too
+    assert load_generator(tmp_path / "native.safetensors").fingerprint() == G.fingerprint()
+
+    code, out, err = run_cli(capsys, "info", str(pkl), "--json")
+    assert code == 0, err
+    assert json.loads(out)["family"] == "stylegan3-r" and json.loads(out)["style_layers"][0]["name"] == "input"
+    code, _, err = run_cli(capsys, "convert", str(pkl), str(tmp_path / "r.pt"))
+    assert code == 2 and "StyleGAN2 generators only" in err and not (tmp_path / "r.pt").exists()
+
+
+def test_a_stylegan3_audit_in_reduced_precision_is_refused_in_one_line():
+    from iceaudit.audit.runner import _precision
+    from iceaudit.errors import UserError
+
+    G, _ = load_case("t16")
+    with pytest.raises(UserError, match="stylegan3.*float32 only"):
+        with _precision(G, None, "bf16"):
+            pass

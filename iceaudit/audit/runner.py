@@ -106,7 +106,7 @@ def _precision(G, classifier: Classifier, precision: str):
     """Both networks in `precision` for the audit, as they were afterwards (they are the caller's)."""
     if not hasattr(G, "precision"):
         if precision != "fp32":
-            raise UserError(f"--precision {precision}: this generator ({type(G).__name__}) runs in float32 only")
+            raise UserError(f"--precision {precision}: this generator ({getattr(G, 'architecture', type(G).__name__)}) runs in float32 only")
         yield
         return
     before = (G.precision, classifier.precision)

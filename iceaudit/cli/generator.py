@@ -30,13 +30,20 @@ def info_command(
 
     from iceaudit.stylegan2.loaders import load_generator
 
+    from iceaudit.stylegan2.assemble import architecture_of
+
     G = load_generator(path)
     kw = G.init_kwargs
-    syn, mkw = kw["synthesis_kwargs"], kw["mapping_kwargs"]
+    family = architecture_of(G)
+    # StyleGAN3's constructor takes its synthesis kwargs at the top level
+    syn, mkw = kw.get("synthesis_kwargs", kw), kw["mapping_kwargs"]
+    if family == "stylegan3":
+        family += "-r" if syn.get("conv_kernel", 3) == 1 else "-t"
     layers = G.style_layers
     facts = {
         "path": path,
         "format": G.provenance["format"],
+        "family": family,
         "img_resolution": G.img_resolution,
         "img_channels": G.img_channels,
         "z_dim": G.z_dim,
@@ -45,7 +52,7 @@ def info_command(
         "num_ws": G.num_ws,
         "mapping_layers": G.mapping.num_layers,
         "mapping_lr_multiplier": float(mkw.get("lr_multiplier", 0.01)),
-        "architecture": syn.get("architecture", "skip"),
+        "architecture": syn.get("architecture", "skip" if family == "stylegan2" else "alias-free"),
         "channel_base": syn.get("channel_base", 32768),
         "channel_max": syn.get("channel_max", 512),
         "parameters": sum(p.numel() for p in G.parameters()),
@@ -60,7 +67,7 @@ def info_command(
     summary = Table(title=f"generator {path}", show_header=False, title_justify="left")
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")
-    for key in ("format", "img_resolution", "img_channels", "z_dim", "w_dim", "c_dim", "num_ws",
+    for key in ("format", "family", "img_resolution", "img_channels", "z_dim", "w_dim", "c_dim", "num_ws",
                 "mapping_layers", "mapping_lr_multiplier", "architecture", "channel_base", "channel_max",
                 "parameters", "style_channels", "fingerprint"):
         value = facts[key]

@@ -6,6 +6,7 @@ each give one `UserError` naming the first few offending keys.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
@@ -14,38 +15,68 @@ from iceaudit.errors import UserError
 from iceaudit.stylegan2.networks import Generator
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """A generator family iceaudit builds: its class, its name in messages, and the buffers a
+    checkpoint may leave out because the config determines them (FIR filters)."""
+
+    name: str
+    network: Callable[[], type[torch.nn.Module]]
+    derived: tuple[str, ...]
+
+
+def _stylegan3() -> type[torch.nn.Module]:
+    from iceaudit.stylegan3.networks import Generator as StyleGAN3
+
+    return StyleGAN3
+
+
+ARCHITECTURES = {
+    "stylegan2": Architecture("StyleGAN2", lambda: Generator, ("resample_filter",)),
+    "stylegan3": Architecture("StyleGAN3", _stylegan3, ("up_filter", "down_filter")),
+}
+
+
+def architecture_of(G: torch.nn.Module) -> str:
+    """The `ARCHITECTURES` key of a built generator."""
+    return getattr(G, "architecture", "stylegan2")
+
+
 def _few(names: list[str], limit: int = 4) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-def construct_generator(init_kwargs: Mapping[str, Any], source: str = "",
-                        network: Callable[..., torch.nn.Module] = Generator, kind: str = "StyleGAN2") -> Any:
-    """`network(**init_kwargs)`, with constructor failures as a UserError."""
+def construct_generator(init_kwargs: Mapping[str, Any], source: str = "", architecture: str = "stylegan2") -> Any:
+    """The `architecture`'s generator built from `init_kwargs`, with constructor failures as a UserError."""
+    if architecture not in ARCHITECTURES:
+        raise UserError(f"{source}: unknown generator architecture {architecture!r} "
+                        f"(iceaudit builds {', '.join(ARCHITECTURES)})")
+    arch = ARCHITECTURES[architecture]
     if not isinstance(init_kwargs, Mapping):
         raise UserError(f"{source}: generator config is not a mapping")
     try:
-        return network(**dict(init_kwargs))
+        return arch.network()(**dict(init_kwargs))
     except (TypeError, ValueError, AssertionError, KeyError, RuntimeError, OverflowError, RecursionError,
             MemoryError, ZeroDivisionError) as exc:
-        raise UserError(f"{source}: cannot build a {kind} generator from its config ({exc})") from exc
+        raise UserError(f"{source}: cannot build a {arch.name} generator from its config ({exc})") from exc
 
 
 def build_generator(init_kwargs: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor],
-                    source: str = "", device: Any = "cpu", *, network: Callable[..., torch.nn.Module] = Generator,
-                    kind: str = "StyleGAN2", derived: tuple[str, ...] = ("resample_filter",)) -> Any:
+                    source: str = "", device: Any = "cpu", architecture: str = "stylegan2") -> Any:
     """A generator in eval mode on `device` with exactly `state_dict`'s tensors.
 
     Args:
         init_kwargs: the constructor's keyword arguments (an official pickle's).
-        state_dict: must hold every key of `network(**init_kwargs).state_dict()` with the
-            same shape, except buffers ending in one of `derived` (FIR filters: constants of
-            the config), which may be absent.
+        state_dict: must hold every key of the built generator's state dict with the same
+            shape, except the architecture's derived buffers (FIR filters: constants of the
+            config), which may be absent.
         source: the file, for messages.
         device: where the generator goes.
-        network, kind: the generator class (StyleGAN2's or StyleGAN3's) and its name.
+        architecture: "stylegan2" or "stylegan3" (`ARCHITECTURES`).
     """
-    G = construct_generator(init_kwargs, source, network, kind)
+    G = construct_generator(init_kwargs, source, architecture)
+    derived = ARCHITECTURES[architecture].derived
     expected = G.state_dict()
     given = dict(state_dict)
     for key, value in given.items():

@@ -5,6 +5,7 @@
   file alone is enough to load.
 - `<name>.json`: {"format": "iceaudit-generator", "format_version": 1,
   "init_kwargs": Generator kwargs (stylegan2-ada-pytorch form),
+  ["architecture": "stylegan3", with format_version 2, for a StyleGAN3's kwargs],
   "fingerprint": sha256 of the canonical weights, "metadata": free-form
   (source file and format, notes)}.
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from iceaudit.stylegan2.networks import Generator
 
 FORMAT = "iceaudit-generator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: an `architecture` key (StyleGAN3); StyleGAN2 files stay version 1
 
 
 def native_paths(path: str | Path) -> tuple[Path, Path]:
@@ -40,11 +41,16 @@ def save_native(G: Generator, path: str | Path, metadata: Mapping[str, Any] | No
     """Write G as `<path>.safetensors` + `<path>.json`, each atomically."""
     from safetensors.torch import save_file
 
+    from iceaudit.stylegan2.assemble import architecture_of
+
     weights, config_path = native_paths(path)
     fingerprint = G.fingerprint()
+    architecture = architecture_of(G)
+    version = 1 if architecture == "stylegan2" else 2  # a reader that knows only StyleGAN2 asks to be upgraded
     config = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": version,
+        **({} if architecture == "stylegan2" else {"architecture": architecture}),
         "init_kwargs": G.init_kwargs,
         "fingerprint": fingerprint,
         "metadata": dict(metadata or {}),
@@ -54,7 +60,8 @@ def save_native(G: Generator, path: str | Path, metadata: Mapping[str, Any] | No
     except (TypeError, ValueError) as exc:
         raise UserError(f"generator metadata is not JSON-serialisable: {exc}") from exc
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in G.state_dict().items()}
-    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+    header = {"format": FORMAT, "format_version": str(version),
+              **({} if architecture == "stylegan2" else {"architecture": architecture}),
               "init_kwargs": json.dumps(G.init_kwargs), "fingerprint": fingerprint}
     with atomic_path(weights) as tmp:
         save_file(tensors, str(tmp), metadata=header)
@@ -89,6 +96,7 @@ def _read_config(config_path: Path, weights: Path) -> dict[str, Any]:
             raise UserError(f"{weights} has no generator config: expected {config_path.name} beside it")
         version = str(header.get("format_version", "0"))
         config = {"format": FORMAT, "format_version": int(version) if version.isdigit() else version,
+                  "architecture": header.get("architecture", "stylegan2"),
                   "init_kwargs": _json(header.get("init_kwargs", "null").encode(), f"{weights} (init_kwargs)"),
                   "fingerprint": header.get("fingerprint"), "metadata": {}}
     if not isinstance(config, dict) or config.get("format") != FORMAT:
@@ -119,7 +127,10 @@ def load_native(path: str | Path, device: Any = "cpu") -> Generator:
         state = load_file(str(weights), device="cpu")
     except SafetensorError as exc:
         raise UserError(f"{weights} is not a readable safetensors file (truncated or corrupt: {exc})") from exc
-    G = build_generator(config["init_kwargs"], state, source=str(weights), device=device)
+    architecture = config.get("architecture", "stylegan2")
+    if not isinstance(architecture, str):
+        raise UserError(f"{config_path}: \"architecture\" must be a name such as \"stylegan3\"")
+    G = build_generator(config["init_kwargs"], state, source=str(weights), device=device, architecture=architecture)
     found = G.fingerprint()
     if found != config["fingerprint"]:
         raise UserError(f"{weights} does not match its recorded fingerprint: the weights were modified "

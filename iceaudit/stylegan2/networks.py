@@ -586,7 +586,37 @@ class SynthesisNetwork(torch.nn.Module):
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
 
 
-class Generator(torch.nn.Module):
+class StyleSpaceAccess:
+    """StyleSpace of a generator whose `synthesis` lists its `style_layers` and maps ws to
+    per-layer `styles` (StyleGAN2's and StyleGAN3's alike)."""
+
+    synthesis: torch.nn.Module
+
+    @property
+    def style_layers(self) -> list[StyleLayer]:
+        return list(self.synthesis.style_layers)
+
+    @property
+    def style_dim(self) -> int:
+        """Length of a packed style vector (sum of channels over style layers)."""
+        return sum(sl.channels for sl in self.synthesis.style_layers)
+
+    def styles(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
+        """ws [N, num_ws, w_dim] → {layer name: styles [N, C]} in synthesis order."""
+        return self.synthesis.styles(ws)
+
+    def pack_styles(self, styles: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """{name: [N, C]} → [N, style_dim], layers concatenated in synthesis order."""
+        return torch.cat([styles[sl.name] for sl in self.synthesis.style_layers], dim=1)
+
+    def unpack_styles(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inverse of pack_styles: [N, style_dim] → {name: [N, C]}."""
+        assert_shape(vec, [None, self.style_dim])
+        chunks = torch.split(vec, [sl.channels for sl in self.synthesis.style_layers], dim=1)
+        return {sl.name: chunk for sl, chunk in zip(self.synthesis.style_layers, chunks)}
+
+
+class Generator(StyleSpaceAccess, torch.nn.Module):
     """z → w (mapping) → images (synthesis), with StyleSpace and partial synthesis.
 
     Numbers match NVlabs stylegan2-ada-pytorch in float32 with
@@ -628,20 +658,7 @@ class Generator(torch.nn.Module):
     def precision(self, value: str) -> None:
         self.synthesis.precision = check_precision(value)
 
-    # -- StyleSpace ------------------------------------------------------------
-
-    @property
-    def style_layers(self) -> list[StyleLayer]:
-        return list(self.synthesis.style_layers)
-
-    @property
-    def style_dim(self) -> int:
-        """Length of a packed style vector (sum of channels over style layers)."""
-        return sum(sl.channels for sl in self.synthesis.style_layers)
-
-    def styles(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
-        """ws [N, num_ws, w_dim] → {layer name: styles [N, C]} in synthesis order."""
-        return self.synthesis.styles(ws)
+    # -- StyleSpace (style_layers, styles, pack/unpack: StyleSpaceAccess) ------------
 
     def synthesis_from_styles(self, styles: Mapping[str, torch.Tensor], noise_mode: str = "const",
                               fused_modconv: bool | None = None) -> torch.Tensor:
@@ -654,16 +671,6 @@ class Generator(torch.nn.Module):
     def synthesis_suffix(self, state: SynthesisState, styles: Mapping[str, torch.Tensor],
                          fused_modconv: bool | None = None) -> torch.Tensor:
         return self.synthesis.synthesis_suffix(state, styles, fused_modconv=fused_modconv)
-
-    def pack_styles(self, styles: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """{name: [N, C]} → [N, style_dim], layers concatenated in synthesis order."""
-        return torch.cat([styles[sl.name] for sl in self.synthesis.style_layers], dim=1)
-
-    def unpack_styles(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Inverse of pack_styles: [N, style_dim] → {name: [N, C]}."""
-        assert_shape(vec, [None, self.style_dim])
-        chunks = torch.split(vec, [sl.channels for sl in self.synthesis.style_layers], dim=1)
-        return {sl.name: chunk for sl, chunk in zip(self.synthesis.style_layers, chunks)}
 
     # -- identity ----------------------------------------------------------------
 

@@ -317,10 +317,8 @@ def load_nvidia_pickle(path: str | Path, device: Any = "cpu") -> Any:
 
     record = generator_record(read_network_pickle(path), path)
     if is_stylegan3(record):
-        from iceaudit.stylegan3.networks import Generator as StyleGAN3
-
         G = build_generator(stylegan3_kwargs(record), record.state_dict(), source=str(path), device=device,
-                            network=StyleGAN3, kind="StyleGAN3", derived=("up_filter", "down_filter"))
+                            architecture="stylegan3")
     else:
         G = build_generator(generator_kwargs(record), record.state_dict(), source=str(path), device=device)
     G.provenance = {"format": "nvidia-pickle", "path": str(path), "notes": []}

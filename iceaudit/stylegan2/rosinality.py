@@ -168,6 +168,9 @@ def official_to_rosinality(G: Generator) -> dict[str, Any]:
     Refuses configs rosinality's Generator cannot express. Note that
     rosinality's own code fixes channel counts by `channel_multiplier`; our
     reader accepts any official channel_base/channel_max layout."""
+    if getattr(G, "architecture", "stylegan2") != "stylegan2":
+        raise UserError("rosinality checkpoints hold StyleGAN2 generators only",
+                        hint="Convert a StyleGAN3 to iceaudit's native format: NAME.safetensors.")
     kw = G.init_kwargs
     syn, mkw = kw["synthesis_kwargs"], kw["mapping_kwargs"]
     unsupported = []

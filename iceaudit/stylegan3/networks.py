@@ -26,7 +26,7 @@ from typing import Iterator, Mapping
 import numpy as np
 import torch
 
-from iceaudit.stylegan2.networks import FullyConnectedLayer, MappingNetwork, StyleLayer
+from iceaudit.stylegan2.networks import FullyConnectedLayer, MappingNetwork, StyleLayer, StyleSpaceAccess
 from iceaudit.stylegan2.ops import assert_shape, bias_act, upfirdn2d
 
 
@@ -290,7 +290,7 @@ class SynthesisNetwork(torch.nn.Module):
         raise KeyError(f"unknown style layer {name!r}; expected one of {[sl.name for sl in self.style_layers]}")
 
 
-class Generator(torch.nn.Module):
+class Generator(StyleSpaceAccess, torch.nn.Module):
     """z -> w (mapping, as StyleGAN2's with 2 layers by default) -> alias-free synthesis."""
 
     architecture = "stylegan3"
@@ -314,17 +314,6 @@ class Generator(torch.nn.Module):
                           truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws)
 
-    @property
-    def style_layers(self) -> list[StyleLayer]:
-        return list(self.synthesis.style_layers)
-
-    @property
-    def style_dim(self) -> int:
-        return sum(sl.channels for sl in self.synthesis.style_layers)
-
-    def styles(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.synthesis.styles(ws)
-
     def synthesis_from_styles(self, styles: Mapping[str, torch.Tensor], **kwargs) -> torch.Tensor:
         return self.synthesis.synthesis_from_styles(styles)
 
@@ -333,14 +322,6 @@ class Generator(torch.nn.Module):
 
     def synthesis_suffix(self, state: SynthesisState, styles: Mapping[str, torch.Tensor], **kwargs) -> torch.Tensor:
         return self.synthesis.synthesis_suffix(state, styles)
-
-    def pack_styles(self, styles: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return torch.cat([styles[sl.name] for sl in self.synthesis.style_layers], dim=1)
-
-    def unpack_styles(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
-        assert_shape(vec, [None, self.style_dim])
-        chunks = torch.split(vec, [sl.channels for sl in self.synthesis.style_layers], dim=1)
-        return {sl.name: c for sl, c in zip(self.synthesis.style_layers, chunks)}
 
     def fingerprint(self) -> str:
         """sha256 over the arithmetic config and every state tensor but the filters (derived
