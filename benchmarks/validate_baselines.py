@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from iceaudit.audit.agreement import spearman
+from iceaudit.record import Baselines
 
 
 @dataclass
@@ -50,14 +51,15 @@ def _top(scores: Mapping[str, float]) -> str | None:
     return max(scores, key=lambda k: scores[k]) if scores else None
 
 
-def oracle_row(name: str, result: Mapping[str, Any], oracle: Mapping[str, float],
+def oracle_row(name: str, result: Baselines, oracle: Mapping[str, float],
                factor_subspace: Mapping[str, str], factor_region: Mapping[str, str],
                pixel_method: str = "feature_ablation") -> dict[str, Any]:
     """One table row: how the baselines of one classifier compare with its oracle."""
     top_factor = _top(oracle)
     row: dict[str, Any] = {"classifier": name, "oracle_top_factor": top_factor}
 
-    regions = result.get("pixel", {}).get(pixel_method, {}).get("regions", {})
+    entry = result.pixel.get(pixel_method)
+    regions = (entry.regions if entry else None) or {}
     key = "abs_importance" if pixel_method == "feature_ablation" else "ratio"
     region_scores = {r: v[key] for r, v in regions.items()}
     row["region_top"] = _top(region_scores)
@@ -65,30 +67,30 @@ def oracle_row(name: str, result: Mapping[str, Any], oracle: Mapping[str, float]
     by_factor = {f: region_scores[factor_region[f]] for f in oracle if factor_region.get(f) in region_scores}
     row["region_rho"] = spearman(by_factor, oracle)["rho"]
 
-    latent = result.get("latent", {}).get("subspaces", {})
-    lat_scores = {sid: v["abs_attribution"] for sid, v in latent.items()}
+    latent = (result.latent.subspaces if result.latent else None) or {}
+    lat_scores = {sid: v.abs_attribution for sid, v in latent.items()}
     row["latent_top"] = _top(lat_scores)
     row["latent_match"] = top_factor is not None and row["latent_top"] == factor_subspace.get(top_factor)
     by_factor = {f: lat_scores[factor_subspace[f]] for f in oracle if factor_subspace.get(f) in lat_scores}
     row["latent_rho"] = spearman(by_factor, oracle)["rho"]
 
-    att = result.get("attfind", {})
-    channels = att.get("channels", [])
-    classes = att.get("classes", {})
-    firsts = [c["top"][0] for c in classes.values() if c.get("top")]
-    strongest = max(firsts, key=lambda p: p["mean_effect"])["channel"] if firsts else None
-    entry = next((c for c in channels if c["channel"] == strongest), None)
+    att = result.attfind
+    channels = (att.channels if att else None) or []
+    classes = (att.classes if att else None) or {}
+    firsts = [c.top[0] for c in classes.values() if c.top]
+    strongest = max(firsts, key=lambda p: p.mean_effect).channel if firsts else None
+    chosen = next((c for c in channels if c.channel == strongest), None)
     row["attfind_top_channel"] = strongest
-    row["attfind_top_match"] = entry["best_match"]["subspace"] if entry and entry.get("explained_by_bank") else None
-    row["attfind_top_region"] = entry.get("region") if entry else None
-    row["attfind_match"] = bool(entry) and top_factor is not None and (
+    row["attfind_top_match"] = chosen.best_match.subspace if chosen and chosen.explained_by_bank and chosen.best_match else None
+    row["attfind_top_region"] = chosen.region if chosen else None
+    row["attfind_match"] = bool(chosen) and top_factor is not None and (
         row["attfind_top_match"] == factor_subspace.get(top_factor) or row["attfind_top_region"] == factor_region.get(top_factor)
     )
-    row["attfind_sufficiency"] = max((c.get("sufficiency", 0.0) for c in classes.values()), default=0.0)
+    row["attfind_sufficiency"] = max((c.sufficiency for c in classes.values()), default=0.0)
     return row
 
 
-def oracle_rows(results: Mapping[str, Mapping[str, Any]], oracles: Mapping[str, Mapping[str, float]],
+def oracle_rows(results: Mapping[str, Baselines], oracles: Mapping[str, Mapping[str, float]],
                 factor_subspace: Mapping[str, str], factor_region: Mapping[str, str]) -> list[dict[str, Any]]:
     return [oracle_row(n, results[n], oracles[n], factor_subspace, factor_region) for n in results]
 

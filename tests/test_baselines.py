@@ -38,6 +38,7 @@ from iceaudit.audit.pixel_attribution import (
 from iceaudit.audit.style_space import subspace_in_s, to_style_space
 from iceaudit.errors import UserError
 from iceaudit.record import Driver
+from iceaudit.record.codec import to_json
 
 PLANTED = ("b8.conv1", 2)
 
@@ -249,22 +250,22 @@ def _driver(sid: str, slope: float) -> Driver:
     return Driver(subspace=sid, slope=slope, ci_low=slope, ci_high=slope, flip_rate=0.0, significant=False)
 
 
-def test_run_baselines_writes_figures_and_a_json_dict(world, tmp_path):
+def test_run_baselines_writes_figures_and_its_record(world, tmp_path):
     G, ws, _ = world
     f = channel_probe(G, ws, *PLANTED)
     drivers = [_driver(sid, slope) for sid, slope in (("planted", 1.0), ("early", 0.1), ("w_dense", 0.4),
                                                       ("w_plus", 0.05))]
     out = run_baselines(f, G, ws[:8], _bank(G), FixedParser(), "saliency,feature_ablation,gradcam,latent,attfind",
                         tmp_path, drivers=drivers, threshold=0.0)
-    json.loads(json.dumps(out, allow_nan=False))
-    assert out["pixel"]["gradcam"]["status"] == "skipped" and out["pixel"]["gradcam"]["reason"]
-    assert (tmp_path / out["pixel"]["saliency"]["map"]).is_file()
-    assert set(out["pixel"]["saliency"]["quality"]) >= {"infidelity", "sensitivity_max"}
-    assert out["latent"]["ranking"][0] == "planted"
-    assert out["agreement"]["walk_vs_latent"]["n"] == 4
-    slope = out["agreement"]["walk_vs_latent_slope"]
-    assert slope["n"] == 4 and -1.0 <= slope["rho"] <= 1.0
-    assert run_baselines(f, G, ws, None, None, "none", tmp_path)["methods"] == []
+    json.loads(json.dumps(to_json(out), allow_nan=False))
+    assert out.pixel["gradcam"].status == "skipped" and out.pixel["gradcam"].reason
+    assert (tmp_path / out.pixel["saliency"].map).is_file()
+    assert set(out.pixel["saliency"].quality) >= {"infidelity", "sensitivity_max"}
+    assert out.latent.ranking[0] == "planted"
+    assert out.agreement.walk_vs_latent.n == 4
+    slope = out.agreement.walk_vs_latent_slope
+    assert slope.n == 4 and -1.0 <= slope.rho <= 1.0
+    assert run_baselines(f, G, ws, None, None, "none", tmp_path).methods == []
 
 
 def test_a_non_differentiable_classifier_gets_the_perturbation_methods_only(world, tmp_path):
@@ -280,10 +281,10 @@ def test_a_non_differentiable_classifier_gets_the_perturbation_methods_only(worl
 
     out = run_baselines(OnnxLike().decision_score, G, ws[:6], _bank(G), FixedParser(),
                         "saliency,occlusion,feature_ablation,latent", tmp_path)
-    assert out["pixel"]["saliency"]["status"] == "skipped" and "not differentiable" in out["pixel"]["saliency"]["reason"]
-    assert out["pixel"]["feature_ablation"]["region_ranking"][0] == "eyes"
-    assert out["pixel"]["occlusion"]["region_ranking"][0] == "eyes"
-    assert out["latent"]["status"] == "skipped"
+    assert out.pixel["saliency"].status == "skipped" and "not differentiable" in out.pixel["saliency"].reason
+    assert out.pixel["feature_ablation"].region_ranking[0] == "eyes"
+    assert out.pixel["occlusion"].region_ranking[0] == "eyes"
+    assert out.latent.status == "skipped"
 
 
 def test_oracle_table_compares_baselines_with_known_truth(world):
@@ -306,7 +307,7 @@ def test_oracle_table_compares_baselines_with_known_truth(world):
     assert row["latent_top"] == "planted" and row["latent_match"]
     assert row["attfind_top_channel"] == "b8.conv1:2" and row["attfind_top_match"] == "planted" and row["attfind_match"]
     assert row["attfind_sufficiency"] >= 0.7
-    fa = res["pixel"]["feature_ablation"]["regions"]
+    fa = res.pixel["feature_ablation"].regions
     assert row["region_top"] == max(fa, key=lambda r: fa[r]["abs_importance"])
     assert row["region_match"] == (row["region_top"] == "mouth")
     table = markdown_table([row])
@@ -339,9 +340,9 @@ def test_everything_runs_on_the_stylegan2_engine(tmp_path):
     out = run_baselines(model, G, ws, bank, FixedParser(), "all", tmp_path,
                         drivers=[_driver(i, v) for i, v in (("s", 1.0), ("wp", 0.5), ("w", 0.2))],
                         threshold=float(model(G.synthesis(ws)).detach().median()))
-    json.dumps(out, allow_nan=False)
-    assert all(v["status"] == "ok" for v in out["pixel"].values())  # gradcam included: a module model
-    assert out["attfind"]["n_channels"] == len(a.channels)
+    json.dumps(to_json(out), allow_nan=False)
+    assert all(v.status == "ok" for v in out.pixel.values())  # gradcam included: a module model
+    assert out.attfind.n_channels == len(a.channels)
 
 
 def test_every_baseline_method_reports_its_own_stage_with_counts(world, tmp_path):

@@ -89,20 +89,20 @@ def test_random_init_has_no_significant_driver(world):
 
 
 def test_attfind_flips_nothing_in_random_init(world):
-    res = audit("random_init", world).record.baselines["attfind"]
-    assert max(c["sufficiency"] for c in res["classes"].values()) <= 0.1, res["classes"]
+    res = audit("random_init", world).record.baselines.attfind
+    assert max(c.sufficiency for c in res.classes.values()) <= 0.1, res.classes
 
 
 def test_attfind_finds_the_skin_tone_shortcut_and_names_it_from_the_bank(world):
     # The demo generator has a skin-tone style knob (docs/facelab.md): AttFind's strongest channel
     # toward each class must be one the bank explains as skin tone or smile, and flip most faces.
-    res = audit("smiling_skin_shortcut", world).record.baselines["attfind"]
-    channels = {c["channel"]: c for c in res["channels"]}
-    for label, cls in res["classes"].items():
-        top = channels[cls["top"][0]["channel"]]
-        assert top["explained_by_bank"], (label, top)
-        assert top["best_match"]["subspace"] in {"skin_tone", "smile"}, (label, top["best_match"])
-        assert cls["sufficiency_curve"][0] >= 0.5, (label, cls["sufficiency_curve"])
+    res = audit("smiling_skin_shortcut", world).record.baselines.attfind
+    channels = {c.channel: c for c in res.channels}
+    for label, cls in res.classes.items():
+        top = channels[cls.top[0].channel]
+        assert top.explained_by_bank, (label, top)
+        assert top.best_match.subspace in {"skin_tone", "smile"}, (label, top.best_match)
+        assert cls.sufficiency_curve[0] >= 0.5, (label, cls.sufficiency_curve)
 
 
 def test_fairness_gate_fails_the_shortcut_and_passes_the_honest_classifier(world):

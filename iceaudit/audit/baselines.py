@@ -9,9 +9,9 @@ The audit calls one function on the faces it already sampled::
         score_fn, G, faces, bank, parser, methods, audit_dir,
         drivers=record.drivers, threshold=card_threshold)
 
-The result is a JSON-serialisable dict whose shape is documented in
-`iceaudit.record`; heatmaps and walk strips are written to
-``audit_dir/figures/``.
+The result is the record's typed `iceaudit.record.Baselines` (each method builds its
+JSON-shaped part; `_typed` reads them into the types once); heatmaps and walk strips are
+written to ``audit_dir/figures/``.
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ from iceaudit.atomic import atomic_path, write_text
 from iceaudit.errors import UserError
 from iceaudit.validation import read_record
 from iceaudit.progress import Advance, StageProgress, no_progress
-from iceaudit.record import Driver
+from iceaudit.record import Baselines, Driver
+from iceaudit.record.codec import from_json
 
 if TYPE_CHECKING:  # annotations only
     from iceaudit.audit.sample import Faces
@@ -246,7 +247,7 @@ def run_baselines(
     options: BaselineOptions | None = None,
     progress: StageProgress | None = None,
     checkpoint: str | Path | None = None,
-) -> dict[str, Any]:
+) -> Baselines:
     """Run the chosen baselines on the audit's sampled faces.
 
     Args:
@@ -273,7 +274,7 @@ def run_baselines(
     differentiable = classifier_parts(score_fn)[1]
     result: dict[str, Any] = {"schema": SCHEMA, "methods": list(methods), "threshold": threshold, "options": asdict(opts)}
     if not methods:
-        return result
+        return _typed(result)
     stage = progress or no_progress
 
     pixel = [m for m in methods if m in PIXEL_METHODS]
@@ -408,4 +409,9 @@ def run_baselines(
 
         walk = walk_scores(drivers) if drivers else None
         result["agreement"] = compare(bank, walk, latent_scores, regions_by_method, labels, latent_slope=latent_slope)
-    return result
+    return _typed(result)
+
+
+def _typed(result: dict[str, Any]) -> Baselines:
+    """The methods' JSON-shaped results as the record's `Baselines` (numpy scalars as floats)."""
+    return from_json(Baselines, json.loads(json.dumps(result, default=float)), "baselines")

@@ -8,11 +8,14 @@ from iceaudit.record.audit import (SCHEMA_VERSION, AuditRecord, BankRecord, Base
                                    Counterfactuals, Driver, DriverEvidence, Execution, FaceOutcome, Fairness,
                                    FairnessFinding, FlipStats, GeneratorRecord, NullFloor, NullTest, OwnCriterion,
                                    Provenance, SanityCheck, SettingsRecord, SubspaceRecord, Validity, WalkStrip)
+from iceaudit.record.baselines import (Agreement, AttFindBaseline, AttFindChannel, Baselines, LatentBaseline,
+                                       PixelBaseline, TcavBaseline)
 from iceaudit.record.io import load_record, record_from_json, write_record
 from iceaudit.record.verdict import agreement_word, compose_verdict
 
 __all__ = [
-    "SCHEMA_VERSION", "AuditRecord", "BankRecord", "BaseRate", "BestEdit", "ClassifierRecord", "Counterfactuals",
+    "SCHEMA_VERSION", "Agreement", "AttFindBaseline", "AttFindChannel", "Baselines", "LatentBaseline",
+    "PixelBaseline", "TcavBaseline", "AuditRecord", "BankRecord", "BaseRate", "BestEdit", "ClassifierRecord", "Counterfactuals",
     "Driver", "DriverEvidence", "Execution", "FaceOutcome", "Fairness", "FairnessFinding", "FlipStats",
     "GeneratorRecord", "NullFloor", "NullTest", "OwnCriterion", "Provenance", "SanityCheck", "SettingsRecord",
     "SubspaceRecord", "Validity", "WalkStrip", "agreement_word", "compose_verdict", "load_record",

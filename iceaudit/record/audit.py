@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from iceaudit.record.baselines import Baselines
 from iceaudit.record.codec import empty_as_none, omitted
 
 SCHEMA_VERSION = 1
@@ -310,8 +311,7 @@ class Provenance:
 
 @dataclass(kw_only=True)
 class AuditRecord:
-    """summary.json. ``baselines`` is `iceaudit.audit.baselines.run_baselines`' result as
-    written (its shape is `iceaudit.record.schema.BASELINES`; `iceaudit.report.model` reads it)."""
+    """summary.json (its JSON Schema: `iceaudit.record.schema.SUMMARY`)."""
 
     classifier: ClassifierRecord | None = omitted()
     generator: GeneratorRecord | None = omitted()
@@ -323,7 +323,7 @@ class AuditRecord:
     counterfactuals: Counterfactuals | None = omitted()
     fairness: Fairness | None = omitted()
     validity: Validity | None = omitted()
-    baselines: dict[str, Any] = field(default_factory=dict)
+    baselines: Baselines | None = empty_as_none()  # written as {} when the audit ran none
     provenance: Provenance
     schema_version: int = SCHEMA_VERSION
 

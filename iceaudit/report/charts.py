@@ -125,9 +125,9 @@ def regions(model: ReportModel) -> bytes | None:
     import numpy as np
 
     view = model.baselines
-    if view is None or not view.regions or not any(p.entry.get("regions") for p in view.pixel):
+    if view is None or not view.regions or not any(p.entry.regions for p in view.pixel):
         return None
-    methods = [p for p in view.pixel if p.entry.get("regions")]
+    methods = [p for p in view.pixel if p.entry.regions]
     parts = view.regions
     k = len(methods) + 1
     h = 0.8 / k
@@ -136,7 +136,7 @@ def regions(model: ReportModel) -> bytes | None:
     ax.barh(y - 0.4 + h / 2, [view.area[x] for x in parts], h, color="#cfd4da", label="share of the image (area)")
     palette = ["#1f5fa8", "#e67e22", "#27ae60", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d35400"]
     for i, p in enumerate(methods):
-        regs = p.entry["regions"]
+        regs = p.entry.regions
         ax.barh(y - 0.4 + h * (i + 1.5), [regs[x][p.share_key] if x in regs else 0.0 for x in parts], h,
                 color=palette[i % len(palette)], label=p.name)
     ax.set_yticks(y, parts)

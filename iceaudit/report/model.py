@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from iceaudit.errors import UserError
-from iceaudit.record import AuditRecord, Driver, compose_verdict, load_record
+from iceaudit.record import AttFindChannel, AuditRecord, Baselines, Driver, PixelBaseline, compose_verdict, load_record
 
 log = logging.getLogger(__name__)
 
@@ -91,22 +91,22 @@ class PixelMethod:
     id: str
     name: str
     short: str  # for narrow table headers
-    entry: dict[str, Any]  # summary["baselines"]["pixel"][id]
+    entry: PixelBaseline  # record.baselines.pixel[id]
     share_key: str  # "mass_share" (attribution maps) or "share" (face-part ablation: share of score drop)
     map: bytes | None
 
 
 @dataclass
 class UnnamedDriver:
-    index: int  # position in summary["baselines"]["attfind"]["unnamed_drivers"]
-    entry: dict[str, Any]
+    index: int  # position in record.baselines.attfind.unnamed_drivers
+    entry: AttFindChannel
     strip: bytes | None
     target: str | None  # the AttFind class ("positive" / "negative") whose top channels hold it
 
 
 @dataclass
 class BaselinesView:
-    """summary["baselines"] (written by iceaudit.audit.baselines.run_baselines) as the report shows it."""
+    """record.baselines (written by iceaudit.audit.baselines.run_baselines) as the report shows it."""
 
     pixel: list[PixelMethod]
     skipped: list[tuple[str, str]]  # (method name, reason)
@@ -217,36 +217,35 @@ def _curves(results: Any, ids: list[str]) -> dict[str, Curve]:
     return out
 
 
-def _baselines(audit_dir: Path, base: dict[str, Any], missing: list[str]) -> BaselinesView | None:
-    """Images and names for the baselines section; the numbers stay in the summary dict."""
-    if not base.get("methods"):
+def _baselines(audit_dir: Path, base: Baselines | None, missing: list[str]) -> BaselinesView | None:
+    """Images and names for the baselines section; the numbers stay in the record."""
+    if base is None or not base.methods:
         return None
     pixel, skipped = [], []
-    for mid, entry in (base.get("pixel") or {}).items():
-        if entry.get("status") != "ok":
-            skipped.append((method_name(mid), entry.get("reason") or "no reason given"))
+    for mid, entry in base.pixel.items():
+        if entry.status != "ok":
+            skipped.append((method_name(mid), entry.reason or "no reason given"))
             continue
         share_key = "share" if mid == "feature_ablation" else "mass_share"
-        jpeg = _image(audit_dir, entry.get("map"), missing, f"{method_name(mid)} attribution map", 240)
+        jpeg = _image(audit_dir, entry.map, missing, f"{method_name(mid)} attribution map", 240)
         pixel.append(PixelMethod(mid, method_name(mid), SHORT_NAMES.get(mid, mid), entry, share_key, jpeg))
-    for mid in ("latent", "attfind", "tcav"):
-        entry = base.get(mid) or {}
-        if entry.get("status") == "skipped":
-            skipped.append((method_name(mid), entry.get("reason") or "no reason given"))
-    labels = base.get("labels") or []
+    for mid, other in (("latent", base.latent), ("attfind", base.attfind), ("tcav", base.tcav)):
+        if other is not None and other.status == "skipped":
+            skipped.append((method_name(mid), other.reason or "no reason given"))
+    labels = base.labels or []
     area: dict[str, float] = {}
     area_from: dict[str, str] = {}
     for p in pixel:
-        for part, r in (p.entry.get("regions") or {}).items():
+        for part, r in (p.entry.regions or {}).items():
             if part not in area:
                 area[part], area_from[part] = r["area_share"], p.id
     regions = [x for x in labels if x in area] + [x for x in area if x not in labels]
     unnamed = []
-    att = base.get("attfind") or {}
-    for i, u in enumerate(att.get("unnamed_drivers") or []):
-        strip = _image(audit_dir, u.get("walk_strip"), missing, f"unnamed driver {u.get('channel')}", 192)
-        target = next((cls for cls, c in (att.get("classes") or {}).items()
-                       if any(t.get("channel") == u.get("channel") for t in c.get("top", []))), None)
+    att = base.attfind
+    for i, u in enumerate((att.unnamed_drivers if att else None) or []):
+        strip = _image(audit_dir, u.walk_strip, missing, f"unnamed driver {u.channel}", 192)
+        target = next((cls for cls, c in (att.classes or {}).items()
+                       if any(t.channel == u.channel for t in c.top)), None)
         unnamed.append(UnnamedDriver(i, u, strip, target))
     return BaselinesView(pixel=pixel, skipped=skipped, regions=regions, area=area, area_from=area_from, unnamed=unnamed)
 

@@ -100,6 +100,6 @@ def test_the_report_shows_tcav_beside_the_walks(G, bank, tmp_path):
     clf = _classifier(G, RedNet())
     res = run_audit(clf, G, bank, AuditSettings.of(n=4, n_steps=3, n_null=2, n_bootstrap=200, progress=False,
                                                    baselines=["tcav"], out=tmp_path / "a"))
-    assert res.record.baselines["tcav"]["status"] == "ok"
+    assert res.record.baselines.tcav.status == "ok"
     html = render_html(load_report_model(tmp_path / "a"))
     assert 'id="tcav-table"' in html and 'data-path="baselines/tcav/subspaces/redness/score"' in html

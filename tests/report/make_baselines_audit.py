@@ -26,6 +26,7 @@ from baselines_world import (  # noqa: E402
 
 from iceaudit.audit.baselines import run_baselines  # noqa: E402
 from iceaudit.record import Driver, record_from_json, write_record  # noqa: E402
+from iceaudit.record.codec import to_json  # noqa: E402
 
 PLANTED = ("b8.conv1", 2)
 # id, name, tags, walk slope (made up: the planted subspace drives the probe)
@@ -63,7 +64,7 @@ def main(out: str) -> None:
                                                for sid, name, tags, _ in SUBSPACES]},
         "settings": {"n_samples": 8},
         "drivers": drivers,
-        "baselines": baselines,
+        "baselines": to_json(baselines),
         "provenance": {"command": "PYTHONPATH=. python tests/report/make_baselines_audit.py " + out,
                        "synthetic_fixture": True},
     }, "baselines fixture"), out_dir / "summary.json")
