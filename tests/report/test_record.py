@@ -66,6 +66,8 @@ def test_absent_optional_fields_stay_absent_and_nulls_stay_null():
     (lambda s: s["drivers"][0].pop("significant"), "drivers[0]"),
     (lambda s: s["counterfactuals"]["per_subspace"].update(smile=[1, 2]), "counterfactuals.per_subspace.smile"),
     (lambda s: s["validity"]["null_floor"].update(n_directions=2.5), "validity.null_floor.n_directions"),
+    (lambda s: s["baselines"]["latent"]["subspaces"]["smile"].update(share="most"), "baselines.latent.subspaces.smile"),
+    (lambda s: s["baselines"]["agreement"].update(walk_vs_latent=[0.5]), "baselines.agreement.walk_vs_latent"),
 ])
 def test_a_field_of_the_wrong_type_is_one_message_naming_it(shortcut_audit, mutate, where):
     data = json.loads((shortcut_audit / "summary.json").read_text())
@@ -88,3 +90,16 @@ def test_another_schema_version_is_refused(tmp_path):
     path.write_text(json.dumps({"schema_version": 2, "drivers": [], "provenance": {}}))
     with pytest.raises(UserError, match="schema version 2 is not supported"):
         load_record(path)
+
+
+def test_the_baselines_section_reads_into_its_types(shortcut_audit):
+    from iceaudit.record import AttFindChannel, Baselines, LatentBaseline, PixelBaseline
+
+    base = load_record(shortcut_audit).baselines
+    assert isinstance(base, Baselines) and isinstance(base.latent, LatentBaseline)
+    assert all(isinstance(p, PixelBaseline) for p in base.pixel.values())
+    assert all(isinstance(c, AttFindChannel) for c in base.attfind.unnamed_drivers)
+    empty = json.loads((shortcut_audit / "summary.json").read_text())
+    empty["baselines"] = {}
+    record = record_from_json(empty, "summary.json")
+    assert record.baselines is None and to_json(record)["baselines"] == {}  # no baselines: {} both ways
