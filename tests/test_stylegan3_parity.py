@@ -11,28 +11,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import parity_helpers
 import pytest
 import torch
+from parity_helpers import assert_close_rel
 from safetensors.torch import load_file
 
 from iceaudit.stylegan3.networks import Generator, lowpass_filter
 
 DATA = Path(__file__).parent / "data" / "parity_sg3"
-CONFIGS = sorted(p.name[: -len(".json")] for p in DATA.glob("*.json"))
-REL_TOL = 1e-3
+CONFIGS = parity_helpers.case_names(DATA)
 
 
 def load_case(name: str):
-    G = Generator(**json.loads((DATA / f"{name}.json").read_text())).eval()
-    G.load_state_dict(load_file(str(DATA / f"{name}.weights.safetensors")), strict=True)
-    return G, load_file(str(DATA / f"{name}.outputs.safetensors"))
-
-
-def assert_close_rel(ours: torch.Tensor, ref: torch.Tensor, what: str) -> None:
-    assert ours.shape == ref.shape, what
-    err = (ours - ref).abs().max().item()
-    scale = ref.abs().max().item()
-    assert err <= REL_TOL * scale, f"{what}: max abs diff {err:.3g} > {REL_TOL} x {scale:.3g}"
+    return parity_helpers.load_case(DATA, name, Generator)
 
 
 def test_fixtures_present():
