@@ -102,7 +102,8 @@ def _classifier():
             p = x @ v
             cut = (p[train][pos[train]].mean() + p[train][~pos[train]].mean()) / 2
             accuracy = float(((p[test] > cut) == pos[test]).float().mean()) if n_test else float("nan")
-            self._weights = torch.stack([-fit_svm(x, pos), fit_svm(x, pos)])  # final CAV on all examples
+            cav = fit_svm(x, pos)  # the final CAV, on all examples
+            self._weights = torch.stack([-cav, cav])
             return {"accs": torch.tensor(accuracy)}
 
         def weights(self) -> torch.Tensor:
