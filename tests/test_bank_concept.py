@@ -62,6 +62,18 @@ def test_the_svm_finds_a_planted_boundary():
     assert float(v @ u) > 0.95
 
 
+def test_with_few_examples_in_many_dimensions_the_svm_solves_the_same_problem_over_their_span():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(20, 300, generator=g)
+    y = torch.rand(20, generator=g) > 0.5
+    x[y] += 0.3 * torch.randn(300, generator=g)
+    span = fit_svm(x, y)  # 20 examples < 300 dims: the span form
+    primal = fit_svm(x, y, iters=3000, form="primal")
+    assert float(span @ primal) > 0.999
+    with pytest.raises(ValueError):
+        fit_svm(x, y, form="dual")
+
+
 # --- the FaceLab proof ----------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -98,11 +98,13 @@ def _classifier():
             n_test = int(test_split_ratio * len(y))
             test, train = order[:n_test], order[n_test:]
             pos = y == self._classes[-1]
-            v = fit_svm(x[train], pos[train])
+            v = fit_svm(x[train], pos[train])  # for the held-out accuracy only
             p = x @ v
             cut = (p[train][pos[train]].mean() + p[train][~pos[train]].mean()) / 2
             accuracy = float(((p[test] > cut) == pos[test]).float().mean()) if n_test else float("nan")
-            cav = fit_svm(x, pos)  # the final CAV, on all examples
+            # the CAV itself on all examples: swapping the two sets then gives exactly its negative,
+            # which centres the random-vs-random controls on 0.5
+            cav = fit_svm(x, pos)
             self._weights = torch.stack([-cav, cav])
             return {"accs": torch.tensor(accuracy)}
 
