@@ -237,8 +237,13 @@ def test_an_ice_concept_from_the_command_line_needs_only_a_scorer(capsys, demo, 
     code, _, err = run_cli(capsys, *common, "--space", "W+", "--layers", "a,b", "--labels", "x.csv")
     assert code == 2 and "--layers" in err
 
-    code, out, err = run_cli(capsys, *common, "--method", "ice", "--scorer", _scorer(demo, "smile"),
+    code, _, err = run_cli(capsys, *[a for a in common if a not in ("--id", "ice_smile")], "--method", "ice",
+                           "--scorer", _scorer(demo, "smile"))
+    assert code == 2 and "--id" in err and not (tmp_path / "b").exists()
+
+    named = [a for a in common if a not in ("--id", "ice_smile")] + ["--name", "ICE smile"]
+    code, out, err = run_cli(capsys, *named, "--method", "ice", "--scorer", _scorer(demo, "smile"),
                              "--leakage-exempt", "smile", "--reason", "the same attribute as smile")
     assert code == 0, err
-    added = load_bank(tmp_path / "b")["ice_smile"]
+    added = load_bank(tmp_path / "b")["ice_smile"]  # the id made from --name
     assert added.method == "concept-ice" and added.verified and "separation" not in out

@@ -1,6 +1,7 @@
 """`iceaudit bank ...`: build, list, show, validate and draw subspace banks."""
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import typer
@@ -253,7 +254,8 @@ def bank_sheet_command(
                   "Example: `iceaudit bank add-concept --bank demo --out my_bank --id hat --labels hat.csv "
                   "--orthogonal-to hair_volume`")
 def bank_add_concept_command(
-    concept_id: str = typer.Option(..., "--id", help="Id of the new subspace (letters, digits, _ . -)."),
+    concept_id: Optional[str] = typer.Option(None, "--id", help="Id of the new subspace (letters, digits, _ . -; "
+                                             "default: made from --name)."),
     bank: str = _BANK_OPT,
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Bank directory to write (default: the bank itself; "
                                       "required for a shipped bank)."),
@@ -274,7 +276,8 @@ def bank_add_concept_command(
     scorer: Optional[str] = typer.Option(None, "--scorer", help="Attribute scorer to calibrate on (the criterion "
                                          "of --method ice): a TorchScript image -> score file, or facelab-age / "
                                          "facelab-beard."),
-    name: Optional[str] = typer.Option(None, "--name", help="Name a reviewer reads (default: the id)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name a reviewer reads (default: the id); --id or "
+                                       "--name is needed."),
     description: str = typer.Option("", "--description", help="What the concept is."),
     tags: list[str] = typer.Option([], "--tag", help="Tag (repeatable), e.g. protected."),
     leakage_exempt: list[str] = typer.Option([], "--leakage-exempt", help="A bank subspace the concept may move "
@@ -292,6 +295,10 @@ def bank_add_concept_command(
     from iceaudit.criteria.eyes import load_eyes
     from iceaudit.resources import shipped_banks_dir
 
+    if concept_id is None:
+        if not name or not name.strip():
+            raise UserError("name the concept: --id ID (or --name NAME, from which the id is made)")
+        concept_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip().lower()).strip("_.-") or "concept"
     folder = bank_dir(bank)
     if out is None:
         if folder.resolve().is_relative_to(shipped_banks_dir().resolve()):
