@@ -4,8 +4,9 @@
     bank, report = add_concept(G, bank, examples, ConceptSpec(id="smiling", name="Smiling"), eyes)
 
 The faces are the generator's own, named by seed with the official convention
-(`iceaudit.stylegan2.generate.z_from_seeds`, as `iceaudit generate --seeds` and
-`iceaudit bank sheet --seeds` draw them), so a label is a statement about one latent.
+(`iceaudit.stylegan2.generate.z_from_seeds`), untruncated (psi 1), as `iceaudit bank sheet
+--seeds` and `iceaudit generate --seeds ... --psi 1` draw them, so a label is a statement
+about one latent.
 
 - ``svm`` (InterFaceGAN): a linear soft-margin SVM (L2 penalty, squared hinge, the primal
   solved by L-BFGS) separates the positives' latents from the negatives' in W, W+ or S;
@@ -519,7 +520,7 @@ def labelling_sheet(G: Generator, seeds: Sequence[int], path: str | Path, *, cel
 <body><h1>{html.escape(title)}</h1>
 <p>Tick every face that shows the concept; unticked faces are the negatives. Then save the CSV and run
 <code>iceaudit bank add-concept --labels labels.csv ...</code>. Seeds follow the official convention
-(the same faces as <code>iceaudit generate --seeds</code>). {len(seeds)} faces.</p>
+and faces are untruncated (the same faces as <code>iceaudit generate --seeds ... --psi 1</code>). {len(seeds)} faces.</p>
 <button id="save">Save labels.csv</button>
 <div class="grid">{''.join(cells)}</div>
 <script>
