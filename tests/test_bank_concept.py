@@ -69,7 +69,10 @@ def test_with_few_examples_in_many_dimensions_the_svm_solves_the_same_problem_ov
     x[y] += 0.3 * torch.randn(300, generator=g)
     span = fit_svm(x, y)  # 20 examples < 300 dims: the span form
     primal = fit_svm(x, y, iters=3000, form="primal")
-    assert float(span @ primal) > 0.999
+    assert float(span @ primal) > 0.99999
+    many = torch.randn(150, 40, generator=g)  # more examples than dimensions: forced into the span
+    labels = many[:, 0] + 0.5 * torch.randn(150, generator=g) > 0
+    assert float(fit_svm(many, labels, form="span") @ fit_svm(many, labels, form="primal", iters=3000)) > 0.99999
     with pytest.raises(ValueError):
         fit_svm(x, y, form="dual")
 
