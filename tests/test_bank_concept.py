@@ -239,6 +239,11 @@ def test_an_ice_concept_from_the_command_line_needs_only_a_scorer(capsys, demo, 
     assert code == 2 and "--labels" in err and not (tmp_path / "b").exists()
     code, _, err = run_cli(capsys, *common, "--space", "W+", "--layers", "a,b", "--labels", "x.csv")
     assert code == 2 and "--layers" in err
+    f = demo["factors"]["smile"]
+    (tmp_path / "l.csv").write_text("seed,label\n" + "".join(f"{s},{int(v > f.median())}\n"
+                                                            for s, v in zip(demo["seeds"][:20], f)))
+    code, _, err = run_cli(capsys, *common, "--space", "S", "--layers", "nope", "--labels", str(tmp_path / "l.csv"))
+    assert code == 2 and "style layers ['nope'] do not exist" in err and not (tmp_path / "b").exists()
 
     code, _, err = run_cli(capsys, *[a for a in common if a not in ("--id", "ice_smile")], "--method", "ice",
                            "--scorer", _scorer(demo, "smile"))

@@ -27,8 +27,8 @@ class LatentSpace:
         G = self.G
         if self.space == "S":
             names = [l.name for l in G.style_layers]
+            space_dim(G, "S", self.layers)  # validates names, before ordering drops unknown ones
             self.layers = ordered_layers(G, self.layers) if self.layers else names
-            space_dim(G, "S", self.layers)  # validates names
             by = {l.name: l.channels for l in G.style_layers}
             self._sizes = [by[n] for n in self.layers]
         elif self.space == "W+":
