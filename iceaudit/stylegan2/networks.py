@@ -709,12 +709,18 @@ def canonical_fingerprint(G: Generator) -> str:
         conv_clamp=block.conv1.conv_clamp,
         mapping_lr_multiplier=float(G.mapping.fc0.bias_gain),
     )
+    return hash_weights(b"iceaudit-generator-v1\n", config, G.state_dict(), derived=("resample_filter",))
+
+
+def hash_weights(header: bytes, config: dict, state: Mapping[str, torch.Tensor], derived: tuple[str, ...]) -> str:
+    """sha256 of `header`, the config as one sorted compact JSON line, then every state entry
+    whose key ends in none of `derived`, sorted by key: "key|shape" and its float32
+    little-endian bytes (each generator family's `fingerprint`)."""
     h = hashlib.sha256()
-    h.update(b"iceaudit-generator-v1\n")
-    h.update(json.dumps(config, sort_keys=True, separators=(",", ":")).encode() + b"\n")
-    state = G.state_dict()
+    h.update(header)
+    h.update(json.dumps(config, sort_keys=True, separators=(",", ":"), default=float).encode() + b"\n")
     for key in sorted(state):
-        if key.endswith("resample_filter"):
+        if key.endswith(derived):
             continue
         t = state[key].detach().to("cpu", torch.float32).contiguous()
         h.update(f"{key}|{','.join(str(s) for s in t.shape)}\n".encode())

@@ -18,15 +18,14 @@ generator offers what iceaudit's audit and bank use of a StyleGAN2: StyleSpace (
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 import numpy as np
 import torch
 
-from iceaudit.stylegan2.networks import FullyConnectedLayer, MappingNetwork, StyleLayer, StyleSpaceAccess
+from iceaudit.stylegan2.networks import (FullyConnectedLayer, MappingNetwork, StyleLayer, StyleSpaceAccess,
+                                        hash_weights)
 from iceaudit.stylegan2.ops import assert_shape, bias_act, upfirdn2d
 
 
@@ -329,13 +328,5 @@ class Generator(StyleSpaceAccess, torch.nn.Module):
         config = dict(z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim, img_resolution=self.img_resolution,
                       img_channels=self.img_channels, synthesis=self.synthesis.config,
                       mapping_lr_multiplier=float(self.mapping.fc0.bias_gain))
-        h = hashlib.sha256(b"iceaudit-generator-stylegan3-v1\n")
-        h.update(json.dumps(config, sort_keys=True, separators=(",", ":"), default=float).encode() + b"\n")
-        state = self.state_dict()
-        for key in sorted(state):
-            if key.endswith(("up_filter", "down_filter")):
-                continue
-            t = state[key].detach().to("cpu", torch.float32).contiguous()
-            h.update(f"{key}|{','.join(str(s) for s in t.shape)}\n".encode())
-            h.update(t.numpy().astype("<f4", copy=False).tobytes())
-        return h.hexdigest()
+        return hash_weights(b"iceaudit-generator-stylegan3-v1\n", config, self.state_dict(),
+                            derived=("up_filter", "down_filter"))
