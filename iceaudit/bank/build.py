@@ -22,6 +22,7 @@ from iceaudit.atomic import write_text
 from iceaudit.bank import correlation, pca, stylespace
 from iceaudit.bank.calibrate import calibrate, latent_sd, orient
 from iceaudit.bank.format import Bank, Subspace, save_bank
+from iceaudit.bank.manifold import settings_from as manifold_settings, with_valid_ranges
 from iceaudit.bank.ice import JacobianMethod, compute_jtj, ice_subspace
 from iceaudit.bank.latent import LatentSpace
 from iceaudit.bank.recipe import Recipe, SubspaceRecipe
@@ -160,6 +161,7 @@ def build_bank(
             if not sr.options.get("leakage_target_reason"):
                 raise UserError(f"subspace {sr.id}: `leakage_target = false` needs a `leakage_target_reason`")
             untargeted.append(sr.id)
+    manifold = manifold_settings(recipe.bank)  # a bad key fails now, not after discovery
     seed = int(recipe.setting("seed", 0))
     psi = float(recipe.setting("psi", 1.0))
     n_disc = int(faces or recipe.setting("faces", 8))
@@ -309,6 +311,10 @@ def build_bank(
         tick(1)
 
     shipped = [found[sr.id] for sr in recipe.subspaces if sr.id in found and (keep_failing or sr.id not in rejected)]
+    if manifold.fit_faces and shipped:
+        shipped = with_valid_ranges(G, shipped, manifold, progress=progress.stage("valid ranges", len(shipped)))
+        for sub in shipped:
+            reports[sub.id]["manifold"] = sub.validation["manifold"]
     meta = {
         "recipe": recipe.name,
         "recipe_file": Path(recipe.path).name,
@@ -320,6 +326,7 @@ def build_bank(
         "eyes_spec": recipe.eyes,
         "rejected": rejected,
         "skipped": skipped,
+        "manifold": manifold.to_json() if manifold.fit_faces else None,
         "build_seconds": round(time.time() - t0, 1),
     }
     bank = Bank(name=recipe.name, generator_fingerprint=G.fingerprint(), subspaces=shipped, meta=meta)

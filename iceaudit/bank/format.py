@@ -50,6 +50,8 @@ class Subspace:
     eigenvalues: list[float] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)
     verified: bool = True
+    # where walks stay faces (measured, `iceaudit.bank.manifold`); audits walk no further
+    valid_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -57,6 +59,8 @@ class Subspace:
         if self.basis.ndim != 2:
             raise UserError(f"subspace {self.id!r}: basis must be [k, D], got {tuple(self.basis.shape)}")
         self.step_range = (float(self.step_range[0]), float(self.step_range[1]))
+        if self.valid_range is not None:
+            self.valid_range = (float(self.valid_range[0]), float(self.valid_range[1]))
 
     @property
     def direction(self) -> torch.Tensor:
@@ -69,7 +73,18 @@ class Subspace:
         entry["dim"] = int(self.basis.shape[1])
         entry["rank"] = int(self.basis.shape[0])
         entry["step_range"] = list(self.step_range)
+        if self.valid_range is None:
+            entry.pop("valid_range")
+        else:
+            entry["valid_range"] = list(self.valid_range)
         return entry
+
+    @property
+    def walk_range(self) -> tuple[float, float]:
+        """The steps an audit walks: the step range, clipped to the measured valid range."""
+        if self.valid_range is None:
+            return self.step_range
+        return max(self.step_range[0], self.valid_range[0]), min(self.step_range[1], self.valid_range[1])
 
 
 @dataclass
@@ -129,7 +144,8 @@ _ENTRY_TYPES: dict[str, tuple[type, ...]] = {
     "unit": (str,), "unit_norm": (int, float), "step_range": (list,), "method": (str,), "criterion": (str,),
     "dim": (int,), "rank": (int,),
 }
-_ENTRY_OPTIONAL: dict[str, tuple[type, ...]] = {"eigenvalues": (list,), "validation": (dict,), "verified": (bool,)}
+_ENTRY_OPTIONAL: dict[str, tuple[type, ...]] = {"eigenvalues": (list,), "validation": (dict,), "verified": (bool,),
+                                                 "valid_range": (list,)}
 
 
 def check_manifest(manifest: Any, where: str | Path) -> None:
@@ -186,6 +202,10 @@ def check_manifest(manifest: Any, where: str | Path) -> None:
             raise UserError(f"{label}: step_range must be two finite numbers [low, high], got {sr!r}")
         if not sr[0] < sr[1]:
             raise UserError(f"{label}: step_range {sr!r} is empty or reversed (low must be below high)")
+        vr = entry.get("valid_range")
+        if vr is not None and not (len(vr) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        and math.isfinite(v) for v in vr) and vr[0] <= 0 <= vr[1]):
+            raise UserError(f"{label}: valid_range must be two finite numbers [low <= 0, high >= 0], got {vr!r}")
 
 
 def _check_orthonormal(basis: torch.Tensor, sid: str, where: str | Path) -> None:

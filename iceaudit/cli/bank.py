@@ -133,13 +133,14 @@ def _print_bank(bank) -> None:
     from rich.table import Table
 
     t = Table(title=f"bank {bank.name} (generator {bank.generator_fingerprint[:12]}…)", title_justify="left")
-    for col in ("id", "name", "tags", "space", "dim×rank", "method", "own", "leak", "ok"):
+    for col in ("id", "name", "tags", "space", "dim×rank", "method", "own", "leak", "walks", "ok"):
         t.add_column(col)
     for s in bank.subspaces:
         v = s.validation or {}
         own, leak = v.get("own_effect"), v.get("max_leakage")
         t.add_row(s.id, s.name, ", ".join(s.tags), s.space, f"{s.basis.shape[1]}×{s.basis.shape[0]}", s.method,
                   "-" if own is None else f"{own:.2f}", "-" if leak is None else f"{leak:.2f}",
+                  "{:+g} .. {:+g}".format(*s.walk_range) + (" (clipped)" if s.walk_range != s.step_range else ""),
                   ("yes" if v.get("passed") else "no" if v else "-") + ("" if s.verified else " (unverified)"))
     out.print(t)
 
@@ -204,6 +205,59 @@ def bank_validate_command(
     failed = [k for k, r in reports.items() if not r["passed"]]
     for k in failed:
         console.print(f"[yellow]fails[/] {k}: {'; '.join(reports[k]['reasons'])}", highlight=False)
+
+
+@bank_app.command("valid-range", help="Measure where each walk stays a face and store it as the subspace's valid "
+                  "range; audits walk no further.\n\n"
+                  "The generator's sampled faces are summarised by a PCA of 16×16 thumbnails; a walked image is off "
+                  "the faces when it is more unusual under it than 99 % of other sampled faces. Each side of a walk "
+                  "is kept up to the last step at which at most `--max-off-share` of the walked faces are off. "
+                  "`bank build` does this too (recipe keys `manifold_*`); this command measures an existing bank. "
+                  "Example: `iceaudit bank valid-range --bank demo`")
+def bank_valid_range_command(
+    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="The generator the bank was built for "
+                                            "(default: the shipped generator whose fingerprint the bank records)."),
+    bank: str = _BANK_OPT,
+    fit_faces: int = typer.Option(640, "--fit-faces", help="Sampled faces the PCA is fitted on."),
+    held_out_faces: int = typer.Option(384, "--held-out-faces", help="Other sampled faces: they set the threshold; "
+                                       "the first `--walk-faces` of them are walked."),
+    walk_faces: int = typer.Option(32, "--walk-faces", help="Faces walked per subspace."),
+    max_off_share: float = typer.Option(0.1, "--max-off-share", help="Share of walked faces allowed off the faces at a "
+                                        "step that is still valid."),
+    seed: int = typer.Option(5, "--seed", help="Seed of the sampled faces."),
+) -> None:
+    import json
+
+    from iceaudit.bank.format import save_bank
+    from iceaudit.bank.manifold import settings_from, with_valid_ranges
+
+    settings = settings_from({"manifold_fit_faces": fit_faces, "manifold_held_out_faces": held_out_faces,
+                              "manifold_walk_faces": walk_faces, "manifold_max_off_share": max_off_share,
+                              "manifold_seed": seed})
+    if walk_faces > held_out_faces:
+        raise UserError(f"--walk-faces ({walk_faces}) cannot exceed --held-out-faces ({held_out_faces})")
+    b, G = _load_bank_for(bank, generator)
+    with _progress() as bar:
+        task = bar.add_task("walking", total=len(b.subspaces))
+        b.subspaces = with_valid_ranges(G, b.subspaces, settings, progress=lambda n: bar.advance(task, n))
+    b.meta["manifold"] = settings.to_json()
+    folder = bank_dir(bank)
+    save_bank(b, folder)
+    path = folder / "validation.json"
+    if path.is_file():  # keep validation.json's figures beside the manifest's
+        try:
+            reports = json.loads(path.read_text())
+        except ValueError:
+            reports = None
+        if isinstance(reports, dict):
+            for sub in b.subspaces:
+                if isinstance(reports.get(sub.id), dict):
+                    reports[sub.id]["manifold"] = sub.validation["manifold"]
+            write_text(path, json.dumps(reports, indent=2, default=float) + "\n")
+    _print_bank(b)
+    for sub in b.subspaces:
+        if sub.validation["manifold"]["leaves_at_first_step"]:
+            console.print(f"[yellow]leaves the faces at its first step[/] {sub.id}: kept to one step each way", highlight=False)
 
 
 @bank_app.command("sheet", help="Write a contact sheet PNG: one row of walk frames per subspace.\n\n"

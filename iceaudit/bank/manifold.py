@@ -1,0 +1,238 @@
+"""Where a walk stays a face: an image-side bound on each subspace's step range.
+
+A walk in a latent space always renders *something*; far enough along, the
+generator extrapolates (a face-width walk smears the outline, a glasses walk
+paints blue blobs). The bound here asks of every walked image: would it be
+unusual among the faces the generator samples?
+
+``FaceNovelty`` is a probabilistic PCA of the sampled faces' thumbnails (area
+downsampling to ``size`` × ``size``, colour kept): the novelty of an image is its
+squared Mahalanobis distance under that Gaussian (the top ``rank`` components
+with their own variances, the rest pooled into one residual variance). It needs
+no model of faces beyond the generator's own samples, so the same bound serves
+FaceLab's 64 px generator and a 1024 px FFHQ one. The threshold is a quantile of
+the novelty of *other* sampled faces (held out from the fit), so by construction
+about ``1 - quantile`` of ordinary faces are over it.
+
+``valid_range`` walks held-out faces outward from 0 along the step grid and keeps
+each side up to the last step at which at most ``max_off_share`` of the faces are
+over the threshold (every step before it too). The audit walks no further
+(`iceaudit.audit.walks.clip_to_valid`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from iceaudit.bank.edit import walk_images
+from iceaudit.bank.format import Subspace
+
+if TYPE_CHECKING:  # annotations only
+    from iceaudit.stylegan2.networks import Generator
+
+
+@dataclass(frozen=True)
+class ManifoldSettings:
+    """How the bound is measured (stored in the bank's meta with the ranges it gave)."""
+
+    fit_faces: int = 640  # sampled faces the PCA is fitted on
+    held_out_faces: int = 384  # other sampled faces: they set the threshold, and the first are walked
+    walk_faces: int = 32  # faces walked per subspace
+    seed: int = 5
+    size: int = 16  # thumbnail side
+    rank: int = 24  # PCA components with their own variance
+    quantile: float = 0.99  # threshold: this quantile of held-out faces' novelty
+    max_off_share: float = 0.1  # a step is valid while at most this share of walked faces is over it
+    steps_per_side: int = 8  # grid from 0 to each end of the stored step range
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def thumbnails(images: torch.Tensor, size: int) -> torch.Tensor:
+    """[N, 3 * size * size] float64: area-downsampled images, flattened (thumbnails pass through)."""
+    if images.ndim == 2:
+        assert images.shape[1] == 3 * size * size, images.shape
+        return images.double()
+    assert images.ndim == 4 and images.shape[1] == 3, images.shape
+    return F.adaptive_avg_pool2d(images.float(), size).flatten(1).double()
+
+
+@dataclass(frozen=True)
+class FaceNovelty:
+    """Probabilistic PCA of sampled faces' thumbnails; `score` is the squared Mahalanobis distance."""
+
+    mean: torch.Tensor  # [D]
+    components: torch.Tensor  # [k, D], orthonormal rows
+    variances: torch.Tensor  # [k]
+    residual_variance: float
+    size: int
+    threshold: float = float("inf")
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, size: int, rank: int) -> "FaceNovelty":
+        """Fit on ``images`` [N, 3, R, R] or their thumbnails (N > rank)."""
+        x = thumbnails(images, size)
+        n, d = x.shape
+        k = min(rank, n - 2, d - 1)
+        assert k >= 1, f"{n} faces are too few for a PCA of rank {rank}"
+        mean = x.mean(0)
+        _, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
+        eig = s**2 / (n - 1)
+        # the residual variance is that of the components not kept, averaged over the whole
+        # rest of the space (d - k dims), as the PPCA maximum-likelihood estimate has it
+        residual = float(eig[k:].sum() / (d - k)) or float(eig[k - 1]) * 1e-3
+        return cls(mean=mean, components=vt[:k], variances=eig[:k].clamp_min(residual), residual_variance=residual,
+                   size=size)
+
+    def score(self, images: torch.Tensor) -> torch.Tensor:
+        """Novelty of each image: [N] float64 (larger = further from the sampled faces)."""
+        x = thumbnails(images, self.size) - self.mean
+        c = x @ self.components.T
+        resid = (x * x).sum(1) - (c * c).sum(1)
+        return (c * c / self.variances).sum(1) + resid.clamp_min(0) / self.residual_variance
+
+    def with_threshold(self, held_out: torch.Tensor, quantile: float) -> "FaceNovelty":
+        """The same model whose threshold is the ``quantile`` of ``held_out`` faces' novelty."""
+        t = float(torch.quantile(self.score(held_out), quantile))
+        return FaceNovelty(self.mean, self.components, self.variances, self.residual_variance, self.size, t)
+
+    def off(self, images: torch.Tensor) -> torch.Tensor:
+        """[N] bool: over the threshold (not like the sampled faces)."""
+        return self.score(images) > self.threshold
+
+
+@dataclass(frozen=True)
+class WalkValidity:
+    """One subspace's measured valid range and the evidence for it."""
+
+    valid_range: tuple[float, float]
+    alphas: list[float]
+    off_share: list[float]  # share of walked faces over the threshold at each alpha
+    leaves_at_first_step: bool = False  # even the smallest step is off the faces for too many
+
+    def to_json(self) -> dict[str, Any]:
+        return {"valid_range": list(self.valid_range), "alphas": self.alphas, "off_share": self.off_share,
+                "leaves_at_first_step": self.leaves_at_first_step}
+
+
+def fit_novelty(G: "Generator", settings: ManifoldSettings) -> tuple[FaceNovelty, torch.Tensor]:
+    """The novelty model of ``G``'s sampled faces, and the held-out latents to walk.
+
+    Returns:
+        The fitted model with its threshold, and ws [walk_faces, num_ws, w_dim] of held-out faces.
+    """
+    from iceaudit.bank.build import bank_latents
+
+    ws = bank_latents(G, settings.fit_faces + settings.held_out_faces, settings.seed)
+    with torch.no_grad():  # thumbnails only are kept: a 1024 px generator's images would not fit
+        thumbs = torch.cat([thumbnails(G.synthesis(ws[i:i + 16]).clamp(-1, 1), settings.size)
+                            for i in range(0, len(ws), 16)])
+    fit, held = thumbs[:settings.fit_faces], thumbs[settings.fit_faces:]
+    model = FaceNovelty.fit(fit, settings.size, settings.rank).with_threshold(held, settings.quantile)
+    return model, ws[settings.fit_faces:][: settings.walk_faces]
+
+
+def walk_validity(G: "Generator", sub: Subspace, ws: torch.Tensor, novelty: FaceNovelty,
+                  settings: ManifoldSettings) -> WalkValidity:
+    """Walk ``ws`` along ``sub`` from 0 to each end of its step range; keep each side while it stays faces.
+
+    Args:
+        G: the generator.
+        sub: the subspace (its stored ``step_range`` is the most a walk may go).
+        ws: the faces to walk, [N, num_ws, w_dim].
+        novelty: the fitted bound.
+        settings: the grid and the share of faces allowed over the bound.
+    """
+    lo, hi = sub.step_range
+    k = settings.steps_per_side
+    alphas = sorted({round(lo * i / k, 6) for i in range(1, k + 1)} | {round(hi * i / k, 6) for i in range(1, k + 1)})
+    share: dict[float, float] = {}
+    with torch.no_grad():
+        for i in range(0, len(ws), 16):
+            frames = walk_images(G, sub, ws[i:i + 16], alphas).clamp(-1, 1)  # [n, A, 3, R, R]
+            off = novelty.off(frames.flatten(0, 1)).reshape(frames.shape[0], len(alphas)).double().sum(0)
+            for a, v in zip(alphas, off.tolist()):
+                share[a] = share.get(a, 0.0) + v
+    share = {a: v / len(ws) for a, v in share.items()}
+
+    def reach(side: list[float]) -> float:
+        # the first step is always kept (a subspace must walk somewhere); `leaves_at_first_step` says so
+        last = side[0]
+        for a in side[1:]:  # outward from 0
+            if share[a] > settings.max_off_share:
+                break
+            last = a
+        return last
+
+    neg = sorted((a for a in alphas if a < 0), reverse=True)
+    pos = sorted(a for a in alphas if a > 0)
+    valid = (reach(neg) if lo < 0 else lo, reach(pos) if hi > 0 else hi)
+    first = [side[0] for side in (neg, pos) if side]
+    return WalkValidity(valid_range=(float(valid[0]), float(valid[1])), alphas=[float(a) for a in alphas],
+                        off_share=[round(float(share[a]), 4) for a in alphas],
+                        leaves_at_first_step=any(share[a] > settings.max_off_share for a in first))
+
+
+def measure_valid_ranges(G: "Generator", subspaces: list[Subspace], settings: ManifoldSettings = ManifoldSettings(),
+                         progress=None) -> dict[str, WalkValidity]:
+    """Every subspace's valid range on ``G`` (one novelty model for all).
+
+    Args:
+        G: the generator the subspaces belong to.
+        subspaces: the subspaces to measure.
+        settings: the bound's settings.
+        progress: optional ``progress(1)`` per subspace.
+    """
+    novelty, ws = fit_novelty(G, settings)
+    out = {}
+    for s in subspaces:
+        out[s.id] = walk_validity(G, s, ws, novelty, settings)
+        if progress is not None:
+            progress(1)
+    return out
+
+
+
+def with_valid_ranges(G: "Generator", subspaces: list[Subspace], settings: ManifoldSettings = ManifoldSettings(),
+                      progress=None) -> list[Subspace]:
+    """``subspaces`` with their measured valid range set and its evidence in ``validation["manifold"]``.
+
+    Args:
+        G: the generator the subspaces belong to.
+        subspaces: the subspaces to measure.
+        settings: the bound's settings.
+        progress: optional ``progress(1)`` per subspace.
+    """
+    measured = measure_valid_ranges(G, subspaces, settings, progress)
+    return [replace(s, valid_range=measured[s.id].valid_range,
+                    validation={**s.validation, "manifold": measured[s.id].to_json()}) for s in subspaces]
+
+
+def settings_from(values: dict[str, Any]) -> ManifoldSettings:
+    """Settings from a recipe's ``[bank]`` keys ``manifold_<field>`` (e.g. ``manifold_fit_faces = 256``)."""
+    from iceaudit.errors import UserError
+
+    known = ManifoldSettings.__dataclass_fields__
+    kwargs = {}
+    for key, value in values.items():
+        if not key.startswith("manifold_"):
+            continue
+        name = key[len("manifold_"):]
+        if name not in known:
+            raise UserError(f"unknown recipe key {key!r} (manifold keys: {', '.join('manifold_' + k for k in known)})")
+        want = type(getattr(ManifoldSettings, name))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (want is int and not float(value).is_integer()):
+            raise UserError(f"recipe key {key!r} must be a {want.__name__}, got {value!r}")
+        kwargs[name] = want(value)
+    st = ManifoldSettings(**kwargs)
+    if st.fit_faces and st.fit_faces <= st.rank + 1:
+        raise UserError(f"manifold_fit_faces ({st.fit_faces}) must exceed manifold_rank + 1 ({st.rank + 1})")
+    if not 0 < st.quantile < 1 or not 0 <= st.max_off_share < 1 or min(st.held_out_faces, st.walk_faces,
+                                                                          st.size, st.steps_per_side) < 1:
+        raise UserError("manifold settings out of range: 0 < quantile < 1, 0 <= max_off_share < 1, and "
+                        "held_out_faces, walk_faces, size, steps_per_side >= 1")
+    return st
