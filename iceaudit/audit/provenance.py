@@ -69,7 +69,9 @@ def compose_summary(inputs: AuditInputs, measured: Measured, images: AuditImages
         bank=BankRecord(name=bank.name, path=settings.run.bank_path, hash=bank_hash(bank), subspaces=[
             SubspaceRecord(id=s.id, name=s.name, tags=list(s.tags), unit=s.unit, step_range=list(s.step_range),
                            description=s.description, space=s.space, layers=list(s.layers), method=s.method,
-                           alphas=grid_lists[s.id])
+                           alphas=grid_lists[s.id],
+                           bank_step_range=(list(bank[s.id].step_range) if bank[s.id].step_range != s.step_range
+                                            else None))
             for s in subspaces]),
         settings=SettingsRecord(
             n_samples=n, seed=settings.science.seed, psi=settings.science.psi,

@@ -26,7 +26,7 @@ the same numbers.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -230,8 +230,8 @@ def _sanity(classifier: Classifier, G, bank: Bank, settings: AuditSettings) -> S
 
 
 def _select(bank: Bank, ids: list[str] | None) -> list[Subspace]:
+    """The subspaces to audit, each with its step range clipped to where its walk stays faces."""
     if not bank.subspaces:
         raise UserError(f"bank {bank.name!r} has no subspaces")
-    if not ids:
-        return list(bank.subspaces)
-    return [bank[i] for i in ids]
+    chosen = list(bank.subspaces) if not ids else [bank[i] for i in ids]
+    return [replace(s, step_range=s.walk_range) for s in chosen]

@@ -51,8 +51,10 @@ class SubspaceRecord:
     name: str | None = None
     tags: list[str] = field(default_factory=list)  # `protected` marks protected attributes
     unit: str | None = None  # what one unit means
-    step_range: list[float] = field(default_factory=list)
+    step_range: list[float] = field(default_factory=list)  # the steps walked
     description: str | None = None
+    # the bank's step range, where the walk was clipped to the subspace's measured valid range
+    bank_step_range: list[float] | None = omitted()
     space: str | None = omitted()
     layers: Layers = omitted()
     method: str | None = omitted()

@@ -58,7 +58,8 @@ DRIVER = obj({
 }, required=("subspace", "slope", "ci_low", "ci_high", "flip_rate", "significant"))
 
 BANK_SUBSPACE = obj({"id": {"type": "string"}, "name": STR, "tags": STRINGS, "unit": STR, "description": STR,
-                     "step_range": NUMBERS, "alphas": NUMBERS, "layers": {"type": ["array", "string", "null"]}},
+                     "step_range": NUMBERS, "alphas": NUMBERS, "layers": {"type": ["array", "string", "null"]},
+                     "bank_step_range": NUMBERS},
                     required=("id",))
 
 STRIP = obj({"sample": INT, "image": STR, "alphas": NUMBERS, "scores": NUMBERS})

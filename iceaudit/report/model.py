@@ -124,6 +124,8 @@ class ReportDriver(Driver):
     unit: str = ""
     description: str = ""
     protected: bool = False
+    walked: list[float] | None = None  # the steps walked, where the bank's range was clipped to them
+    bank_range: list[float] | None = None  # ... and the bank's range
 
 
 @dataclass
@@ -264,7 +266,9 @@ def load_report_model(audit_dir: str | Path, policy: str | Path | None = None) -
     protected = record.protected
     drivers = [ReportDriver(**vars(d), unit=(bank[d.subspace].unit or "") if d.subspace in bank else "",
                             description=(bank[d.subspace].description or "") if d.subspace in bank else "",
-                            protected=d.subspace in protected)
+                            protected=d.subspace in protected,
+                            walked=bank[d.subspace].step_range if d.subspace in bank else None,
+                            bank_range=bank[d.subspace].bank_step_range if d.subspace in bank else None)
                for d in record.drivers]
     verdict = record.verdict.strip() or compose_verdict(
         drivers, set(protected), units={d.subspace: d.unit for d in drivers if d.unit})

@@ -1,0 +1,132 @@
+"""Where walks stay faces: the novelty bound, valid ranges in the bank, and audits that walk no further."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+from cli_helpers import run_cli
+
+from iceaudit.audit.runner import AuditSettings, run_audit
+from iceaudit.api import load_classifier
+from iceaudit.bank.format import Bank, load_bank, save_bank
+from iceaudit.bank.manifold import FaceNovelty, ManifoldSettings, fit_novelty, settings_from, walk_validity
+from iceaudit.errors import UserError
+from iceaudit.resources import shipped_bank
+from iceaudit.stylegan2.loaders import load_generator
+
+SMALL = ManifoldSettings(fit_faces=256, held_out_faces=128, walk_faces=8, steps_per_side=4)
+
+
+def test_novelty_is_calibrated_on_held_out_faces_and_ranks_outliers_higher():
+    g = torch.Generator().manual_seed(0)
+    basis = torch.randn(6, 3 * 4 * 4, generator=g)
+    fit = torch.randn(400, 6, generator=g) @ basis + 0.01 * torch.randn(400, 48, generator=g)
+    held = torch.randn(400, 6, generator=g) @ basis + 0.01 * torch.randn(400, 48, generator=g)
+    model = FaceNovelty.fit(fit, size=4, rank=6).with_threshold(held, 0.9)
+    assert abs(float(model.off(held).double().mean()) - 0.1) < 0.01  # the quantile it was set at
+    inside = torch.randn(50, 6, generator=g) @ basis + 0.01 * torch.randn(50, 48, generator=g)
+    outside = inside + 0.5 * torch.randn(50, 48, generator=g)  # off the 6-dim plane the samples lie on
+    assert float(model.off(inside).double().mean()) < 0.3
+    assert bool(model.off(outside).all())
+
+
+@pytest.fixture(scope="module")
+def demo():
+    torch.set_num_threads(2)
+    return load_generator("demo"), load_bank(shipped_bank("demo"))
+
+
+def test_a_walk_that_leaves_the_faces_is_clipped_and_a_gentle_one_is_not(demo):
+    G, bank = demo
+    novelty, ws = fit_novelty(G, SMALL)
+    base = bank["skin_tone"]
+    gentle = replace(base, unit_norm=base.unit_norm * 0.05, valid_range=None)
+    wild = replace(base, unit_norm=base.unit_norm * 20, valid_range=None)
+    assert walk_validity(G, gentle, ws, novelty, SMALL).valid_range == (-2.0, 2.0)
+    v = walk_validity(G, wild, ws, novelty, SMALL)
+    assert v.valid_range == (-0.5, 0.5) and v.leaves_at_first_step  # kept to one step each way, and said
+    assert max(v.off_share) > SMALL.max_off_share
+
+
+def test_shipped_demo_bank_records_valid_ranges_that_its_own_evidence_supports():
+    bank = load_bank(shipped_bank("demo"))
+    settings = ManifoldSettings(**bank.meta["manifold"])
+    clipped = 0
+    for s in bank.subspaces:
+        assert s.valid_range is not None, s.id
+        ev = s.validation["manifold"]
+        lo, hi = s.walk_range
+        inside = [share for a, share in zip(ev["alphas"], ev["off_share"]) if lo <= a <= hi]
+        assert inside and max(inside) <= settings.max_off_share, s.id  # no walk leaves the faces within its range
+        clipped += s.walk_range != s.step_range
+    assert clipped >= 3  # the smearing walks (face width, glasses, beard, ...) are clipped
+
+
+def test_manifest_round_trips_valid_range_and_refuses_a_bad_one(tmp_path, demo):
+    _, bank = demo
+    sub = replace(bank["smile"], valid_range=(-1.0, 0.5))
+    save_bank(Bank("b", bank.generator_fingerprint, [sub, replace(bank["age"], valid_range=None)]), tmp_path / "b")
+    back = load_bank(tmp_path / "b")
+    assert back["smile"].valid_range == (-1.0, 0.5) and back["smile"].walk_range == (-1.0, 0.5)
+    assert back["age"].valid_range is None and back["age"].walk_range == back["age"].step_range
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert "valid_range" not in manifest["subspaces"][1]  # older readers see the format they know
+    manifest["subspaces"][0]["valid_range"] = [0.5, 1.0]  # must contain 0
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="valid_range"):
+        load_bank(tmp_path / "b")
+
+
+def test_recipe_manifold_keys_are_checked():
+    assert settings_from({"manifold_fit_faces": 100, "faces": 6}).fit_faces == 100
+    with pytest.raises(UserError, match="manifold_nope"):
+        settings_from({"manifold_nope": 1})
+    with pytest.raises(UserError, match="manifold_fit_faces"):
+        settings_from({"manifold_fit_faces": 1.5})
+    with pytest.raises(UserError, match="quantile"):
+        settings_from({"manifold_quantile": 1.0})
+
+
+def test_an_audit_walks_only_the_valid_range_and_records_the_clip(tmp_path, demo):
+    G, bank = demo
+    clipped = replace(bank["smile"], valid_range=(-0.5, 1.0))
+    whole = replace(bank["age"], valid_range=None)
+    small = Bank(bank.name, bank.generator_fingerprint, [clipped, whole], bank.meta)
+    clf = load_classifier(lambda x: x.mean((1, 2, 3)), {"input_size": 64, "head": "logit"})
+    result = run_audit(clf, G, small, AuditSettings.of(n=4, seed=0, n_null=2, n_steps=5, device="cpu", progress=False,
+                                                       out=str(tmp_path / "audit")))
+    walked = result.results.groupby("subspace")["alpha"].agg(["min", "max"])
+    assert tuple(walked.loc["smile"]) == (-0.5, 1.0) and tuple(walked.loc["age"]) == (-2.0, 2.0)
+    subs = {s.id: s for s in result.record.bank.subspaces}
+    assert subs["smile"].step_range == [-0.5, 1.0] and subs["smile"].bank_step_range == [-2.0, 2.0]
+    assert subs["age"].bank_step_range is None
+    summary = json.loads((tmp_path / "audit" / "summary.json").read_text())
+    assert next(s for s in summary["bank"]["subspaces"] if s["id"] == "smile")["bank_step_range"] == [-2.0, 2.0]
+    from iceaudit.report.model import load_report_model
+
+    d = load_report_model(tmp_path / "audit").driver("smile")
+    assert d.walked == [-0.5, 1.0] and d.bank_range == [-2.0, 2.0]
+
+
+def test_bank_valid_range_command_stores_ranges_and_refuses_bad_options(tmp_path, capsys):
+    copy = tmp_path / "demo-copy"
+    shutil.copytree(shipped_bank("demo"), copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["subspaces"] = manifest["subspaces"][:2]  # two walks keep the test quick
+    for entry in manifest["subspaces"]:
+        entry.pop("valid_range", None)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    before = (copy / "manifest.json").read_bytes()
+    code, out, err = run_cli(capsys, "bank", "valid-range", "--bank", str(copy), "--max-off-share", "1.5")
+    assert code == 2 and "max_off_share" in err and "Traceback" not in err
+    assert (copy / "manifest.json").read_bytes() == before
+    code, out, err = run_cli(capsys, "bank", "valid-range", "--bank", str(copy), "--fit-faces", "128",
+                             "--held-out-faces", "64", "--walk-faces", "8")
+    assert code in (0, None), err
+    back = load_bank(copy)
+    assert all(s.valid_range is not None and "manifold" in s.validation for s in back.subspaces)
+    assert back.meta["manifold"]["fit_faces"] == 128
+    assert "walks" in out
