@@ -1,13 +1,14 @@
 """Memory format of the classifier during an audit (`--memory-format`).
 
-channels_last (NHWC) stores a pixel's channels side by side; convolution libraries on recent
-GPUs (cuDNN with tensor cores) run it faster than NCHW, most of all in bf16/fp16. `auto` takes
-channels_last on CUDA and contiguous (NCHW) elsewhere: on this project's CPU, channels_last
-measured no faster for the ResNet-50-shaped classifier and slower for the generator
-(BENCHMARKS.md, "Compile and channels_last"), so CPU audits keep the layout they always had.
-The generator stays contiguous on every device: its modulated convolutions reshape features
-per sample, and channels_last measured slower for it. The numbers do not depend on the format
-(the same operations, summed in another order: float rounding).
+channels_last (NHWC) stores a pixel's channels side by side. `auto` takes channels_last on
+CUDA, where cuDNN's tensor-core convolutions prefer it (not measured by this project: no GPU
+was lent), and contiguous (NCHW) on a CPU. On this project's 2-core CPU (BENCHMARKS.md,
+"Compile and channels_last") channels_last made the ResNet-50-shaped classifier ×1.08–1.13
+faster eager, but the classifier is ~3 % of an audit's arithmetic at 1024 px (4 of ~159 GFLOP
+per face), and a model that flattens with .view() fails in it; so CPU audits keep the layout
+they always had. The generator stays contiguous on every device: channels_last measured
+×0.82–0.92 (slower) for it eager, and no faster compiled. The numbers do not depend on the
+format (the same operations, summed in another order: float rounding).
 """
 from __future__ import annotations
 
