@@ -102,6 +102,9 @@ def audit(classifier: "str | Path | torch.nn.Module | Callable | Classifier",
             factory callable; see `load_classifier` and docs/security.md.
         **settings: further `AuditSettings` fields: ``psi``, ``n_steps``, ``n_null``,
             ``batch_images``, ``subspaces``, ``sanity``, ``resume``, ``command``, ``progress``;
+            speed: ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``), ``compile`` (True:
+            torch.compile the synthesis and the classifier, eager if that fails),
+            ``memory_format`` (``"auto"``, ``"channels_last"``, ``"contiguous"``);
             where the walks run: ``backend`` (``"local"`` or ``"ray"``), ``workers``,
             ``ray_address``, ``shard_faces`` (docs/scale-out.md).
 

@@ -213,6 +213,10 @@ class Classifier:
     # "fp32", or autocast in "bf16"/"fp16" around the model (iceaudit.precision); an ONNX
     # graph runs in the types it was exported with, whatever this says
     precision: str = "fp32"
+    # While an audit runs: an `iceaudit.compiling.Compiler` (--compile; not for ONNX), and the
+    # memory format of the model's input ("contiguous" or "channels_last", iceaudit.memory_format)
+    compiler: Any = None
+    memory_format: str = "contiguous"
 
     @property
     def threshold(self) -> float:
@@ -251,9 +255,14 @@ class Classifier:
         if images.ndim != 4 or images.shape[1] != 3:
             raise UserError(f"decision_score expects images [N, 3, H, W], got {tuple(images.shape)}")
         x = self.preprocess(images.to(self.device))
+        if self.memory_format == "channels_last" and self.kind != "onnx":
+            x = x.contiguous(memory_format=torch.channels_last)
+        model = self.model
+        if self.compiler is not None and self.kind != "onnx":
+            model = self.compiler.wrap(self.model, None, "classifier")
         try:
             with autocast(x.device.type, self.precision if self.kind != "onnx" else "fp32"):
-                out = self.model(x)
+                out = model(x)
         except (UserError, torch.cuda.OutOfMemoryError):  # out of memory: the caller halves its batch
             raise
         except Exception as err:  # noqa: BLE001 - a model failing on our input is a card problem

@@ -47,8 +47,11 @@ from iceaudit.audit.walking import auto_batch, memory_batch, progress_bars, walk
 from iceaudit.audit.walks import alpha_grid
 from iceaudit.bank.edit import check_compatible
 from iceaudit.bank.format import Bank, Subspace
+from iceaudit.compiling import Compiler
 from iceaudit.errors import UserError
-from iceaudit.record import AuditRecord, Driver, Execution, SanityCheck, write_record
+from iceaudit.memory_format import resolve_memory_format, to_memory_format
+from iceaudit.record import AuditRecord, CompileOutcome, Driver, Execution, SanityCheck, write_record
+from iceaudit.stylegan2.networks import StyleSpaceAccess
 
 if TYPE_CHECKING:  # annotations only
     from iceaudit.stylegan2.networks import Generator
@@ -94,11 +97,12 @@ def run_audit(classifier: Classifier, generator: Generator, bank: Bank | str | P
         classifier.device = device
     classifier.validate(G.img_resolution)
     n = settings.science.n or default_n(device)
-    with _precision(G, classifier, settings.science.precision):
+    with _precision(G, classifier, settings.science.precision), \
+            _accelerated(G, classifier, settings, device) as compiler:
         batch = settings.run.batch_images or resumed_batch(settings.output.out, settings.output.resume) or (
             memory_batch(G, classifier.decision_score, device) if device.type == "cuda"
             else auto_batch(device, G.img_resolution))
-        return _run(classifier, G, fingerprint, bank, subspaces, settings, device, n, batch)
+        return _run(classifier, G, fingerprint, bank, subspaces, settings, device, n, batch, compiler)
 
 
 @contextlib.contextmanager
@@ -117,8 +121,44 @@ def _precision(G, classifier: Classifier, precision: str):
         G.precision, classifier.precision = before
 
 
+@contextlib.contextmanager
+def _accelerated(G, classifier: Classifier, settings: AuditSettings, device: torch.device):
+    """--compile and --memory-format on both networks for the audit, as they were afterwards.
+    Yields the Compiler (None without --compile)."""
+    compiler = Compiler() if settings.run.compile else None
+    layout = resolve_memory_format(settings.run.memory_format, device)
+    convert = layout == "channels_last" and isinstance(classifier.model, torch.nn.Module)
+    before = (G.compiler if isinstance(G, StyleSpaceAccess) else None, classifier.compiler, classifier.memory_format)
+    if isinstance(G, StyleSpaceAccess):  # another generator type runs its synthesis eager
+        G.compiler = compiler
+    classifier.compiler, classifier.memory_format = compiler, layout
+    if convert:
+        to_memory_format(classifier.model, layout)
+        if settings.run.memory_format == "auto" and not _runs(classifier, G.img_resolution):
+            # e.g. a model that flattens with .view(), which a channels_last tensor refuses
+            to_memory_format(classifier.model, "contiguous")
+            classifier.memory_format, convert = "contiguous", False
+    try:
+        yield compiler
+    finally:
+        if isinstance(G, StyleSpaceAccess):
+            G.compiler = before[0]
+        classifier.compiler, classifier.memory_format = before[1], before[2]
+        if convert:
+            to_memory_format(classifier.model, "contiguous")
+
+
+def _runs(classifier: Classifier, resolution: int) -> bool:
+    try:
+        classifier.validate(resolution)
+    except UserError:
+        return False
+    return True
+
+
 def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: list[Subspace],
-         settings: AuditSettings, device: torch.device, n: int, batch: int) -> AuditResult:
+         settings: AuditSettings, device: torch.device, n: int, batch: int,
+         compiler: Compiler | None = None) -> AuditResult:
     """The audit of checked inputs: walks, statistics, images, baselines, the directory."""
     run_key = {
         "classifier_sha256": classifier.sha256, "card": classifier.card.to_dict(), "generator": fingerprint,
@@ -162,7 +202,9 @@ def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: lis
         record = compose_summary(inputs, measured, images)
         # how the walks ran: provenance only (the numbers do not depend on it)
         record.provenance.execution = Execution(backend=settings.run.backend, workers=walked.workers, units=len(units),
-                                                units_from_checkpoint=walked.resumed, shard_faces=settings.run.shard_faces)
+                                                units_from_checkpoint=walked.resumed, shard_faces=settings.run.shard_faces,
+                                                compile=_compile_outcome(compiler),
+                                                memory_format=classifier.memory_format)
         if settings.science.sanity:
             record.validity.sanity = {"randomised_classifier": _sanity(classifier, G, bank, settings)}
         if settings.science.baselines:
@@ -182,6 +224,15 @@ def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: lis
             write_record(record, out / "summary.json")
         return AuditResult(record=record, drivers=drivers, results=measured.results,
                            counterfactuals=measured.counterfactuals, per_face=measured.per_face, faces=faces, out=out)
+
+
+def _compile_outcome(compiler: Compiler | None) -> CompileOutcome:
+    """What --compile did so far (the walks, sampling and counterfactuals have run), for the record."""
+    if compiler is None:
+        return CompileOutcome(requested=False)
+    status = compiler.status()
+    return CompileOutcome(requested=True, used=status.used, backend=status.backend, compiled=status.compiled, fallback=status.fallback,
+                          skipped=status.skipped)
 
 
 class _LabelMaps:

@@ -9,6 +9,7 @@ from typing import Any
 
 from iceaudit.audit.backends import BACKENDS, BackendOptions
 from iceaudit.errors import UserError
+from iceaudit.memory_format import MEMORY_FORMATS
 from iceaudit.precision import PRECISIONS
 
 MAX_FACES = 65_536  # faces per audit: their latents alone are ~2.4 GB at 1024 px (18 × 512 floats each)
@@ -62,6 +63,8 @@ class RunContext:
     device: str = "auto"
     batch_images: int | None = None  # images per generator+classifier batch; None: by device and memory
     partial: bool = True  # partial synthesis (False: full re-synthesis, for benchmarks)
+    compile: bool = False  # torch.compile the synthesis and the classifier (iceaudit.compiling); eager if it fails
+    memory_format: str = "auto"  # the classifier's: auto | channels_last | contiguous (iceaudit.memory_format)
     shard_faces: int = 64  # faces per walk unit
     backend: str = "local"  # "local" | "ray"
     ray_address: str | None = None  # None: a local Ray instance; "auto" / HOST:PORT: an existing cluster
@@ -134,6 +137,10 @@ class AuditSettings:
         whole(self.run.workers, "--workers", 1, 100_000, none_ok=True)
         if self.science.precision not in PRECISIONS:
             raise UserError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.science.precision!r})")
+        if not isinstance(self.run.compile, bool):
+            raise UserError(f"--compile is a switch: True or False (got {self.run.compile!r})")
+        if self.run.memory_format not in MEMORY_FORMATS:
+            raise UserError(f"--memory-format must be one of {', '.join(MEMORY_FORMATS)} (got {self.run.memory_format!r})")
         if self.run.backend not in BACKENDS:
             raise UserError(f"--backend must be one of {', '.join(BACKENDS)} (got {self.run.backend!r})")
 

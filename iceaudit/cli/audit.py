@@ -29,6 +29,8 @@ def audit_command(
     null: int = typer.Option(8, "--null", help="Random directions per subspace (the null floor)."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Images per batch (default: by device and resolution)."),
     precision: str = typer.Option("fp32", "--precision", help="Generator and classifier arithmetic: fp32, or autocast in bf16 / fp16 (faster on GPUs; measured parity in docs/precision.md)."),
+    compile_: bool = typer.Option(False, "--compile", help="Run the generator's synthesis (the partial synthesis of the walks included) and the classifier through torch.compile: the same scores within float rounding, faster once compiled, after a compile of seconds to minutes per new start layer and batch shape (worth it on a GPU and for long audits; measured in BENCHMARKS.md). Calls with gradients (the baselines) stay eager. If compiling fails (no C compiler, an unsupported operation) the audit goes on eager after one warning line; summary.json records whether compiled code ran (provenance.execution.compile)."),
+    memory_format: str = typer.Option("auto", "--memory-format", help="The classifier's memory format: auto (channels_last on CUDA, contiguous on CPU, where each measured faster), channels_last or contiguous. The scores do not depend on it."),
     subspaces: Optional[str] = typer.Option(None, "--subspaces", help="Comma-separated subspace ids to audit (default: all)."),
     sanity: bool = typer.Option(False, "--sanity", help="Also audit the classifier with re-initialised weights: it should show no driver (doubles the time)."),
     baselines: str = typer.Option("default", "--baselines", help="Captum pixel attributions, latent attribution, AttFind and TCAV beside the walks: `none`, `default`, `all` or a comma-separated list (see docs/baselines.md)."),
@@ -85,7 +87,8 @@ def audit_command(
     result = audit(
         classifier, model_card, generator=generator, bank=bank, n=n, seed=seed, device=device, baselines=methods,
         out=out_dir, parser=parser, parser_labels=parser_labels, card_path=card, psi=psi, n_steps=steps,
-        n_null=null, batch_images=batch, tcav_layer=tcav_layer, precision=precision, resume=resume, sanity=sanity, backend=backend, ray_address=ray_address,
+        n_null=null, batch_images=batch, tcav_layer=tcav_layer, precision=precision, compile=compile_,
+        memory_format=memory_format, resume=resume, sanity=sanity, backend=backend, ray_address=ray_address,
         workers=workers, shard_faces=shard_faces, trust_classifier=trust_classifier,
         subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
         command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),

@@ -5,7 +5,7 @@
     record.drivers[0].slope, record.settings.n_samples
 """
 from iceaudit.record.audit import (SCHEMA_VERSION, AuditRecord, BankRecord, BaseRate, BestEdit, ClassifierRecord,
-                                   Counterfactuals, Driver, DriverEvidence, Execution, FaceOutcome, Fairness,
+                                   CompileOutcome, Counterfactuals, Driver, DriverEvidence, Execution, FaceOutcome, Fairness,
                                    FairnessFinding, FlipStats, GeneratorRecord, NullFloor, NullTest, OwnCriterion,
                                    Provenance, SanityCheck, SettingsRecord, SubspaceRecord, Validity, WalkStrip)
 from iceaudit.record.baselines import (Agreement, AttFindBaseline, AttFindChannel, Baselines, LatentBaseline,
@@ -16,7 +16,7 @@ from iceaudit.record.verdict import agreement_word, compose_verdict
 __all__ = [
     "SCHEMA_VERSION", "Agreement", "AttFindBaseline", "AttFindChannel", "Baselines", "LatentBaseline",
     "PixelBaseline", "TcavBaseline", "AuditRecord", "BankRecord", "BaseRate", "BestEdit", "ClassifierRecord", "Counterfactuals",
-    "Driver", "DriverEvidence", "Execution", "FaceOutcome", "Fairness", "FairnessFinding", "FlipStats",
+    "CompileOutcome", "Driver", "DriverEvidence", "Execution", "FaceOutcome", "Fairness", "FairnessFinding", "FlipStats",
     "GeneratorRecord", "NullFloor", "NullTest", "OwnCriterion", "Provenance", "SanityCheck", "SettingsRecord",
     "SubspaceRecord", "Validity", "WalkStrip", "agreement_word", "compose_verdict", "load_record",
     "record_from_json", "write_record",

@@ -285,6 +285,19 @@ class Validity:
 
 
 @dataclass
+class CompileOutcome:
+    """Whether --compile was asked for and what it did in the audit's own process (Ray workers
+    compile on their own). The numbers do not depend on it (float rounding aside)."""
+
+    requested: bool = False
+    used: bool = False  # every network that ran, ran compiled (TorchScript classifiers aside: `skipped`)
+    backend: str | None = None  # the torch.compile backend
+    compiled: list[str] = field(default_factory=list)  # the calls that ran compiled
+    fallback: str | None = None  # why a call ran eager instead (the first compile failure)
+    skipped: list[str] = field(default_factory=list)  # left eager by design, with why (a TorchScript classifier)
+
+
+@dataclass
 class Execution:
     """How the walks ran (the numbers do not depend on it)."""
 
@@ -293,6 +306,8 @@ class Execution:
     units: int | None = None
     units_from_checkpoint: int | None = None
     shard_faces: int | None = None
+    compile: CompileOutcome | None = omitted()  # absent in records written before --compile existed
+    memory_format: str | None = omitted()  # the classifier's during the walks: "channels_last" or "contiguous"
 
 
 @dataclass

@@ -591,6 +591,15 @@ class StyleSpaceAccess:
     per-layer `styles` (StyleGAN2's and StyleGAN3's alike)."""
 
     synthesis: torch.nn.Module
+    # An `iceaudit.compiling.Compiler` while an audit runs with --compile: synthesis from styles,
+    # prefix and suffix then run compiled (calls without gradients); None: eager.
+    compiler = None
+
+    def _synthesis_call(self, name: str):
+        """`self.synthesis.<name>`, compiled when a compiler is set."""
+        if self.compiler is None:
+            return getattr(self.synthesis, name)
+        return self.compiler.wrap(self.synthesis, name, f"generator.{name}")
 
     @property
     def style_layers(self) -> list[StyleLayer]:
@@ -662,15 +671,16 @@ class Generator(StyleSpaceAccess, torch.nn.Module):
 
     def synthesis_from_styles(self, styles: Mapping[str, torch.Tensor], noise_mode: str = "const",
                               fused_modconv: bool | None = None) -> torch.Tensor:
-        return self.synthesis.synthesis_from_styles(styles, noise_mode=noise_mode, fused_modconv=fused_modconv)
+        return self._synthesis_call("synthesis_from_styles")(styles, noise_mode=noise_mode, fused_modconv=fused_modconv)
 
     def synthesis_prefix(self, styles: Mapping[str, torch.Tensor], start: str, noise_mode: str = "const",
                          fused_modconv: bool | None = None) -> SynthesisState:
-        return self.synthesis.synthesis_prefix(styles, start, noise_mode=noise_mode, fused_modconv=fused_modconv)
+        return self._synthesis_call("synthesis_prefix")(styles, start, noise_mode=noise_mode,
+                                                        fused_modconv=fused_modconv)
 
     def synthesis_suffix(self, state: SynthesisState, styles: Mapping[str, torch.Tensor],
                          fused_modconv: bool | None = None) -> torch.Tensor:
-        return self.synthesis.synthesis_suffix(state, styles, fused_modconv=fused_modconv)
+        return self._synthesis_call("synthesis_suffix")(state, styles, fused_modconv=fused_modconv)
 
     # -- identity ----------------------------------------------------------------
 

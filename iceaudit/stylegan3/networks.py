@@ -314,13 +314,13 @@ class Generator(StyleSpaceAccess, torch.nn.Module):
         return self.synthesis(ws)
 
     def synthesis_from_styles(self, styles: Mapping[str, torch.Tensor], **kwargs) -> torch.Tensor:
-        return self.synthesis.synthesis_from_styles(styles)
+        return self._synthesis_call("synthesis_from_styles")(styles)
 
     def synthesis_prefix(self, styles: Mapping[str, torch.Tensor], start: str, **kwargs) -> SynthesisState:
-        return self.synthesis.synthesis_prefix(styles, start)
+        return self._synthesis_call("synthesis_prefix")(styles, start)
 
     def synthesis_suffix(self, state: SynthesisState, styles: Mapping[str, torch.Tensor], **kwargs) -> torch.Tensor:
-        return self.synthesis.synthesis_suffix(state, styles)
+        return self._synthesis_call("synthesis_suffix")(state, styles)
 
     def fingerprint(self) -> str:
         """sha256 over the arithmetic config and every state tensor but the filters (derived

@@ -20,7 +20,7 @@ from iceaudit.api import load_classifier
 from iceaudit.audit.classifier import ModelCard
 from iceaudit.audit.runner import AuditSettings, run_audit
 from iceaudit.errors import UserError
-from iceaudit.record import Execution
+from iceaudit.record import CompileOutcome, Execution
 
 N = 16
 SETTINGS = AuditSettings.of(n=N, n_steps=5, n_null=3, n_bootstrap=300, progress=False, shard_faces=4, strip_faces=2,
@@ -72,7 +72,7 @@ def test_ray_backend_gives_the_local_audit_bit_for_bit(cluster, tiny, local_audi
     _same_audit(local_audit, out)
     execution = result.record.provenance.execution
     assert execution == Execution(backend="ray", workers=2, units=len(bank.subspaces) * (N // 4), units_from_checkpoint=0,
-                                  shard_faces=4)
+                                  shard_faces=4, compile=CompileOutcome(requested=False), memory_format="contiguous")
     # every unit was written to the checkpoint as it arrived
     assert len(list((out / "checkpoint").glob("*.walks.parquet"))) == execution.units
 
