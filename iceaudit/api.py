@@ -101,7 +101,9 @@ def audit(classifier: "str | Path | torch.nn.Module | Callable | Classifier",
         trust_classifier: run a TorchScript classifier file (it carries code) or any
             factory callable; see `load_classifier` and docs/security.md.
         **settings: further `AuditSettings` fields: ``psi``, ``n_steps``, ``n_null``,
-            ``batch_images``, ``subspaces``, ``sanity``, ``resume``, ``command``, ``progress``;
+            ``batch_images``, ``subspaces``, ``sanity``, ``resume``, ``command``, ``progress``,
+            ``own_units`` (False: keep the bank's own-criterion figures instead of measuring
+            them at the audited faces);
             speed: ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``), ``compile`` (True:
             torch.compile the synthesis and the classifier, eager if that fails),
             ``memory_format`` (``"auto"``, ``"channels_last"``, ``"contiguous"``);

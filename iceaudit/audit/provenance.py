@@ -93,7 +93,8 @@ def compose_summary(inputs: AuditInputs, measured: Measured, images: AuditImages
                                   best_step=None if r.best_step is None or pd.isna(r.best_step) else float(r.best_step))
                       for r in per_face.itertuples()]),
         fairness=Fairness(protected=protected, findings=findings),
-        validity=Validity(**bank_validity(bank), null_floor=measured.null_floor,
+        validity=Validity(**{**bank_validity(bank), **({"own_criterion": measured.own} if measured.own else {})},
+                          null_floor=measured.null_floor,
                           base_rate=BaseRate(positive=n_pos / n, n_positive=n_pos, n=n,
                                              note="share of sampled faces the classifier calls positive at alpha = 0")),
         provenance=Provenance(

@@ -26,6 +26,7 @@ the same numbers.
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,8 +196,9 @@ def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: lis
         inputs = AuditInputs(classifier=classifier, G=G, fingerprint=fingerprint, bank=bank, subspaces=subspaces,
                              settings=settings, device=device, n=n, batch=work.batch, faces=faces, grids=grids)
         drivers, null_floor = statistics(walked.results, subspaces, grids, threshold, settings)
+        own = _own_units(G, bank, subspaces, faces, settings, drivers)
         measured = Measured(results=walked.results, counterfactuals=walked.counterfactuals, drivers=drivers,
-                            null_floor=null_floor,
+                            null_floor=null_floor, own=own,
                             per_face=per_face_table(walked.results, walked.counterfactuals, subspaces, faces, threshold))
         images = write_images(out, inputs, measured) if out is not None else AuditImages()
         record = compose_summary(inputs, measured, images)
@@ -224,6 +226,26 @@ def _run(classifier: Classifier, G, fingerprint: str, bank: Bank, subspaces: lis
             write_record(record, out / "summary.json")
         return AuditResult(record=record, drivers=drivers, results=measured.results,
                            counterfactuals=measured.counterfactuals, per_face=measured.per_face, faces=faces, out=out)
+
+
+def _own_units(G, bank: Bank, subspaces: list[Subspace], faces, settings: AuditSettings, drivers: list[Driver]):
+    """Each walk's own effect per unit at the audited faces (or the bank's figure, where its eyes are not
+    at hand), and every driver's slope per SD of its own criterion."""
+    if not settings.science.own_units:
+        return None
+    from iceaudit.audit.own_units import AT_FACES, bank_eyes, own_criteria
+
+    eyes, why = bank_eyes(bank)
+    if eyes is None and any(s.criterion for s in subspaces) and settings.output.progress:
+        print(f"note: own criteria not measured at the audited faces ({why}); the bank's figures are kept",
+              file=sys.stderr)
+    own = own_criteria(G, bank, subspaces, faces.ws, eyes)
+    for d in drivers:
+        o = own.get(d.subspace)
+        if o is not None and o.measured_at == AT_FACES and d.extra is not None:
+            d.extra.own_effect = o.effect_per_unit
+            d.extra.slope_per_own_sd = d.slope / o.effect_per_unit if abs(o.effect_per_unit) > 1e-9 else None
+    return own
 
 
 def _compile_outcome(compiler: Compiler | None) -> CompileOutcome:

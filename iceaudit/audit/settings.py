@@ -37,6 +37,7 @@ class Science:
     min_flip_rate: float = 0.1
     subspaces: list[str] | None = None  # audit only these ids (default: the whole bank)
     sanity: bool = False  # also audit a copy of the classifier with re-initialised weights (doubles the time)
+    own_units: bool = True  # measure each walk's own criterion at the audited faces (needs the bank's eyes)
     baselines: list[str] = field(default_factory=list)  # Captum / latent / AttFind methods (parse_methods); [] = none
     parser: Any = None  # face parser (criteria convention: logits + `labels`) for region-level baselines
     tcav_layer: str | None = None  # the classifier layer TCAV reads (a module name; default: its last Conv2d)

@@ -11,7 +11,7 @@ from iceaudit.audit.classifier import Classifier
 from iceaudit.audit.sample import Faces
 from iceaudit.audit.settings import AuditSettings
 from iceaudit.bank.format import Bank, Subspace
-from iceaudit.record import Driver, NullFloor
+from iceaudit.record import Driver, NullFloor, OwnCriterion
 from iceaudit.stylegan2.networks import Generator
 
 
@@ -41,3 +41,4 @@ class Measured:
     drivers: list[Driver]  # ranked, strongest first
     null_floor: NullFloor
     per_face: pd.DataFrame  # sample, seed, score, positive, flipped_by, best_subspace, best_step
+    own: dict[str, OwnCriterion] | None = None  # each walk's own effect per unit (iceaudit.audit.own_units)

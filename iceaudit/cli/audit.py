@@ -33,6 +33,7 @@ def audit_command(
     memory_format: str = typer.Option("auto", "--memory-format", help="The classifier's memory format: auto (channels_last on CUDA, contiguous on CPU, where each measured faster), channels_last or contiguous. The scores do not depend on it."),
     subspaces: Optional[str] = typer.Option(None, "--subspaces", help="Comma-separated subspace ids to audit (default: all)."),
     sanity: bool = typer.Option(False, "--sanity", help="Also audit the classifier with re-initialised weights: it should show no driver (doubles the time)."),
+    own_units: bool = typer.Option(True, "--own-units/--no-own-units", help="Measure each walk's own criterion (the parser region, landmarks or estimator its unit is calibrated on) at the audited faces, so summary.json and the report say how far one unit really moves it here (1.0 = as the bank calibrated). Needs the bank's landmark detector and parser on this machine; without them the bank's build-time figures are kept and the run says so."),
     baselines: str = typer.Option("default", "--baselines", help="Captum pixel attributions, latent attribution, AttFind and TCAV beside the walks: `none`, `default`, `all` or a comma-separated list (see docs/baselines.md)."),
     tcav_layer: Optional[str] = typer.Option(None, "--tcav-layer", help="The classifier layer TCAV reads (a module "
                                              "name such as `layer4`; default: its last Conv2d). Python modules only."),
@@ -88,7 +89,7 @@ def audit_command(
         classifier, model_card, generator=generator, bank=bank, n=n, seed=seed, device=device, baselines=methods,
         out=out_dir, parser=parser, parser_labels=parser_labels, card_path=card, psi=psi, n_steps=steps,
         n_null=null, batch_images=batch, tcav_layer=tcav_layer, precision=precision, compile=compile_,
-        memory_format=memory_format, resume=resume, sanity=sanity, backend=backend, ray_address=ray_address,
+        memory_format=memory_format, resume=resume, sanity=sanity, own_units=own_units, backend=backend, ray_address=ray_address,
         workers=workers, shard_faces=shard_faces, trust_classifier=trust_classifier,
         subspaces=[s.strip() for s in subspaces.split(",") if s.strip()] if subspaces else None,
         command=shlex.join(["iceaudit", *_state.get("argv", sys.argv[1:])]),

@@ -112,6 +112,8 @@ class DriverEvidence:
     up_share: float | None = omitted()  # share of faces whose score rises along the walk
     down_share: float | None = omitted()  # ... and falls (slopes below a tenth of the median |slope| not counted)
     p_size_adjusted: float | None = omitted()  # per-face |score change| vs random edits' (paired, Holm)
+    own_effect: float | None = omitted()  # own-criterion SDs per unit at the audited faces
+    slope_per_own_sd: float | None = omitted()  # slope / own_effect: score change per SD of its own criterion
 
 
 @dataclass(kw_only=True)
@@ -230,6 +232,9 @@ class OwnCriterion:
     effect_per_unit: float | None = None
     expected: float | None = None
     ok: bool | None = None
+    measured_at: str | None = omitted()  # "audited faces" or "bank build" (iceaudit.audit.own_units)
+    faces: int | None = omitted()  # faces it was measured on, at the audit
+    bank_effect_per_unit: float | None = omitted()  # the bank's build-time figure, beside the audit's
 
 
 @dataclass

@@ -54,7 +54,7 @@ DRIVER = obj({
                   "null_df": NUM, "null_slopes": NUMBERS, "image_change": NUM, "mean_abs_slope": NUM,
                   "ci_excludes_zero": BOOL, "unit": STR, "step_range": NUMBERS, "space": STR,
                   "basis_rows": INT, "rows_audited": INT, "abs_margin_share": NUM, "up_share": NUM,
-                  "down_share": NUM, "p_size_adjusted": NUM}),
+                  "down_share": NUM, "p_size_adjusted": NUM, "own_effect": NUM, "slope_per_own_sd": NUM}),
 }, required=("subspace", "slope", "ci_low", "ci_high", "flip_rate", "significant"))
 
 BANK_SUBSPACE = obj({"id": {"type": "string"}, "name": STR, "tags": STRINGS, "unit": STR, "description": STR,
@@ -81,7 +81,8 @@ FAIRNESS = obj({
 })
 
 VALIDITY = obj({
-    "own_criterion": mapping(obj({"criterion": STR, "effect_per_unit": NUM, "expected": NUM, "ok": BOOL})),
+    "own_criterion": mapping(obj({"criterion": STR, "effect_per_unit": NUM, "expected": NUM, "ok": BOOL,
+                                  "measured_at": STR, "faces": INT, "bank_effect_per_unit": NUM})),
     "leakage": mapping(mapping(NUM)),
     "null_floor": obj({"test": STR, "n_directions": INT, "n_per_subspace": INT, "quantile": NUM, "abs_slope": NUM,
                        "per_subspace": mapping(obj({"floor": NUM, "sigma": NUM, "df": NUM, "null_slopes": NUMBERS,
