@@ -101,7 +101,11 @@ def write_recipe(work: Path, args) -> Path:
     recipe = tomllib.loads(text)
     bank = recipe["bank"]
     overrides = {"faces": args.faces, "calibration_faces": args.faces * 4, "validation_faces": args.faces * 4,
-                 "jtj_method": args.jtj, "jtj_rank": args.rank, "jtj_chunk": args.chunk}
+                 "jtj_method": args.jtj, "jtj_rank": args.rank, "jtj_chunk": args.chunk,
+                 # the valid-range bound at a reduced count too (the recipe's 1,024 faces + walks are GPU work)
+                 "manifold_fit_faces": args.manifold_faces, "manifold_held_out_faces": max(4, args.manifold_faces // 2),
+                 "manifold_walk_faces": max(2, args.manifold_faces // 8), "manifold_rank": max(1, args.manifold_faces // 4),
+                 "manifold_steps_per_side": 2}
     lines = [f"{k} = {json.dumps(v)}" for k, v in overrides.items()]
     head, rest = text.split("[bank]", 1)
     kept = "\n".join(line for line in rest.splitlines() if line.split("=")[0].strip() not in overrides or
@@ -125,6 +129,8 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=2, help="images per JᵀJ pass (a 1024² reverse pass holds GBs)")
     ap.add_argument("--fan-size", type=int, default=256, help="FAN crop (256 for 2DFAN-4)")
     ap.add_argument("--parser-size", type=int, default=512, help="BiSeNet input (512 for 79999_iter.pth)")
+    ap.add_argument("--manifold-faces", type=int, default=32, help="faces the valid-range bound is fitted on "
+                    "(0: no valid ranges); half as many set its threshold, an eighth are walked")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--null", type=int, default=2)
     args = ap.parse_args()

@@ -288,6 +288,9 @@ def build_bank(
         elif sub.method == "pca":
             found[sid] = replace(sub, unit_norm=latent_sd(G, sub, ws_cal), unit="1 SD of w along this principal direction")
 
+    if manifold.fit_faces and found:  # before validation, which walks only where the walks stay faces
+        found = {s.id: s for s in with_valid_ranges(G, list(found.values()), manifold,
+                                                     progress=progress.stage("valid ranges", len(found)))}
     reports, rejected = {}, {}
     tick = progress.stage("validation", len(found))
     for sid, sub in found.items():
@@ -302,6 +305,8 @@ def build_bank(
         else:
             rep = {"passed": True, "reasons": [], "note": "no criterion: not validated"}
         rep.update(extra.get(sid, {}))
+        if "manifold" in sub.validation:
+            rep["manifold"] = sub.validation["manifold"]
         reports[sid] = rep
         # literature channels stay unverified until validated on this generator
         verified = (sid in measures and rep["passed"]) if sub.method == "literature" else sub.verified
@@ -311,10 +316,6 @@ def build_bank(
         tick(1)
 
     shipped = [found[sr.id] for sr in recipe.subspaces if sr.id in found and (keep_failing or sr.id not in rejected)]
-    if manifold.fit_faces and shipped:
-        shipped = with_valid_ranges(G, shipped, manifold, progress=progress.stage("valid ranges", len(shipped)))
-        for sub in shipped:
-            reports[sub.id]["manifold"] = sub.validation["manifold"]
     meta = {
         "recipe": recipe.name,
         "recipe_file": Path(recipe.path).name,

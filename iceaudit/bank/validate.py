@@ -1,6 +1,7 @@
 """Validate subspaces: own effect, leakage onto every other criterion, drift, true factors.
 
-For each subspace, faces are walked to -1 and +1 units. Effects are measured
+For each subspace, faces are walked to -1 and +1 units (less where its valid range,
+where the walk stays faces, ends sooner: `iceaudit.bank.manifold`). Effects are measured
 per unit step and in SDs of each measure across the faces (so 1.0 = one
 standard deviation of that criterion per unit):
 
@@ -74,7 +75,10 @@ def validate_subspace(
     """Figures and verdict for one subspace. ``measures`` maps ids to criteria measures
     (``own_id`` is the subspace's own); ``ignore`` lists ids left out of the leakage check
     (e.g. another subspace measured by the very same criterion)."""
-    frames = _frames(G, sub, ws, [-1.0, 0.0, 1.0])  # [N, 3, 3, R, R]
+    # one unit each way, or less where the walk leaves the faces sooner (its valid range)
+    a_lo, a_hi = max(-1.0, sub.walk_range[0]), min(1.0, sub.walk_range[1])
+    width = a_hi - a_lo
+    frames = _frames(G, sub, ws, [a_lo, 0.0, a_hi])  # [N, 3, 3, R, R]
     lo, base, hi = frames[:, 0], frames[:, 1], frames[:, 2]
     effects, own_ctx = {}, None
     with torch.no_grad():
@@ -84,11 +88,11 @@ def validate_subspace(
                 own_ctx = ctx
             v_lo, v0, v_hi = m.value(lo, ctx), m.value(base, ctx), m.value(hi, ctx)
             sd = float(v0.std()) or 1e-12
-            effects[mid] = float(((v_hi - v_lo) / 2).mean() / sd)
+            effects[mid] = float(((v_hi - v_lo) / width).mean() / sd)
     own = effects.get(own_id, float("nan"))
     leakage = {k: abs(v) for k, v in effects.items() if k != own_id and k not in ignore}
     unchecked = {k: abs(v) for k, v in effects.items() if k != own_id and k in ignore}
-    diff = (hi - lo).abs() / 2  # per unit
+    diff = (hi - lo).abs() / width  # per unit
     mask = getattr(own_ctx, "mask", None)
     if mask is not None:
         m = torch.nn.functional.interpolate(mask.expand(ws.shape[0], -1, -1, -1), size=diff.shape[-2:], mode="nearest")
@@ -102,6 +106,7 @@ def validate_subspace(
         "leakage_unchecked": unchecked,  # measured, not held to max_leakage (see ``ignore``)
         "drift_outside": drift,
         "faces": int(ws.shape[0]),
+        "walked": [a_lo, a_hi],
         "thresholds": asdict(thresholds),
     }
     reasons = []
@@ -123,7 +128,7 @@ def validate_subspace(
         with torch.no_grad():
             f_lo, f_0, f_hi = truth(lo), truth(base), truth(hi)
         delta = getattr(truth, "difference", lambda name, d: d)  # wraps cyclic factors
-        t_eff = {k: float((delta(k, f_hi[k] - f_lo[k]) / 2).mean() / (float(f_0[k].std()) or 1e-12)) for k in f_0}
+        t_eff = {k: float((delta(k, f_hi[k] - f_lo[k]) / width).mean() / (float(f_0[k].std()) or 1e-12)) for k in f_0}
         report["truth"] = t_eff
         lead = max(t_eff, key=lambda k: abs(t_eff[k]))
         report["truth_lead"] = lead
