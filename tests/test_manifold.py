@@ -130,3 +130,6 @@ def test_bank_valid_range_command_stores_ranges_and_refuses_bad_options(tmp_path
     assert all(s.valid_range is not None and "manifold" in s.validation for s in back.subspaces)
     assert back.meta["manifold"]["fit_faces"] == 128
     assert "walks" in out
+    sid = back.subspaces[0].id
+    code, out, err = run_cli(capsys, "bank", "show", sid, "--bank", str(copy))
+    assert code in (0, None) and f"valid_range: {list(back[sid].valid_range)}" in out

@@ -152,7 +152,7 @@ def bank_list_command(bank: str = _BANK_OPT) -> None:
     _print_bank(load_bank(bank_dir(bank)))
 
 
-@bank_app.command("show", help="Show one subspace: description, space, unit, step range, validation.")
+@bank_app.command("show", help="Show one subspace: description, space, unit, step range, valid range, validation.")
 def bank_show_command(subspace_id: str = typer.Argument(..., metavar="ID"), bank: str = _BANK_OPT) -> None:
     import json
 
@@ -163,6 +163,9 @@ def bank_show_command(subspace_id: str = typer.Argument(..., metavar="ID"), bank
     for key in ("id", "name", "description", "tags", "space", "layers", "dim", "rank", "method", "criterion",
                 "unit", "unit_norm", "step_range", "verified"):
         out.print(f"[bold]{key}[/]: {entry[key]}", highlight=False)
+    out.print(f"[bold]valid_range[/]: {entry.get('valid_range', 'not measured (iceaudit bank valid-range)')}"
+              f"{'  (audits walk ' + '{:+g} .. {:+g}'.format(*s.walk_range) + ')' if s.walk_range != s.step_range else ''}",
+              highlight=False)
     out.print("[bold]validation[/]:")
     out.print_json(json.dumps(entry["validation"], default=float))
 
