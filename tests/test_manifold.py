@@ -133,3 +133,22 @@ def test_bank_valid_range_command_stores_ranges_and_refuses_bad_options(tmp_path
     sid = back.subspaces[0].id
     code, out, err = run_cli(capsys, "bank", "show", sid, "--bank", str(copy))
     assert code in (0, None) and f"valid_range: {list(back[sid].valid_range)}" in out
+
+
+def test_validation_walks_only_within_the_valid_range(demo):
+    from iceaudit.bank.build import bank_latents
+    from iceaudit.bank.validate import validate_subspace
+    from iceaudit.criteria.eyes import load_eyes
+    from iceaudit.criteria.spec import Measured
+
+    G, bank = demo
+    eyes = load_eyes(None, None, defaults=bank.meta["eyes_spec"])
+    sub = replace(bank["skin_tone"], valid_range=None)
+    measures = {"skin_tone": Measured(json.loads(sub.criterion), eyes)}
+    ws = bank_latents(G, 8, 11)
+    whole = validate_subspace(G, sub, "skin_tone", measures, ws)
+    inside = validate_subspace(G, replace(sub, valid_range=(-0.5, 0.25)), "skin_tone", measures, ws)
+    assert whole["walked"] == [-1.0, 1.0] and inside["walked"] == [-0.5, 0.25]
+    # the skin-tone walk is close to linear there: per unit, the two agree
+    assert inside["own_effect"] == pytest.approx(whole["own_effect"], rel=0.3)
+    assert inside["own_effect"] != whole["own_effect"]
