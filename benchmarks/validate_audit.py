@@ -157,10 +157,20 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write every graded row here")
     ap.add_argument("--classifiers", default=",".join(PLANTED + tuple(WHITEBOX)))
     ap.add_argument("--bank", type=Path, default=ROOT / "subspace_bank" / "demo")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="write --out from a --json file of an earlier run (the oracle is recomputed; no audits)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     names = [c for c in args.classifiers.split(",") if c]
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if args.from_json:
+        rows = [Graded(**r) for r in json.loads(args.from_json.read_text())]
+        names = [c for c in names if any(g.classifier == c for g in rows)]
+        seeds = [s for s in seeds if any(g.seed == s for g in rows)]
+        clfs = classifiers(names)
+        tables = oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=args.oracle_n, seed=seeds[0])
+        write_markdown(rows, tables, names, seeds, args)
+        return
     G, bank, truth, sd, reader = load_generator("demo"), load_bank(args.bank), truth_map(), prior_sd(), FactorTruth()
     policy = load_policy(shipped_policy("fairness"))
     clfs = classifiers(names)
@@ -241,6 +251,19 @@ def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: li
             f"{sum(g.top_matches for g in gs)}/{len(gs)} | {sig} | {', '.join(sorted(beyond)) or 'none'} | "
             f"{', '.join(sorted(mixed)) or 'none'} | {summary(rho)} | {summary(pred)} | "
             f"{' '.join(g.gate_fairness for g in gs)} | {np.mean([g.seconds for g in gs]):.0f} s |")
+    lines += ["", "The protected shortcuts, per face seed: the skin-tone walk's effect call, its Holm-adjusted",
+              "p-value over faces, flip rate and slope per unit (the fairness gate fails a classifier on it).", "",
+              "| classifier | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|---|" + "---|" * len(seeds)]
+    for c in names:
+        cells = []
+        for s in seeds:
+            g = by.get((c, s))
+            d = next((d for d in g.drivers if d[0] == "skin_tone"), None) if g else None
+            cells.append("-" if d is None else f"{'significant' if d[5] else 'not significant'}, p {d[6]:.2g}, "
+                                               f"flips {100 * d[4]:.0f}%, {d[1]:+.2f}/unit")
+        if c in ("smiling_skin_shortcut", "skin_luma", "skin_mid", "skin_and_background"):
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
     first = seeds[0]
     for c in names:
         g = by.get((c, first))

@@ -21,15 +21,22 @@ def demo():
     return G, Bank(bank.name, bank.generator_fingerprint, [bank["skin_tone"], bank["smile"]], bank.meta)
 
 
-def _audit(G, bank, tmp_path, **options):
+def _audit(G, bank, tmp_path, n=8, **options):
     clf = load_classifier(lambda x: x.mean((1, 2, 3)) * 10, {"input_size": 64, "head": "logit"})
-    return run_audit(clf, G, bank, AuditSettings.of(n=8, seed=0, n_null=2, n_steps=3, device="cpu", progress=False,
+    return run_audit(clf, G, bank, AuditSettings.of(n=n, seed=0, n_null=2, n_steps=3, device="cpu", progress=False,
                                                     out=str(tmp_path), **options)).record
 
 
-def test_the_audit_measures_each_walks_own_criterion_at_its_faces(demo, tmp_path):
+@pytest.fixture(scope="module")
+def audited(demo, tmp_path_factory):
     G, bank = demo
-    record = _audit(G, bank, tmp_path / "a")
+    out = tmp_path_factory.mktemp("own") / "audit"
+    return _audit(G, bank, out), out
+
+
+def test_the_audit_measures_each_walks_own_criterion_at_its_faces(demo, audited):
+    _, bank = demo
+    record = audited[0]
     own = record.validity.own_criterion
     for sid in ("skin_tone", "smile"):
         o = own[sid]
@@ -54,22 +61,23 @@ def test_a_longer_unit_moves_the_criterion_proportionally_more(demo):
 
 def test_without_the_banks_eyes_the_build_figure_is_kept_and_labelled(demo, tmp_path):
     G, bank = demo
-    blind = Bank(bank.name, bank.generator_fingerprint, bank.subspaces,
+    smile = [bank["smile"]]
+    blind = Bank(bank.name, bank.generator_fingerprint, smile,
                  {**bank.meta, "eyes_spec": {"landmarks": str(tmp_path / "missing-fan.pth"), "parser": "facelab"}})
-    own = _audit(G, blind, tmp_path / "b").validity.own_criterion
+    own = _audit(G, blind, tmp_path / "b", n=4).validity.own_criterion
     assert own["smile"].measured_at == AT_BUILD
     assert own["smile"].effect_per_unit == pytest.approx(bank["smile"].validation["own_effect"])
-    off = _audit(G, bank, tmp_path / "c", own_units=False).validity.own_criterion
+    off = _audit(G, Bank(bank.name, bank.generator_fingerprint, smile, bank.meta), tmp_path / "c", n=4,
+                 own_units=False).validity.own_criterion
     assert off["smile"].measured_at is None  # the bank's figures, as before this measurement existed
 
 
-def test_the_report_shows_where_each_unit_was_measured(demo, tmp_path):
+def test_the_report_shows_where_each_unit_was_measured(demo, audited):
     from iceaudit.report.model import load_report_model
     from iceaudit.report.render import render_html
 
-    G, bank = demo
-    _audit(G, bank, tmp_path / "r")
-    html = render_html(load_report_model(tmp_path / "r"))
+    _, bank = demo
+    html = render_html(load_report_model(audited[1]))
     table = html[html.index('id="own-table"'):]
     table = table[:table.index("</table>")]
     assert "slope per own SD" in table and "at bank build" in table
