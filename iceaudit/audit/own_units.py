@@ -23,7 +23,6 @@ import torch
 
 from iceaudit.bank.edit import walk_images
 from iceaudit.bank.format import Bank, Subspace
-from iceaudit.errors import UserError
 from iceaudit.record import OwnCriterion
 
 if TYPE_CHECKING:  # annotations only
@@ -100,5 +99,5 @@ def bank_eyes(bank: Bank) -> tuple["Eyes | None", str | None]:
         return None, "the bank names no eyes (landmark detector, parser)"
     try:
         return load_eyes(None, None, defaults=spec), None
-    except (UserError, OSError, RuntimeError) as err:  # weights not on this machine, or not loadable here
-        return None, (str(err).splitlines() or [type(err).__name__])[0]
+    except Exception as err:  # noqa: BLE001 - an optional measurement: weights absent or unloadable here
+        return None, f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
