@@ -215,7 +215,9 @@ def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: li
         f"Command: `PYTHONPATH=. python benchmarks/validate_audit.py --n {args.n} --oracle-n {args.oracle_n} "
         f"--seeds {','.join(map(str, seeds))} --out docs/validation.md`",
         "",
-        "Columns: *top right* = the audit's top driver moves the oracle's top factor, in how many seeds;",
+        "Columns: *top right* = the audit's top driver moves the oracle's top factor, in how many seeds",
+        "(*tied*: it moves another factor whose oracle effect the oracle does not tell apart from the top's,",
+        "their 95 % CIs of the mean |change| overlapping);",
         "*significant* = subspaces called an effect (CI over faces excludes 0, Holm, and practically large)",
         "in every seed (in some seeds, in brackets); *beyond random* = of those, larger than random edits of",
         "the same image change; *ρ per SD* = Spearman between |audit slope| and the oracle's |effect|, both",
@@ -246,9 +248,17 @@ def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: li
         sig = ", ".join(sorted(always)) or "none"
         if some:
             sig += f" ({', '.join(sorted(some))})"
+        rows_by_factor = {r.factor: r for r in tables[c]}
+        top_row = rows_by_factor[gs[0].oracle_top]
+
+        def tied(g):  # the audit's top factor is not told apart from the oracle's top (abs-effect CIs overlap)
+            r = rows_by_factor.get(g.audit_top_factor)
+            return not g.top_matches and r is not None and r.abs_ci_high >= top_row.abs_ci_low
+
+        n_tied = sum(tied(g) for g in gs)
         lines.append(
             f"| {c} | {reads} | {gs[0].oracle_top} ({gs[0].oracle_top_effect:.3f}) | "
-            f"{sum(g.top_matches for g in gs)}/{len(gs)} | {sig} | {', '.join(sorted(beyond)) or 'none'} | "
+            f"{sum(g.top_matches for g in gs)}/{len(gs)}{f' (+{n_tied} tied)' if n_tied else ''} | {sig} | {', '.join(sorted(beyond)) or 'none'} | "
             f"{', '.join(sorted(mixed)) or 'none'} | {summary(rho)} | {summary(pred)} | "
             f"{' '.join(g.gate_fairness for g in gs)} | {np.mean([g.seconds for g in gs]):.0f} s |")
     lines += ["", "The protected shortcuts, per face seed: the skin-tone walk's effect call, its Holm-adjusted",

@@ -131,6 +131,9 @@ def test_a_concept_from_labelled_seeds_recovers_the_shipped_subspace(demo, facto
     assert twin in report["leakage_unchecked"] and twin not in report["leakage"]
     added = bank[f"my_{factor}"]
     assert added.method == "concept-svm" and added.space == "W" and added.verified
+    # bounded like the bank's own walks (the shipped bank's valid-range settings), and validated inside
+    assert added.valid_range is not None and report["manifold"]["valid_range"] == list(added.valid_range)
+    assert report["walked"] == [max(-1.0, added.walk_range[0]), min(1.0, added.walk_range[1])]
     assert bank.meta["concepts"][-1]["examples_sha256"] == _examples(demo, factor).digest
     assert demo["bank"].ids == [s for s in bank.ids if s != f"my_{factor}"]  # the input bank is untouched
 

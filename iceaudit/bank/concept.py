@@ -458,6 +458,12 @@ def add_concept(G: Generator, bank: Bank, examples: Examples | None, spec: Conce
                                               f"latent coordinate along the {spec.method} direction (towards the positives)")
         calibration = {"sd_latent": sd}
 
+    manifold = None
+    if bank.meta.get("manifold"):  # the bank's walks were bounded: bound the concept's the same way
+        from iceaudit.bank.manifold import ManifoldSettings, with_valid_ranges
+
+        sub = with_valid_ranges(G, [sub], ManifoldSettings(**bank.meta["manifold"]))[0]
+        manifold = sub.validation["manifold"]
     measures = {s.id: Measured(json.loads(s.criterion), eyes) for s in bank.subspaces
                 if s.criterion and s.id != spec.id}
     if own is not None:
@@ -469,6 +475,8 @@ def add_concept(G: Generator, bank: Bank, examples: Examples | None, spec: Conce
     if leakage_exempt_ids:
         report["leakage_exempt_reason"] = exempt_reason.strip()
     report["calibration"] = calibration
+    if manifold is not None:
+        report["manifold"] = manifold
     if discovery:
         report["ice"] = discovery
     provenance = {"method": spec.method, "orthogonal_to": list(spec.orthogonal_to)}

@@ -119,12 +119,24 @@ class WalkValidity:
                 "leaves_at_first_step": self.leaves_at_first_step}
 
 
+_FITTED: dict[tuple[str, ManifoldSettings], tuple[FaceNovelty, torch.Tensor]] = {}  # one per generator and settings
+
+
 def fit_novelty(G: "Generator", settings: ManifoldSettings) -> tuple[FaceNovelty, torch.Tensor]:
-    """The novelty model of ``G``'s sampled faces, and the held-out latents to walk.
+    """The novelty model of ``G``'s sampled faces, and the held-out latents to walk (fitted once per
+    generator and settings in a process: it is the same every time).
 
     Returns:
         The fitted model with its threshold, and ws [walk_faces, num_ws, w_dim] of held-out faces.
     """
+    key = (G.fingerprint(), settings)
+    if key not in _FITTED:
+        _FITTED.clear()  # keep one: a 1024 px generator's is small, but there is no need for more
+        _FITTED[key] = _fit_novelty(G, settings)
+    return _FITTED[key]
+
+
+def _fit_novelty(G: "Generator", settings: ManifoldSettings) -> tuple[FaceNovelty, torch.Tensor]:
     from iceaudit.bank.build import bank_latents
 
     ws = bank_latents(G, settings.fit_faces + settings.held_out_faces, settings.seed)
