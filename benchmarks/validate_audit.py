@@ -17,7 +17,7 @@ each walk from every true factor the walk moves (sum over factors of the oracle'
 change per factor unit times the walk's change of that factor per unit): it tells
 what the first loses to walks that move more than their own factor.
 
-    PYTHONPATH=. python benchmarks/validate_audit.py --n 32 --seeds 0,1,2,3,4 --out docs/validation.md
+    PYTHONPATH=. python benchmarks/validate_audit.py --n 16 --seeds 0,1000,2000,3000,4000 --out docs/validation.md
 """
 from __future__ import annotations
 
@@ -152,7 +152,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=32, help="faces per audit")
     ap.add_argument("--oracle-n", type=int, default=256, help="faces per oracle factor")
-    ap.add_argument("--seeds", default="0,1,2,3,4", help="face seeds of the audits (the oracle uses the first)")
+    ap.add_argument("--seeds", default="0,1000,2000,3000,4000",
+                    help="face seeds of the audits (the oracle uses the first); an audit of seed s and N faces "
+                         "uses seeds s .. s+N-1, so the seeds must be N apart for the face sets not to overlap")
     ap.add_argument("--out", type=Path, default=None, help="markdown file to write (docs/validation.md)")
     ap.add_argument("--json", type=Path, default=None, help="also write every graded row here")
     ap.add_argument("--classifiers", default=",".join(PLANTED + tuple(WHITEBOX)))
@@ -163,6 +165,9 @@ def main() -> None:
     torch.set_num_threads(2)
     names = [c for c in args.classifiers.split(",") if c]
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    close = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:] if abs(a - b) < args.n]
+    if close:
+        sys.exit(f"seeds {close[0][0]} and {close[0][1]} are less than --n {args.n} apart: their faces overlap")
     if args.from_json:
         rows = [Graded(**r) for r in json.loads(args.from_json.read_text())]
         names = [c for c in names if any(g.classifier == c for g in rows)]
