@@ -21,7 +21,7 @@ from audit_synth import MeanRed, base_scores, save_script, synthetic_bank  # noq
 from cli_helpers import run_cli  # noqa: E402
 from stylegan2_io_fakes import EasyDict, generator_tree, write_pickle  # noqa: E402
 
-from iceaudit.bank.format import Bank, load_bank, save_bank  # noqa: E402
+from iceaudit.bank.format import Bank, save_bank  # noqa: E402
 from iceaudit.stylegan2.loaders import load_generator  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "parity_sg3"
