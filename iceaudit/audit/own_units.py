@@ -23,6 +23,7 @@ import torch
 
 from iceaudit.bank.edit import walk_images
 from iceaudit.bank.format import Bank, Subspace
+from iceaudit.bank.validate import Thresholds, per_unit_effect
 from iceaudit.record import OwnCriterion
 
 if TYPE_CHECKING:  # annotations only
@@ -45,15 +46,10 @@ def own_effect(G: "Generator", sub: Subspace, ws: torch.Tensor, eyes: "Eyes", ch
     """
     from iceaudit.criteria.spec import Measured
 
-    measure = Measured(json.loads(sub.criterion), eyes)
     lo, hi = sub.step_range
     frames = torch.cat([walk_images(G, sub, ws[i:i + chunk], [lo, 0.0, hi]).float().cpu()  # the eyes run on the CPU
                         for i in range(0, len(ws), chunk)])
-    base = frames[:, 1]
-    ctx = measure.prepare(base)
-    v_lo, v_0, v_hi = (measure.value(frames[:, k], ctx) for k in range(3))
-    sd = float(v_0.std()) or 1e-12
-    return float(((v_hi - v_lo) / (hi - lo)).mean() / sd)
+    return per_unit_effect(Measured(json.loads(sub.criterion), eyes), frames[:, 0], frames[:, 1], frames[:, 2], hi - lo)
 
 
 def own_criteria(G: "Generator", bank: Bank, subspaces: list[Subspace], ws: torch.Tensor,
@@ -85,9 +81,9 @@ def own_criteria(G: "Generator", bank: Bank, subspaces: list[Subspace], ws: torc
 
 
 def _within(effect: float, stored: dict) -> bool:
-    """The bank's own-effect thresholds (default 0.5 .. 2 SD per unit) hold at these faces."""
-    t = stored.get("thresholds", {})
-    return float(t.get("min_own_effect", 0.5)) <= effect <= float(t.get("max_own_effect", 2.0))
+    """The subspace's own-effect thresholds (as stored by its validation) hold at these faces."""
+    t = Thresholds(**stored.get("thresholds", {}))
+    return t.min_own_effect <= effect <= t.max_own_effect
 
 
 def bank_eyes(bank: Bank) -> tuple["Eyes | None", str | None]:

@@ -54,6 +54,21 @@ def leakage_exempt(own_id: str, measures: Mapping[str, Measured], untargeted: Se
     return same + [k for k in untargeted if k not in same and k != own_id]
 
 
+def per_unit_effect(m: Measured, lo: torch.Tensor, base: torch.Tensor, hi: torch.Tensor, width: float,
+                    ctx=None) -> float:
+    """Mean change of ``m`` from ``lo`` to ``hi`` frames per unit, in SDs of ``m`` across the ``base`` frames.
+
+    Args:
+        m: the criterion's measure.
+        lo, base, hi: [N, 3, R, R] frames at the low end, at 0 and at the high end of the walk.
+        width: the units between ``lo`` and ``hi``.
+        ctx: ``m.prepare(base)``, where the caller has it already.
+    """
+    ctx = m.prepare(base) if ctx is None else ctx
+    v_lo, v0, v_hi = m.value(lo, ctx), m.value(base, ctx), m.value(hi, ctx)
+    return float(((v_hi - v_lo) / width).mean() / (float(v0.std()) or 1e-12))
+
+
 def _frames(G, sub: Subspace, ws, alphas, chunk: int = 16) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([walk_images(G, sub, ws[i : i + chunk], alphas) for i in range(0, len(ws), chunk)])
@@ -86,9 +101,7 @@ def validate_subspace(
             ctx = m.prepare(base)
             if mid == own_id:
                 own_ctx = ctx
-            v_lo, v0, v_hi = m.value(lo, ctx), m.value(base, ctx), m.value(hi, ctx)
-            sd = float(v0.std()) or 1e-12
-            effects[mid] = float(((v_hi - v_lo) / width).mean() / sd)
+            effects[mid] = per_unit_effect(m, lo, base, hi, width, ctx)
     own = effects.get(own_id, float("nan"))
     leakage = {k: abs(v) for k, v in effects.items() if k != own_id and k not in ignore}
     unchecked = {k: abs(v) for k, v in effects.items() if k != own_id and k in ignore}
