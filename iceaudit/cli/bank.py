@@ -30,6 +30,8 @@ bank_app = typer.Typer(
 app.add_typer(bank_app, name="bank")
 
 _BANK_OPT = typer.Option("demo", "--bank", "-b", help="Bank directory, or a bank's name: one under ./subspace_bank/, or a shipped one (`demo`).")
+_BUILT_FOR_OPT = typer.Option(None, "--generator", "-g", help="The generator the bank was built for (default: the "
+                              "shipped generator whose fingerprint the bank records, e.g. `demo`).")
 _LANDMARKS_HELP = ("Landmark model: a face-alignment 2DFAN-4 weights file, `fan` (the face-alignment cache), "
                    "`facelab`, or `none`. Default: the recipe's choice.")
 _PARSER_HELP = "Face parser: a BiSeNet CelebAMask-HQ checkpoint, `facelab`, or `none`. Default: the recipe's choice."
@@ -163,9 +165,9 @@ def bank_show_command(subspace_id: str = typer.Argument(..., metavar="ID"), bank
     for key in ("id", "name", "description", "tags", "space", "layers", "dim", "rank", "method", "criterion",
                 "unit", "unit_norm", "step_range", "verified"):
         out.print(f"[bold]{key}[/]: {entry[key]}", highlight=False)
-    out.print(f"[bold]valid_range[/]: {entry.get('valid_range', 'not measured (iceaudit bank valid-range)')}"
-              f"{'  (audits walk ' + '{:+g} .. {:+g}'.format(*s.walk_range) + ')' if s.walk_range != s.step_range else ''}",
-              highlight=False)
+    clipped = "  (audits walk {:+g} .. {:+g})".format(*s.walk_range) if s.walk_range != s.step_range else ""
+    valid = entry.get("valid_range", "not measured (iceaudit bank valid-range)")
+    out.print(f"[bold]valid_range[/]: {valid}{clipped}", highlight=False)
     out.print("[bold]validation[/]:")
     out.print_json(json.dumps(entry["validation"], default=float))
 
@@ -174,8 +176,7 @@ def bank_show_command(subspace_id: str = typer.Argument(..., metavar="ID"), bank
                   "onto every other subspace's criterion, pixel drift outside the target region. "
                   "Prints the table and stores validation.json in the bank.")
 def bank_validate_command(
-    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="The generator the bank was built for "
-                                            "(default: the shipped generator whose fingerprint the bank records, e.g. `demo`)."),
+    generator: Optional[str] = _BUILT_FOR_OPT,
     bank: str = _BANK_OPT,
     landmarks: Optional[str] = typer.Option(None, "--landmarks", help=_LANDMARKS_HELP),
     parser: Optional[str] = typer.Option(None, "--parser", help=_PARSER_HELP),
@@ -218,8 +219,7 @@ def bank_validate_command(
                   "`bank build` does this too (recipe keys `manifold_*`); this command measures an existing bank. "
                   "Example: `iceaudit bank valid-range --bank demo`")
 def bank_valid_range_command(
-    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="The generator the bank was built for "
-                                            "(default: the shipped generator whose fingerprint the bank records)."),
+    generator: Optional[str] = _BUILT_FOR_OPT,
     bank: str = _BANK_OPT,
     fit_faces: int = typer.Option(640, "--fit-faces", help="Sampled faces the PCA is fitted on."),
     held_out_faces: int = typer.Option(384, "--held-out-faces", help="Other sampled faces: they set the threshold; "
