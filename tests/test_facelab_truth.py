@@ -12,18 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
+from truth_helpers import audit_once, demo_world
 
 from iceaudit.audit.classifier import load_card, load_classifier
-from iceaudit.audit.runner import AuditSettings, run_audit
-from iceaudit.bank.format import load_bank
 from iceaudit.bank.recipe import load_recipe
 from iceaudit.facelab.oracle import oracle_many
-from iceaudit.stylegan2.loaders import load_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTED = ("smiling", "smiling_skin_shortcut", "eyeglasses_background_shortcut", "random_init")
-N_FACES = 16
 
 
 def _classifier(name):
@@ -33,7 +29,7 @@ def _classifier(name):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return load_generator("demo"), load_bank(ROOT / "subspace_bank" / "demo"), tmp_path_factory.mktemp("audits")
+    return demo_world(tmp_path_factory.mktemp("audits"))
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +48,8 @@ _AUDITS: dict = {}
 
 def audit(name, world):
     """One audit per classifier for the whole module (AttFind only where a test reads it)."""
-    if name not in _AUDITS:
-        G, bank, root = world
-        threads = torch.get_num_threads()
-        torch.set_num_threads(2)  # conftest pins 1; these audits are the slow part of the suite
-        try:
-            _AUDITS[name] = run_audit(_classifier(name), G, bank, AuditSettings.of(
-                n=N_FACES, seed=0, n_null=6, device="cpu", progress=False, out=root / name,
-                baselines=["attfind"] if name in ("random_init", "smiling_skin_shortcut") else []))
-        finally:
-            torch.set_num_threads(threads)
-    return _AUDITS[name]
+    return audit_once(_AUDITS, name, lambda: _classifier(name), world,
+                      baselines=["attfind"] if name in ("random_init", "smiling_skin_shortcut") else [])
 
 
 # `smiling` at N = 32 leads by a thin margin (docs/validation.md); at this N clearly.

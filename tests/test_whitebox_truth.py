@@ -12,17 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from truth_helpers import audit_once, demo_world
 
 from iceaudit.api import load_classifier
-from iceaudit.audit.runner import AuditSettings, run_audit
-from iceaudit.bank.format import load_bank
 from iceaudit.bank.recipe import load_recipe
 from iceaudit.errors import UserError
 from iceaudit.facelab import factors as fl
 from iceaudit.facelab.oracle import oracle_many
 from iceaudit.facelab.render import render
 from iceaudit.facelab.whitebox import CARD, whitebox
-from iceaudit.stylegan2.loaders import load_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDITED = ("skin_luma", "background_luma", "skin_mid", "constant")
@@ -52,7 +50,7 @@ def test_standardised_on_renders_splits_faces_and_refuses_other_sizes():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return load_generator("demo"), load_bank(ROOT / "subspace_bank" / "demo"), tmp_path_factory.mktemp("wb")
+    return demo_world(tmp_path_factory.mktemp("wb"))
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +67,7 @@ _AUDITS: dict = {}
 
 
 def audit(name, world):
-    if name not in _AUDITS:
-        G, bank, root = world
-        threads = torch.get_num_threads()
-        torch.set_num_threads(2)  # conftest pins 1; these audits are among the slow parts of the suite
-        try:
-            _AUDITS[name] = run_audit(load_classifier(whitebox(name), CARD), G, bank, AuditSettings.of(
-                n=16, seed=0, n_null=6, device="cpu", progress=False, out=root / name))
-        finally:
-            torch.set_num_threads(threads)
-    return _AUDITS[name]
+    return audit_once(_AUDITS, name, lambda: load_classifier(whitebox(name), CARD), world)
 
 
 @pytest.mark.parametrize("name", ["skin_luma", "background_luma"])

@@ -17,7 +17,7 @@ about ``1 - quantile`` of ordinary faces are over it.
 ``valid_range`` walks held-out faces outward from 0 along the step grid and keeps
 each side up to the last step at which at most ``max_off_share`` of the faces are
 over the threshold (every step before it too). The audit walks no further
-(`iceaudit.audit.walks.clip_to_valid`).
+(`Subspace.walk_range`).
 """
 from __future__ import annotations
 
