@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from iceaudit.atomic import write_text
-from iceaudit.bank import correlation, pca, stylespace
+from iceaudit.bank import correlation, pca, regression, stylespace
 from iceaudit.bank.calibrate import calibrate, latent_sd, orient
 from iceaudit.bank.format import Bank, Subspace, save_bank
 from iceaudit.bank.manifold import settings_from as manifold_settings, with_valid_ranges
 from iceaudit.bank.ice import JacobianMethod, compute_jtj, ice_subspace
 from iceaudit.bank.latent import LatentSpace
 from iceaudit.bank.recipe import Recipe, SubspaceRecipe
-from iceaudit.bank.validate import Thresholds, leakage_exempt, validate_subspace
+from iceaudit.bank.validate import Thresholds, calibrated_scales, leakage_exempt, validate_subspace
 from iceaudit.criteria.base import Eyes, memoize
 from iceaudit.criteria.spec import Measured, build_criterion, spec_id
 from iceaudit.errors import UserError
@@ -250,6 +250,21 @@ def build_bank(
             found[sr.id] = _subspace(sr, sr.space, space.layers, v[None], "correlation", criterion=spec_id(sr.criterion))
             extra[sr.id] = {"controlling_dims": cs.dims, "joint_success": cs.success,
                             "ranking_top": correlation.controlling_by_ranking(eff, k=sr.max_rank)}
+        elif sr.method == "regression":
+            space = LatentSpace(G, sr.space, list(sr.layers))
+            held = {}
+            for hid in sr.options.get("hold", []):
+                other = next((o for o in recipe.subspaces if o.id == hid), None)
+                if other is None or other.criterion is None or hid == sr.id:
+                    raise UserError(f"subspace {sr.id}: hold = [{hid!r}] must name another recipe subspace with a criterion")
+                held[hid] = Measured(other.criterion, eyes)
+            pool = bank_latents(G, int(sr.options.get("pool", 2000)), seed + 3, psi)
+            found_dir = regression.regression_direction(
+                G, space, Measured(sr.criterion, eyes), held, pool,
+                progress=progress.stage(f"{sr.id}: regression over {len(pool)} faces", len(pool)))
+            found[sr.id] = _subspace(sr, sr.space, space.layers, found_dir.direction[None], "regression",
+                                     criterion=spec_id(sr.criterion))
+            extra[sr.id] = {"regression": found_dir.to_json()}
         elif sr.method == "pca":
             comps, var = pca.principal_directions(G, n=int(sr.options.get("samples", 2000)), k=int(sr.options.get("component", 0)) + 1, seed=seed)
             i = int(sr.options.get("component", 0))
@@ -279,9 +294,9 @@ def build_bank(
             if sub.method in ("ice", "stylespace", "attribute") and sr.options.get("walk", "measure") == "measure":
                 sub = orient(G, sub, measures[sid], ws_cal[:16])
             sub, cal = calibrate(G, sub, measures[sid], ws_cal)
-            found[sid] = sub
             extra.setdefault(sid, {})["calibration"] = {"sd_measure": cal.sd_measure, "slope": cal.slope,
                                                         "sd_latent": cal.sd_latent, "flipped": cal.flipped}
+            found[sid] = replace(sub, validation={**sub.validation, "calibration": extra[sid]["calibration"]})
             if not cal.unit_norm < float("inf"):
                 skipped[sid] = "the direction does not change its criterion (slope 0)"
                 found.pop(sid)
@@ -289,16 +304,17 @@ def build_bank(
             found[sid] = replace(sub, unit_norm=latent_sd(G, sub, ws_cal), unit="1 SD of w along this principal direction")
 
     if manifold.fit_faces and found:  # before validation, which walks only where the walks stay faces
-        found = {s.id: s for s in with_valid_ranges(G, list(found.values()), manifold,
+        found = {s.id: s for s in with_valid_ranges(G, list(found.values()), manifold, measures=measures,
                                                      progress=progress.stage("valid ranges", len(found)))}
     reports, rejected = {}, {}
+    scales = calibrated_scales(found.values())
     tick = progress.stage("validation", len(found))
     for sid, sub in found.items():
         sr = next(s for s in recipe.subspaces if s.id == sid)
         if sid in measures:
             rep = validate_subspace(G, sub, sid, measures, ws_val, thresholds=_thresholds(recipe, sr),
                                     identity=identity, truth=truth, truth_factor=sr.truth_factor,
-                                    ignore=leakage_exempt(sid, measures, untargeted))
+                                    ignore=leakage_exempt(sid, measures, untargeted), scales=scales)
             if sr.options.get("validation"):
                 rep["threshold_overrides"] = {"values": dict(sr.options["validation"]),
                                               "reason": str(sr.options.get("validation_reason", ""))}
@@ -367,13 +383,15 @@ def validate_bank(G: Generator, bank: Bank, eyes: Eyes, *, faces: int = 32, seed
     eyes = memoize(eyes)
     measures = {s.id: Measured(json.loads(s.criterion), eyes) for s in bank.subspaces if s.criterion}
     ws = bank_latents(G, faces, seed)
+    scales = calibrated_scales(bank.subspaces)
     reports = {}
     for i, s in enumerate(bank.subspaces):
         if s.id in measures:
             stored = s.validation or {}
             rep = validate_subspace(G, s, s.id, measures, ws, thresholds=Thresholds(**stored.get("thresholds", {})),
                                     truth=truth, truth_factor=stored.get("truth_factor"),
-                                    ignore=leakage_exempt(s.id, measures, list(stored.get("leakage_unchecked", {}))))
+                                    ignore=leakage_exempt(s.id, measures, list(stored.get("leakage_unchecked", {}))),
+                                    scales=scales)
             reports[s.id] = rep
             bank.subspaces[i] = replace(s, validation={**stored, **rep})
         if progress is not None:

@@ -45,7 +45,7 @@ class Subspace:
     unit: str  # what one semantic unit means
     unit_norm: float  # latent length of one unit along basis[0]
     step_range: tuple[float, float]  # in units, e.g. (-2.0, 2.0)
-    method: str  # "ice", "stylespace", "correlation", "pca", "literature"
+    method: str  # "ice", "stylespace", "attribute", "correlation", "regression", "pca", "literature"
     criterion: str
     eigenvalues: list[float] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)

@@ -14,7 +14,7 @@ from typing import Any
 from iceaudit.errors import UserError
 from iceaudit.validation import read_record
 
-METHODS = ("ice", "stylespace", "attribute", "correlation", "pca", "literature")
+METHODS = ("ice", "stylespace", "attribute", "correlation", "regression", "pca", "literature")
 RECIPE_DIR = Path(__file__).parent / "recipes"
 
 
@@ -86,7 +86,7 @@ def load_recipe(name_or_path: str) -> Recipe:
         seen.add(entry["id"])
         if entry["method"] not in METHODS:
             raise UserError(f"{where} ({entry['id']}): method must be one of {', '.join(METHODS)}")
-        if entry["method"] in ("ice", "stylespace", "attribute", "correlation") and "criterion" not in entry:
+        if entry["method"] in ("ice", "stylespace", "attribute", "correlation", "regression") and "criterion" not in entry:
             raise UserError(f"{where} ({entry['id']}): method {entry['method']} needs a `criterion`")
         known = {k: entry[k] for k in _KNOWN if k in entry}
         options = {k: v for k, v in entry.items() if k not in _KNOWN}
