@@ -12,7 +12,7 @@ from cli_helpers import run_cli
 from iceaudit.audit.runner import AuditSettings, run_audit
 from iceaudit.api import load_classifier
 from iceaudit.bank.format import Bank, load_bank, save_bank
-from iceaudit.bank.manifold import FaceNovelty, ManifoldSettings, fit_novelty, settings_from, walk_validity
+from iceaudit.bank.manifold import FaceNovelty, ManifoldSettings, _own_response, fit_novelty, settings_from, walk_validity
 from iceaudit.errors import UserError
 from iceaudit.resources import shipped_bank
 from iceaudit.stylegan2.loaders import load_generator
@@ -51,6 +51,36 @@ def test_a_walk_that_leaves_the_faces_is_clipped_and_a_gentle_one_is_not(demo):
     assert max(v.off_share) > SMALL.max_off_share
 
 
+def test_own_response_is_the_measure_change_per_unit_over_each_step_toward_zero():
+    grid = [-1.0, -0.5, 0.0, 0.5, 1.0]
+    per_face = torch.tensor([[-0.5, -0.5, 0.0, 0.5, 0.5], [-0.3, -0.3, 0.0, 0.7, 0.7]])  # moves, then stops
+    sub = replace(load_bank(shipped_bank("demo"))["skin_tone"], validation={"calibration": {"sd_measure": 0.5}})
+    r = _own_response(grid, per_face.double(), sub)
+    assert r[0.5] == pytest.approx(2.4) and r[1.0] == 0.0  # (0.5 + 0.7) / 2 / 0.5 per unit, in calibrated SDs
+    assert r[-0.5] == pytest.approx(1.6) and r[-1.0] == 0.0
+
+
+def test_a_walk_that_stays_faces_but_stops_moving_its_measure_is_clipped_by_the_response(demo):
+    from iceaudit.criteria.eyes import load_eyes
+    from iceaudit.criteria.spec import Measured
+
+    G, bank = demo
+    novelty, ws = fit_novelty(G, SMALL)
+    base = replace(bank["skin_tone"], valid_range=None)
+    measured = Measured(json.loads(base.criterion), load_eyes(None, None, defaults=bank.meta["eyes_spec"]))
+    gentle = replace(base, unit_norm=base.unit_norm * 0.05)  # stays faces: moves the skin 1/20 of a unit
+    image_only = walk_validity(G, gentle, ws, novelty, SMALL)
+    with_response = walk_validity(G, gentle, ws, novelty, SMALL, measured)
+    assert image_only.valid_range == (-2.0, 2.0) and image_only.own_response is None
+    assert with_response.valid_range == (-0.5, 0.5) and not with_response.leaves_at_first_step
+    assert max(abs(r) for r in with_response.own_response) < SMALL.min_response
+    # the calibrated walk keeps moving its measure: within the image bound, the response clips nothing
+    real = walk_validity(G, base, ws, novelty, SMALL, measured)
+    assert real.valid_range == walk_validity(G, base, ws, novelty, SMALL).valid_range
+    lo, hi = real.valid_range
+    assert min(r for a, r in zip(real.alphas, real.own_response) if lo <= a <= hi) > 0.5
+
+
 def test_shipped_demo_bank_records_valid_ranges_that_its_own_evidence_supports():
     bank = load_bank(shipped_bank("demo"))
     settings = ManifoldSettings(**bank.meta["manifold"])
@@ -61,6 +91,8 @@ def test_shipped_demo_bank_records_valid_ranges_that_its_own_evidence_supports()
         lo, hi = s.walk_range
         inside = [share for a, share in zip(ev["alphas"], ev["off_share"]) if lo <= a <= hi]
         assert inside and max(inside) <= settings.max_off_share, s.id  # no walk leaves the faces within its range
+        response = [r for a, r in zip(ev["alphas"], ev["own_response"]) if lo <= a <= hi]
+        assert min(response) >= settings.min_response, s.id  # and every step in it still moves its own measure
         clipped += s.walk_range != s.step_range
     assert clipped >= 3  # the smearing walks (face width, glasses, beard, ...) are clipped
 
@@ -88,6 +120,8 @@ def test_recipe_manifold_keys_are_checked():
         settings_from({"manifold_fit_faces": 1.5})
     with pytest.raises(UserError, match="quantile"):
         settings_from({"manifold_quantile": 1.0})
+    with pytest.raises(UserError, match="min_response"):
+        settings_from({"manifold_min_response": -0.1})
 
 
 def test_an_audit_walks_only_the_valid_range_and_records_the_clip(tmp_path, demo):

@@ -40,7 +40,7 @@ import torch
 
 from iceaudit.bank.format import Bank, Subspace
 from iceaudit.bank.latent import LatentSpace
-from iceaudit.bank.validate import Thresholds, leakage_exempt, validate_subspace
+from iceaudit.bank.validate import Thresholds, calibrated_scales, leakage_exempt, validate_subspace
 from iceaudit.errors import UserError
 
 if TYPE_CHECKING:  # annotations only
@@ -462,16 +462,21 @@ def add_concept(G: Generator, bank: Bank, examples: Examples | None, spec: Conce
     if bank.meta.get("manifold"):  # the bank's walks were bounded: bound the concept's the same way
         from iceaudit.bank.manifold import ManifoldSettings, with_valid_ranges
 
-        sub = with_valid_ranges(G, [sub], ManifoldSettings(**bank.meta["manifold"]))[0]
+        sub = with_valid_ranges(G, [replace(sub, validation={"calibration": calibration})],
+                                ManifoldSettings(**bank.meta["manifold"]),
+                                measures={sub.id: own} if own is not None else None)[0]
         manifold = sub.validation["manifold"]
     measures = {s.id: Measured(json.loads(s.criterion), eyes) for s in bank.subspaces
                 if s.criterion and s.id != spec.id}
     if own is not None:
         measures[sub.id] = own
     ws_val = bank_latents(G, validation_faces, base_seed + 2)
+    scales = {k: v for k, v in calibrated_scales(bank.subspaces).items() if k != spec.id}
+    if own is not None:
+        scales[sub.id] = calibration["sd_measure"]
     report = validate_subspace(G, sub, sub.id, measures, ws_val, thresholds=thresholds, truth=truth,
                                truth_factor=truth_factor,
-                               ignore=leakage_exempt(sub.id, measures, list(leakage_exempt_ids)))
+                               ignore=leakage_exempt(sub.id, measures, list(leakage_exempt_ids)), scales=scales)
     if leakage_exempt_ids:
         report["leakage_exempt_reason"] = exempt_reason.strip()
     report["calibration"] = calibration

@@ -18,6 +18,11 @@ about ``1 - quantile`` of ordinary faces are over it.
 each side up to the last step at which at most ``max_off_share`` of the faces are
 over the threshold (every step before it too). The audit walks no further
 (`Subspace.walk_range`).
+
+Where the subspace has a criterion, a step must also still *move* it: each step's mean
+change of the subspace's own measure, per unit and in SDs of it across faces, must be at
+least ``min_response``. A walk can stay faces and stop being its attribute's edit: past
+"no glasses" a glasses walk has nothing left to remove and changes the eyes instead.
 """
 from __future__ import annotations
 
@@ -31,6 +36,9 @@ from iceaudit.bank.edit import walk_images
 from iceaudit.bank.format import Subspace
 
 if TYPE_CHECKING:  # annotations only
+    from typing import Mapping
+
+    from iceaudit.criteria.spec import Measured
     from iceaudit.stylegan2.networks import Generator
 
 
@@ -47,6 +55,7 @@ class ManifoldSettings:
     quantile: float = 0.99  # threshold: this quantile of held-out faces' novelty
     max_off_share: float = 0.1  # a step is valid while at most this share of walked faces is over it
     steps_per_side: int = 8  # grid from 0 to each end of the stored step range
+    min_response: float = 0.25  # a step is kept while it moves the own measure by at least this (SD/unit)
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -113,10 +122,13 @@ class WalkValidity:
     alphas: list[float]
     off_share: list[float]  # share of walked faces over the threshold at each alpha
     leaves_at_first_step: bool = False  # even the smallest step is off the faces for too many
+    # per alpha: the own measure's mean change over the step that ends there (from the next
+    # alpha toward 0), per unit, in SDs across faces; None without a criterion
+    own_response: list[float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"valid_range": list(self.valid_range), "alphas": self.alphas, "off_share": self.off_share,
-                "leaves_at_first_step": self.leaves_at_first_step}
+                "leaves_at_first_step": self.leaves_at_first_step, "own_response": self.own_response}
 
 
 _FITTED: dict[tuple[str, ManifoldSettings], tuple[FaceNovelty, torch.Tensor]] = {}  # one per generator and settings
@@ -149,33 +161,44 @@ def _fit_novelty(G: "Generator", settings: ManifoldSettings) -> tuple[FaceNovelt
 
 
 def walk_validity(G: "Generator", sub: Subspace, ws: torch.Tensor, novelty: FaceNovelty,
-                  settings: ManifoldSettings) -> WalkValidity:
-    """Walk ``ws`` along ``sub`` from 0 to each end of its step range; keep each side while it stays faces.
+                  settings: ManifoldSettings, measured: "Measured | None" = None) -> WalkValidity:
+    """Walk ``ws`` along ``sub`` from 0 to each end of its step range; keep each side while it stays
+    faces (and, given the subspace's own measure, while each step still moves it).
 
     Args:
         G: the generator.
         sub: the subspace (its stored ``step_range`` is the most a walk may go).
         ws: the faces to walk, [N, num_ws, w_dim].
         novelty: the fitted bound.
-        settings: the grid and the share of faces allowed over the bound.
+        settings: the grid, the share of faces allowed over the bound and the least response.
+        measured: the subspace's own criterion measure, or None (no response bound).
     """
     lo, hi = sub.step_range
     k = settings.steps_per_side
     alphas = sorted({round(lo * i / k, 6) for i in range(1, k + 1)} | {round(hi * i / k, 6) for i in range(1, k + 1)})
+    grid = sorted(set(alphas) | {0.0})
     share: dict[float, float] = {}
+    values = []  # per chunk: [n, len(grid)] own measure
     with torch.no_grad():
         for i in range(0, len(ws), 16):
-            frames = walk_images(G, sub, ws[i:i + 16], alphas).clamp(-1, 1)  # [n, A, 3, R, R]
-            off = novelty.off(frames.flatten(0, 1)).reshape(frames.shape[0], len(alphas)).double().sum(0)
-            for a, v in zip(alphas, off.tolist()):
+            frames = walk_images(G, sub, ws[i:i + 16], grid).clamp(-1, 1)  # [n, A, 3, R, R]
+            off = novelty.off(frames.flatten(0, 1)).reshape(frames.shape[0], len(grid)).double().sum(0)
+            for a, v in zip(grid, off.tolist()):
                 share[a] = share.get(a, 0.0) + v
+            if measured is not None:
+                ctx = measured.prepare(frames[:, grid.index(0.0)])
+                values.append(torch.stack([measured.value(frames[:, j], ctx) for j in range(len(grid))], 1).double())
     share = {a: v / len(ws) for a, v in share.items()}
+    response = _own_response(grid, torch.cat(values), sub) if values else None
+
+    def kept(a: float) -> bool:
+        return share[a] <= settings.max_off_share and (response is None or response[a] >= settings.min_response)
 
     def reach(side: list[float]) -> float:
         # the first step is always kept (a subspace must walk somewhere); `leaves_at_first_step` says so
         last = side[0]
         for a in side[1:]:  # outward from 0
-            if share[a] > settings.max_off_share:
+            if not kept(a):
                 break
             last = a
         return last
@@ -186,11 +209,27 @@ def walk_validity(G: "Generator", sub: Subspace, ws: torch.Tensor, novelty: Face
     first = [side[0] for side in (neg, pos) if side]
     return WalkValidity(valid_range=(float(valid[0]), float(valid[1])), alphas=[float(a) for a in alphas],
                         off_share=[round(float(share[a]), 4) for a in alphas],
-                        leaves_at_first_step=any(share[a] > settings.max_off_share for a in first))
+                        leaves_at_first_step=any(share[a] > settings.max_off_share for a in first),
+                        own_response=None if response is None else [round(response[a], 4) for a in alphas])
+
+
+def _own_response(grid: list[float], values: torch.Tensor, sub: Subspace) -> dict[float, float]:
+    """Per alpha of ``grid`` (0 excluded): the measure's mean change over the step from the next alpha
+    toward 0, per unit, in SDs across faces (the bank's calibration SD where it has one)."""
+    assert values.shape[1] == len(grid), (values.shape, len(grid))
+    zero = grid.index(0.0)
+    sd = float((sub.validation.get("calibration") or {}).get("sd_measure") or values[:, zero].std()) or 1e-12
+    out = {}
+    for j, a in enumerate(grid):
+        if j == zero:
+            continue
+        inner = j + 1 if j < zero else j - 1  # the neighbour toward 0
+        out[a] = float(((values[:, j] - values[:, inner]) / (a - grid[inner])).mean()) / sd
+    return out
 
 
 def measure_valid_ranges(G: "Generator", subspaces: list[Subspace], settings: ManifoldSettings = ManifoldSettings(),
-                         progress=None) -> dict[str, WalkValidity]:
+                         progress=None, measures: "Mapping[str, Measured] | None" = None) -> dict[str, WalkValidity]:
     """Every subspace's valid range on ``G`` (one novelty model for all).
 
     Args:
@@ -198,11 +237,15 @@ def measure_valid_ranges(G: "Generator", subspaces: list[Subspace], settings: Ma
         subspaces: the subspaces to measure.
         settings: the bound's settings.
         progress: optional ``progress(1)`` per subspace.
+        measures: subspace id -> its own criterion's measure, for the response bound (ids not
+            in it, or None, get the image bound only).
     """
     novelty, ws = fit_novelty(G, settings)
+    measures = measures or {}
     out = {}
     for s in subspaces:
-        out[s.id] = walk_validity(G, s, ws, novelty, settings)
+        use = measures.get(s.id) if settings.min_response > 0 else None
+        out[s.id] = walk_validity(G, s, ws, novelty, settings, use)
         if progress is not None:
             progress(1)
     return out
@@ -210,7 +253,7 @@ def measure_valid_ranges(G: "Generator", subspaces: list[Subspace], settings: Ma
 
 
 def with_valid_ranges(G: "Generator", subspaces: list[Subspace], settings: ManifoldSettings = ManifoldSettings(),
-                      progress=None) -> list[Subspace]:
+                      progress=None, measures: "Mapping[str, Measured] | None" = None) -> list[Subspace]:
     """``subspaces`` with their measured valid range set and its evidence in ``validation["manifold"]``.
 
     Args:
@@ -218,8 +261,9 @@ def with_valid_ranges(G: "Generator", subspaces: list[Subspace], settings: Manif
         subspaces: the subspaces to measure.
         settings: the bound's settings.
         progress: optional ``progress(1)`` per subspace.
+        measures: subspace id -> its own criterion's measure (the response bound), or None.
     """
-    measured = measure_valid_ranges(G, subspaces, settings, progress)
+    measured = measure_valid_ranges(G, subspaces, settings, progress, measures)
     return [replace(s, valid_range=measured[s.id].valid_range,
                     validation={**s.validation, "manifold": measured[s.id].to_json()}) for s in subspaces]
 
@@ -243,8 +287,8 @@ def settings_from(values: dict[str, Any]) -> ManifoldSettings:
     st = ManifoldSettings(**kwargs)
     if st.fit_faces and st.fit_faces <= st.rank + 1:
         raise UserError(f"manifold_fit_faces ({st.fit_faces}) must exceed manifold_rank + 1 ({st.rank + 1})")
-    if not 0 < st.quantile < 1 or not 0 <= st.max_off_share < 1 or min(st.held_out_faces, st.walk_faces,
-                                                                          st.size, st.steps_per_side) < 1:
-        raise UserError("manifold settings out of range: 0 < quantile < 1, 0 <= max_off_share < 1, and "
+    counts = (st.held_out_faces, st.walk_faces, st.size, st.steps_per_side)
+    if not 0 < st.quantile < 1 or not 0 <= st.max_off_share < 1 or st.min_response < 0 or min(counts) < 1:
+        raise UserError("manifold settings out of range: 0 < quantile < 1, 0 <= max_off_share < 1, min_response >= 0, and "
                         "held_out_faces, walk_faces, size, steps_per_side >= 1")
     return st

@@ -2,8 +2,10 @@
 
 For each subspace, faces are walked to -1 and +1 units (less where its valid range,
 where the walk stays faces, ends sooner: `iceaudit.bank.manifold`). Effects are measured
-per unit step and in SDs of each measure across the faces (so 1.0 = one
-standard deviation of that criterion per unit):
+per unit step and in SDs of each measure across faces (so 1.0 = one standard deviation of
+that criterion per unit). The SD is the one the bank calibrated each measure's unit with
+(``scales``, from more faces than a small validation set has) where it is known, else the
+validation faces' own:
 
 - ``own_effect``: change of its own measure per unit (calibration makes it ~1);
 - ``leakage``: |change| of every other subspace's measure per unit;
@@ -55,18 +57,31 @@ def leakage_exempt(own_id: str, measures: Mapping[str, Measured], untargeted: Se
 
 
 def per_unit_effect(m: Measured, lo: torch.Tensor, base: torch.Tensor, hi: torch.Tensor, width: float,
-                    ctx=None) -> float:
-    """Mean change of ``m`` from ``lo`` to ``hi`` frames per unit, in SDs of ``m`` across the ``base`` frames.
+                    ctx=None, sd: float | None = None) -> float:
+    """Mean change of ``m`` from ``lo`` to ``hi`` frames per unit, in SDs of ``m`` (``sd``, or its SD
+    across the ``base`` frames).
 
     Args:
         m: the criterion's measure.
         lo, base, hi: [N, 3, R, R] frames at the low end, at 0 and at the high end of the walk.
         width: the units between ``lo`` and ``hi``.
         ctx: ``m.prepare(base)``, where the caller has it already.
+        sd: the measure's SD across faces, where it is known from more faces than these.
     """
     ctx = m.prepare(base) if ctx is None else ctx
-    v_lo, v0, v_hi = m.value(lo, ctx), m.value(base, ctx), m.value(hi, ctx)
-    return float(((v_hi - v_lo) / width).mean() / (float(v0.std()) or 1e-12))
+    v_lo, v_hi = m.value(lo, ctx), m.value(hi, ctx)
+    scale = sd if sd else float(m.value(base, ctx).std())
+    return float(((v_hi - v_lo) / width).mean() / (scale or 1e-12))
+
+
+def calibrated_scales(subspaces) -> dict[str, float]:
+    """Subspace id -> the SD of its measure that its unit was calibrated with (where it was)."""
+    out = {}
+    for s in subspaces:
+        sd = (s.validation.get("calibration") or {}).get("sd_measure")
+        if isinstance(sd, (int, float)) and sd > 0:
+            out[s.id] = float(sd)
+    return out
 
 
 def _frames(G, sub: Subspace, ws, alphas, chunk: int = 16) -> torch.Tensor:
@@ -86,10 +101,13 @@ def validate_subspace(
     truth: Callable[[torch.Tensor], Mapping[str, torch.Tensor]] | None = None,
     truth_factor: str | None = None,
     ignore: Sequence[str] = (),
+    scales: Mapping[str, float] | None = None,
 ) -> dict:
     """Figures and verdict for one subspace. ``measures`` maps ids to criteria measures
     (``own_id`` is the subspace's own); ``ignore`` lists ids left out of the leakage check
-    (e.g. another subspace measured by the very same criterion)."""
+    (e.g. another subspace measured by the very same criterion); ``scales`` maps ids to the
+    calibrated SD of their measure (`calibrated_scales`; others use the validation faces' SD)."""
+    scales = scales or {}
     # one unit each way, or less where the walk leaves the faces sooner (its valid range)
     a_lo, a_hi = max(-1.0, sub.walk_range[0]), min(1.0, sub.walk_range[1])
     width = a_hi - a_lo
@@ -101,7 +119,7 @@ def validate_subspace(
             ctx = m.prepare(base)
             if mid == own_id:
                 own_ctx = ctx
-            effects[mid] = per_unit_effect(m, lo, base, hi, width, ctx)
+            effects[mid] = per_unit_effect(m, lo, base, hi, width, ctx, scales.get(mid))
     own = effects.get(own_id, float("nan"))
     leakage = {k: abs(v) for k, v in effects.items() if k != own_id and k not in ignore}
     unchecked = {k: abs(v) for k, v in effects.items() if k != own_id and k in ignore}
@@ -120,6 +138,7 @@ def validate_subspace(
         "drift_outside": drift,
         "faces": int(ws.shape[0]),
         "walked": [a_lo, a_hi],
+        "sd_from": {k: ("calibration" if k in scales else "validation faces") for k in effects},
         "thresholds": asdict(thresholds),
     }
     reasons = []

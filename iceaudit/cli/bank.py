@@ -215,8 +215,9 @@ def bank_validate_command(
                   "range; audits walk no further.\n\n"
                   "The generator's sampled faces are summarised by a PCA of 16×16 thumbnails; a walked image is off "
                   "the faces when it is more unusual under it than 99 % of other sampled faces. Each side of a walk "
-                  "is kept up to the last step at which at most `--max-off-share` of the walked faces are off. "
-                  "`bank build` does this too (recipe keys `manifold_*`); this command measures an existing bank. "
+                  "is kept up to the last step at which at most `--max-off-share` of the walked faces are off, and "
+                  "each step still moves the subspace's own measure by `--min-response` SD per unit (past \"no "
+                  "glasses\" a glasses walk changes something else). `bank build` does this too (recipe keys `manifold_*`); this command measures an existing bank. "
                   "Example: `iceaudit bank valid-range --bank demo`")
 def bank_valid_range_command(
     generator: Optional[str] = _BUILT_FOR_OPT,
@@ -228,6 +229,11 @@ def bank_valid_range_command(
     max_off_share: float = typer.Option(0.1, "--max-off-share", help="Share of walked faces allowed off the faces at a "
                                         "step that is still valid."),
     seed: int = typer.Option(5, "--seed", help="Seed of the sampled faces."),
+    min_response: float = typer.Option(0.25, "--min-response", help="Least change of a subspace's own measure per "
+                                       "unit (SDs across faces) at a step that is still valid; 0 turns the response "
+                                       "bound off (and the landmark model and parser are then not needed)."),
+    landmarks: Optional[str] = typer.Option(None, "--landmarks", help=_LANDMARKS_HELP),
+    parser: Optional[str] = typer.Option(None, "--parser", help=_PARSER_HELP),
 ) -> None:
     import json
 
@@ -236,13 +242,21 @@ def bank_valid_range_command(
 
     settings = settings_from({"manifold_fit_faces": fit_faces, "manifold_held_out_faces": held_out_faces,
                               "manifold_walk_faces": walk_faces, "manifold_max_off_share": max_off_share,
-                              "manifold_seed": seed})
+                              "manifold_seed": seed, "manifold_min_response": min_response})
     if walk_faces > held_out_faces:
         raise UserError(f"--walk-faces ({walk_faces}) cannot exceed --held-out-faces ({held_out_faces})")
     b, G = _load_bank_for(bank, generator)
+    measures = None
+    if min_response > 0:
+        from iceaudit.criteria.eyes import load_eyes
+        from iceaudit.criteria.spec import Measured
+
+        eyes = load_eyes(landmarks, parser, defaults=b.meta.get("eyes_spec", {}))
+        measures = {s.id: Measured(json.loads(s.criterion), eyes) for s in b.subspaces if s.criterion}
     with _progress() as bar:
         task = bar.add_task("walking", total=len(b.subspaces))
-        b.subspaces = with_valid_ranges(G, b.subspaces, settings, progress=lambda n: bar.advance(task, n))
+        b.subspaces = with_valid_ranges(G, b.subspaces, settings, measures=measures,
+                                        progress=lambda n: bar.advance(task, n))
     b.meta["manifold"] = settings.to_json()
     folder = bank_dir(bank)
     save_bank(b, folder)
