@@ -33,7 +33,8 @@ def contact_sheet(G: Generator, bank: Bank, ws: torch.Tensor, path: str | Path, 
     height = 22 + len(subs) * (cell + pad)
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((4, 4), f"bank {bank.name}: walks over each step range (left = low, right = high)", fill="black")
+    draw.text((4, 4), f"bank {bank.name}: walks over each step range (left = low, right = high; "
+                      "red frame: past the valid range, where audits do not walk)", fill="black")
     for row, sub in enumerate(subs):
         lo, hi = sub.step_range
         alphas = torch.linspace(lo, hi, steps).tolist()
@@ -41,6 +42,9 @@ def contact_sheet(G: Generator, bank: Bank, ws: torch.Tensor, path: str | Path, 
             frames = walk_images(G, sub, ws, alphas)  # [F, steps, 3, R, R]
         y = 22 + row * (cell + pad)
         text = f"{sub.id}\n{lo:+g} .. {hi:+g} units"
+        w_lo, w_hi = sub.walk_range
+        if (w_lo, w_hi) != (lo, hi):
+            text += f"\nvalid {w_lo:+g} .. {w_hi:+g}"
         if "protected" in sub.tags:
             text += "\n[protected]"
         if not sub.verified:
@@ -51,6 +55,8 @@ def contact_sheet(G: Generator, bank: Bank, ws: torch.Tensor, path: str | Path, 
             for k in range(steps):
                 x = label_w + f * (steps * (cell + pad) + 8) + k * (cell + pad)
                 sheet.paste(Image.fromarray(imgs[k]).resize((cell, cell), Image.NEAREST), (x, y))
+                if not w_lo - 1e-6 <= alphas[k] <= w_hi + 1e-6:
+                    draw.rectangle((x, y, x + cell - 1, y + cell - 1), outline=(220, 0, 0), width=2)
         if progress:
             progress(1)
     path = Path(path)
