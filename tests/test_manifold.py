@@ -186,3 +186,24 @@ def test_validation_walks_only_within_the_valid_range(demo):
     # the skin-tone walk is close to linear there: per unit, the two agree
     assert inside["own_effect"] == pytest.approx(whole["own_effect"], rel=0.3)
     assert inside["own_effect"] != whole["own_effect"]
+
+
+def test_validation_measures_in_the_calibrated_sd_where_the_bank_has_one(demo):
+    from iceaudit.bank.build import bank_latents
+    from iceaudit.bank.validate import calibrated_scales, validate_subspace
+    from iceaudit.criteria.eyes import load_eyes
+    from iceaudit.criteria.spec import Measured
+
+    G, bank = demo
+    eyes = load_eyes(None, None, defaults=bank.meta["eyes_spec"])
+    sub = bank["skin_tone"]
+    scales = calibrated_scales(bank.subspaces)
+    assert scales["skin_tone"] == sub.validation["calibration"]["sd_measure"] and len(scales) == len(bank.subspaces)
+    measures = {"skin_tone": Measured(json.loads(sub.criterion), eyes)}
+    ws = bank_latents(G, 8, 11)
+    own = validate_subspace(G, sub, "skin_tone", measures, ws)
+    cal = validate_subspace(G, sub, "skin_tone", measures, ws, scales=scales)
+    doubled = validate_subspace(G, sub, "skin_tone", measures, ws, scales={"skin_tone": 2 * scales["skin_tone"]})
+    assert own["sd_from"] == {"skin_tone": "validation faces"} and cal["sd_from"] == {"skin_tone": "calibration"}
+    assert doubled["own_effect"] == pytest.approx(cal["own_effect"] / 2)
+    assert cal["own_effect"] != own["own_effect"]  # eight faces' SD is not the calibration's
