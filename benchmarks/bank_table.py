@@ -32,6 +32,7 @@ def main(bank_dir: str) -> None:
               f"{v.get('own_effect', float('nan')):.2f} | {leak.get(worst, 0):.2f} onto {worst}{note} | "
               f"{v.get('drift_outside', float('nan')):.3f} |")
     _confusion(m)
+    _valid_ranges(m)
     for kind in ("rejected", "skipped"):
         for sid, why in m["meta"].get(kind, {}).items():
             print(f"\n{kind}: `{sid}`: {why if isinstance(why, str) else '; '.join(why)}")
@@ -54,6 +55,37 @@ def _confusion(m: dict) -> None:
         lead = s["validation"].get("truth_lead")
         verdict = "(no factor intended)" if want is None else ("yes" if lead == want else f"NO ({lead})")
         print(f"| `{s['id']}` | " + " | ".join(cells) + f" | {verdict} |")
+
+
+def _valid_ranges(m: dict) -> None:
+    rows = [s for s in m["subspaces"] if "manifold" in s.get("validation", {})]
+    if not rows:
+        return
+    print("\nValid ranges: share of the walked faces off the sampled faces at the ends of the stored step "
+          "range, the own measure's response over the last step at each end (SD/unit), what ended each side "
+          "(image: off the faces; response: stopped moving its measure; end: the stored range).\n")
+    print("| subspace | step range | off at low end | off at high end | response at low end | response at high end "
+          "| valid range | low side ended by | high side ended by |")
+    print("|---|---|---:|---:|---:|---:|---|---|---|")
+    st = m["meta"].get("manifold") or {}
+    for s in rows:
+        ev = s["validation"]["manifold"]
+        alphas, off, resp = ev["alphas"], ev["off_share"], ev.get("own_response")
+        lo, hi = s["valid_range"]
+
+        def ended(edge: float, outward: int) -> str:
+            nxt = [a for a in alphas if (a - edge) * outward > 0]
+            if not nxt:
+                return "end"
+            a = min(nxt, key=lambda x: abs(x - edge))
+            i = alphas.index(a)
+            if off[i] > st.get("max_off_share", 0.1):
+                return "image"
+            return "response" if resp is not None and resp[i] < st.get("min_response", 0.25) else "image"
+
+        r = (lambda i: "–" if resp is None else f"{resp[i]:+.2f}")
+        print(f"| `{s['id']}` | {s['step_range'][0]:+g} .. {s['step_range'][1]:+g} | {off[0]:.0%} | {off[-1]:.0%} | "
+              f"{r(0)} | {r(-1)} | {lo:+g} .. {hi:+g} | {ended(lo, -1)} | {ended(hi, 1)} |")
 
 
 if __name__ == "__main__":
