@@ -166,7 +166,7 @@ def test_a_concept_kept_orthogonal_to_a_subspace_does_not_move_along_it(demo):
     smile = demo["bank"]["smile"]
     bank, report = add_concept(
         demo["G"], demo["bank"], _examples(demo, "smile"),
-        ConceptSpec(id="smile_only", space="S", layers=list(smile.layers), orthogonal_to=["mouth_open"]),
+        ConceptSpec(id="smile_only", space=smile.space, layers=list(smile.layers), orthogonal_to=["mouth_open"]),
         demo["eyes"], keep_failing=True)
     v = bank["smile_only"].basis[0]
     assert float((demo["bank"]["mouth_open"].basis.double() @ v.double()).abs().max()) < 1e-5
