@@ -11,6 +11,7 @@ from iceaudit.bank.edit import walk_images
 from iceaudit.bank.latent import LatentSpace
 from iceaudit.bank.recipe import load_recipe
 from iceaudit.bank.regression import conditional_direction, regression_direction
+from iceaudit.criteria.base import Eyes
 from iceaudit.criteria.eyes import load_eyes
 from iceaudit.criteria.spec import Measured
 from iceaudit.errors import UserError
@@ -88,10 +89,11 @@ def test_a_held_measure_moves_less_along_the_conditional_direction(world):
     assert abs(change_per_width_change(held.direction)) < 0.5 * abs(change_per_width_change(free.direction))
 
 
-def test_a_recipe_that_holds_an_unknown_subspace_is_refused(world):
-    G, eyes = world
+@pytest.mark.parametrize("options, message", [({"hold": ["no_such"]}, "no_such"), ({"hold": "eye_openness"}, "list"),
+                                              ({"pool": "many"}, "pool"), ({"pool": 0}, "pool")])
+def test_bad_regression_options_are_refused_before_discovery(options, message):
     recipe = load_recipe("facelab")
-    recipe.subspaces = [replace(s, options={**s.options, "hold": ["no_such"]}) for s in recipe.subspaces if s.id == "eye_shape"]
-    recipe.bank.update(calibration_faces=4, validation_faces=4, manifold_fit_faces=0)
-    with pytest.raises(UserError, match="no_such"):
-        build_bank(G, recipe, eyes, keep_failing=True)
+    recipe.subspaces = [replace(s, options={**s.options, **options}) if s.id == "eye_shape" else s
+                        for s in recipe.subspaces]
+    with pytest.raises(UserError, match=message):
+        build_bank(None, recipe, Eyes())  # refused before the generator is touched

@@ -131,6 +131,20 @@ def _thresholds(recipe: Recipe, sr: SubspaceRecipe) -> Thresholds:
     return Thresholds(**{**recipe.validation, **over})
 
 
+def _regression_options(recipe: Recipe, sr: SubspaceRecipe) -> tuple[list[str], int]:
+    """A regression subspace's `hold` (other recipe subspaces with a criterion) and `pool` (faces), checked."""
+    hold, pool = sr.options.get("hold", []), sr.options.get("pool", 2000)
+    if not isinstance(hold, list):
+        raise UserError(f"subspace {sr.id}: hold must be a list of subspace ids, e.g. hold = [\"brows\"]")
+    with_criterion = {o.id for o in recipe.subspaces if o.criterion is not None and o.id != sr.id}
+    for hid in hold:
+        if hid not in with_criterion:
+            raise UserError(f"subspace {sr.id}: hold = [{hid!r}] must name another recipe subspace with a criterion")
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        raise UserError(f"subspace {sr.id}: pool must be a whole number of sampled faces, got {pool!r}")
+    return hold, pool
+
+
 def _subspace(sr: SubspaceRecipe, space: str, layers, basis, method: str, eigen=(), criterion: str = "", **kw) -> Subspace:
     return Subspace(
         id=sr.id, name=sr.name, description=sr.description, tags=list(sr.tags), space=space,
@@ -157,6 +171,8 @@ def build_bank(
     untargeted = []  # measures exempt as leakage *targets* (with a reason): still measured and stored
     for sr in recipe.subspaces:  # a bad override fails now, not after minutes of discovery
         _thresholds(recipe, sr)
+        if sr.method == "regression":
+            _regression_options(recipe, sr)
         if sr.options.get("leakage_target", True) is False:
             if not sr.options.get("leakage_target_reason"):
                 raise UserError(f"subspace {sr.id}: `leakage_target = false` needs a `leakage_target_reason`")
@@ -252,13 +268,9 @@ def build_bank(
                             "ranking_top": correlation.controlling_by_ranking(eff, k=sr.max_rank)}
         elif sr.method == "regression":
             space = LatentSpace(G, sr.space, list(sr.layers))
-            held = {}
-            for hid in sr.options.get("hold", []):
-                other = next((o for o in recipe.subspaces if o.id == hid), None)
-                if other is None or other.criterion is None or hid == sr.id:
-                    raise UserError(f"subspace {sr.id}: hold = [{hid!r}] must name another recipe subspace with a criterion")
-                held[hid] = Measured(other.criterion, eyes)
-            pool = bank_latents(G, int(sr.options.get("pool", 2000)), seed + 3, psi)
+            hold, n_pool = _regression_options(recipe, sr)
+            held = {hid: Measured(next(o for o in recipe.subspaces if o.id == hid).criterion, eyes) for hid in hold}
+            pool = bank_latents(G, n_pool, seed + 3, psi)
             found_dir = regression.regression_direction(
                 G, space, Measured(sr.criterion, eyes), held, pool,
                 progress=progress.stage(f"{sr.id}: regression over {len(pool)} faces", len(pool)))
