@@ -307,6 +307,7 @@ def build_bank(
                 sub = orient(G, sub, measures[sid], ws_cal[:16])
             sub, cal = calibrate(G, sub, measures[sid], ws_cal)
             extra.setdefault(sid, {})["calibration"] = {"sd_measure": cal.sd_measure, "slope": cal.slope,
+                                                        "local_slope": cal.local_slope, "checks": cal.checks,
                                                         "sd_latent": cal.sd_latent, "flipped": cal.flipped}
             found[sid] = replace(sub, validation={**sub.validation, "calibration": extra[sid]["calibration"]})
             if not cal.unit_norm < float("inf"):

@@ -1,14 +1,20 @@
-"""Calibrate a subspace's step unit: one unit = one SD of its target measure across faces.
+"""Calibrate a subspace's step unit: walking one unit moves its target measure by one SD across faces.
 
-The slope of the measure along the direction (per latent unit, central
-difference at ±probe·SD of the faces' latent coordinate along it, averaged over
-faces) turns "1 SD of the measure" into a latent length, ``unit_norm``. The
-direction's sign is flipped when needed so that +1 unit *increases* the measure.
+Two stages. The local slope of the measure along the direction (central difference at
+±probe·SD of the faces' latent coordinate, averaged over faces) gives the sign (flipped
+so that +1 unit *increases* the measure) and a first unit, ``SD / slope``. Then the unit
+is solved so that the walk itself, from -1 to +1 unit, moves the measure by 2 SD on
+average over the faces (`solve_unit`). For a measure linear in the latent the two agree
+and the second stage takes one check. They part for a gated measure: glasses area is
+zero until the walk reaches a face's threshold, so the local slope at most faces is
+nearly nothing, and a unit taken from it walked 2 to 4 SD per unit, depending on how
+many calibration faces happened to sit on the ramp.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -29,6 +35,8 @@ class Calibration:
     sd_latent: float  # SD across faces of the latent coordinate along the direction
     flipped: bool
     unit: str
+    local_slope: float = float("nan")  # the slope at the faces themselves (the first unit's)
+    checks: int = 0  # walks measured to solve the unit
 
 
 def latent_sd(G: Generator, subspace: Subspace, ws: torch.Tensor) -> float:
@@ -77,10 +85,59 @@ def calibrate(G: Generator, subspace: Subspace, measured: Measured, ws: torch.Te
     if flipped:
         basis[0] = -basis[0]
         slope = -slope
-    unit_norm = sd / slope if slope > 0 else float("inf")
-    unit = f"1 SD ({sd:.4g}) of {measured.name} across {ws.shape[0]} sampled faces"
+    local = slope
+    unit_norm, checks = float("inf"), 0
+    if slope > 0 and sd > 0:
+        oriented = replace(raw, basis=basis)
+
+        def half_change(u: float) -> float:  # mean measure change per side of a walk from -u to +u
+            v = measure_walk(G, oriented, measured, ws, [-u, u])
+            return float((v[:, 1] - v[:, 0]).mean()) / 2
+
+        unit_norm, checks = solve_unit(half_change, sd / slope, sd)
+        slope = sd / unit_norm
+    unit = f"1 SD ({sd:.4g}) of {measured.name} per unit walked, across {ws.shape[0]} sampled faces"
     out = replace(subspace, basis=basis, unit_norm=float(unit_norm), unit=unit)
-    return out, Calibration(float(unit_norm), sd, slope, sd_lat, flipped, unit)
+    return out, Calibration(float(unit_norm), sd, slope, sd_lat, flipped, unit, local, checks)
+
+
+def solve_unit(half_change: Callable[[float], float], first: float, target: float, *,
+               rtol: float = 0.03, max_checks: int = 12) -> tuple[float, int]:
+    """The latent length ``u`` whose walk from ``-u`` to ``+u`` changes the measure by ``target``
+    per side on average (``half_change(u) = target``), to ``rtol``.
+
+    ``half_change`` grows with ``u`` for a measure that rises along the direction. Until the
+    root is bracketed each step rescales ``u`` as if the change were linear (by at most 4x);
+    then it bisects in log ``u``. After ``max_checks`` the closest ``u`` seen is kept.
+
+    Args:
+        half_change: ``u`` -> mean change of the measure from 0 to one side of the walk.
+        first: the first guess (from the local slope).
+        target: the change wanted (one SD of the measure).
+
+    Returns:
+        The length, and how many times ``half_change`` was called.
+    """
+    lo = hi = None
+    u, best, best_err = first, first, float("inf")
+    for check in range(1, max_checks + 1):
+        got = half_change(u)
+        err = abs(math.log(got / target)) if got > 0 else float("inf")
+        if err < best_err:
+            best, best_err = u, err
+        if err <= math.log1p(rtol):
+            return u, check
+        if got < target:
+            lo = u
+        else:
+            hi = u
+        if lo is not None and hi is not None:
+            u = math.sqrt(lo * hi)
+        elif got > 0:
+            u = u * min(4.0, max(0.25, target / got))
+        else:
+            u = u * 4.0
+    return best, max_checks
 
 
 def orient(G: Generator, subspace: Subspace, measured: Measured, ws: torch.Tensor, chunk: int = 8) -> Subspace:
