@@ -101,15 +101,15 @@ def test_a_subspace_may_override_validation_thresholds_only_with_a_reason():
     from iceaudit.bank.build import _thresholds
 
     recipe = load_recipe("facelab")
-    glasses = next(s for s in recipe.subspaces if s.id == "glasses")
+    age = next(s for s in recipe.subspaces if s.id == "age")
     smile = next(s for s in recipe.subspaces if s.id == "smile")
-    assert _thresholds(recipe, glasses).max_leakage == 1.2
-    assert _thresholds(recipe, glasses).min_own_effect == recipe.validation["min_own_effect"]
+    assert _thresholds(recipe, age).max_leakage == age.options["validation"]["max_leakage"] != recipe.validation["max_leakage"]
+    assert _thresholds(recipe, age).min_own_effect == recipe.validation["min_own_effect"]
     assert _thresholds(recipe, smile).max_leakage == recipe.validation["max_leakage"]
     with pytest.raises(UserError, match="max_leak"):
-        _thresholds(recipe, replace(glasses, options={"validation": {"max_leak": 1.0}, "validation_reason": "x"}))
+        _thresholds(recipe, replace(smile, options={"validation": {"max_leak": 1.0}, "validation_reason": "x"}))
     with pytest.raises(UserError, match="validation_reason"):
-        _thresholds(recipe, replace(glasses, options={"validation": {"max_leakage": 1.0}}))
+        _thresholds(recipe, replace(smile, options={"validation": {"max_leakage": 1.0}}))
 
 
 def test_a_leakage_target_exemption_needs_a_reason_and_is_refused_before_discovery():
