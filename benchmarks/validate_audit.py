@@ -204,6 +204,21 @@ def _fmt(x: float, spec: str = "+.2f") -> str:
     return "n/a" if x is None or not np.isfinite(x) else format(x, spec)
 
 
+def _walked_ranges(bank) -> list[str]:
+    """The steps every audit above walked: each subspace's step range clipped to its valid range."""
+    lines = ["", "Where the audits walked: each subspace's stored step range, clipped to the valid range the",
+             "bank measured (docs/bank.md: past it the walk leaves the sampled faces or stops moving its own",
+             "measure); the audit walks only the clipped steps.", "",
+             "| subspace | step range | valid range | walked | clipped |", "|---|---|---|---|---|"]
+    for sub in bank.subspaces:
+        lo, hi = sub.walk_range
+        clipped = (lo, hi) != tuple(sub.step_range)
+        valid = "not measured" if sub.valid_range is None else f"{sub.valid_range[0]:+g} .. {sub.valid_range[1]:+g}"
+        lines.append(f"| {sub.id} | {sub.step_range[0]:+g} .. {sub.step_range[1]:+g} | {valid} | "
+                     f"{lo:+g} .. {hi:+g} | {'yes' if clipped else 'no'} |")
+    return lines
+
+
 def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: list[int], args) -> None:
     from iceaudit.facelab.whitebox import WHITEBOX as WB
 
@@ -279,6 +294,7 @@ def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: li
                                                f"flips {100 * d[4]:.0f}%, {d[1]:+.2f}/unit")
         if c in ("smiling_skin_shortcut", "skin_luma", "skin_mid", "skin_and_background"):
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    lines += _walked_ranges(load_bank(args.bank))
     first = seeds[0]
     for c in names:
         g = by.get((c, first))
