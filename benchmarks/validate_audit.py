@@ -174,7 +174,7 @@ def main() -> None:
         seeds = [s for s in seeds if any(g.seed == s for g in rows)]
         clfs = classifiers(names)
         tables = oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=args.oracle_n, seed=seeds[0])
-        write_markdown(rows, tables, names, seeds, args)
+        write_markdown(rows, tables, names, seeds, args, second_oracle(clfs, args.oracle_n, seeds[0]))
         return
     G, bank, truth, sd, reader = load_generator("demo"), load_bank(args.bank), truth_map(), prior_sd(), FactorTruth()
     policy = load_policy(shipped_policy("fairness"))
@@ -182,6 +182,7 @@ def main() -> None:
     t0 = time.time()
     tables = oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=args.oracle_n, seed=seeds[0])
     print(f"oracle: {time.time() - t0:.0f}s", flush=True)
+    tables_b = second_oracle(clfs, args.oracle_n, seeds[0])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
@@ -197,11 +198,41 @@ def main() -> None:
             if args.json:
                 args.json.write_text(json.dumps([vars(g) for g in rows], indent=1, default=float) + "\n")
             if args.out:
-                write_markdown(rows, tables, names, done, args)
+                write_markdown(rows, tables, names, done, args, tables_b)
 
 
 def _fmt(x: float, spec: str = "+.2f") -> str:
     return "n/a" if x is None or not np.isfinite(x) else format(x, spec)
+
+
+def second_oracle(clfs: dict, n: int, seed: int) -> dict:
+    """The oracle again on other faces (RNG seed + 1): how stable its own order of factors is."""
+    return oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=n, seed=seed + 1)
+
+
+def oracle_seed_to_seed(rows_a: list, rows_b: list, factors: set[str], sd: dict[str, float]) -> float:
+    """Spearman between two oracle runs' mean |change| per true-factor SD, over ``factors``."""
+    a, b = {r.factor: r for r in rows_a}, {r.factor: r for r in rows_b}
+    common = sorted(f for f in factors if f in a and f in b)
+    x = [a[f].mean_abs_delta / a[f].step * sd[f] for f in common]
+    y = [b[f].mean_abs_delta / b[f].step * sd[f] for f in common]
+    if len(common) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def seed_to_seed(graded: list[Graded]) -> list[float]:
+    """Spearman between the audit's |slope per true-factor SD| of every pair of face seeds, over
+    the subspaces both graded."""
+    per_seed = [{d[0]: d[3] for d in g.drivers if d[3] is not None} for g in graded]
+    out = []
+    for i, a in enumerate(per_seed):
+        for b in per_seed[i + 1:]:
+            common = sorted(set(a) & set(b))
+            x, y = [a[k] for k in common], [b[k] for k in common]
+            if len(common) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+                out.append(float(spearmanr(x, y).statistic))
+    return out
 
 
 def _walked_ranges(bank) -> list[str]:
@@ -219,8 +250,11 @@ def _walked_ranges(bank) -> list[str]:
     return lines
 
 
-def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: list[int], args) -> None:
+def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: list[int], args,
+                   tables_b: dict) -> None:
     from iceaudit.facelab.whitebox import WHITEBOX as WB
+
+    sd, graded_factors = prior_sd(), set(truth_map().values())
 
     by = {(g.classifier, g.seed): g for g in rows}
     lines = [
@@ -242,12 +276,15 @@ def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: li
         "in every seed (in some seeds, in brackets); *beyond random* = of those, larger than random edits of",
         "the same image change; *ρ per SD* = Spearman between |audit slope| and the oracle's |effect|, both",
         "per SD of the true factor (median over seeds, [min, max]); *ρ predicted* = Spearman between |audit",
-        "slope| and the slope the oracle predicts for each walk from all the factors it moves; *fairness",
-        "gate* = the shipped `fairness` policy's outcome per seed.",
+        "slope| and the slope the oracle predicts for each walk from all the factors it moves; *ρ seed to",
+        "seed* = Spearman between the audit's |slope per SD| of two face seeds (median over pairs of seeds,",
+        "[min, max]): how well the audit at this N agrees with itself; *oracle ρ* = the same between the",
+        "oracle and the oracle run again on other faces (as many): how stable the truth's own order is.",
+        "Either is a ceiling for ρ per SD. *fairness gate* = the shipped `fairness` policy's outcome per seed.",
         "",
         "| classifier | reads | oracle top factor | top right | significant | beyond random | mixed sign | "
-        "ρ per SD | ρ predicted | fairness gate | audit time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "ρ per SD | ρ predicted | ρ seed to seed | oracle ρ | fairness gate | audit time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in names:
         gs = [by[(c, s)] for s in seeds if (c, s) in by]
@@ -279,7 +316,8 @@ def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: li
         lines.append(
             f"| {c} | {reads} | {gs[0].oracle_top} ({gs[0].oracle_top_effect:.3f}) | "
             f"{sum(g.top_matches for g in gs)}/{len(gs)}{f' (+{n_tied} tied)' if n_tied else ''} | {sig} | {', '.join(sorted(beyond)) or 'none'} | "
-            f"{', '.join(sorted(mixed)) or 'none'} | {summary(rho)} | {summary(pred)} | "
+            f"{', '.join(sorted(mixed)) or 'none'} | {summary(rho)} | {summary(pred)} | {summary(seed_to_seed(gs))} | "
+            f"{_fmt(oracle_seed_to_seed(tables[c], tables_b[c], graded_factors, sd), '.2f')} | "
             f"{' '.join(g.gate_fairness for g in gs)} | {np.mean([g.seconds for g in gs]):.0f} s |")
     lines += ["", "The protected shortcuts, per face seed: the skin-tone walk's effect call, its Holm-adjusted",
               "p-value over faces, flip rate and slope per unit (the fairness gate fails a classifier on it).", "",
