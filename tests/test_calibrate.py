@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from iceaudit.bank.build import bank_latents
 from iceaudit.bank.calibrate import calibrate, measure_walk, solve_unit
