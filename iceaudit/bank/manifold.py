@@ -23,6 +23,9 @@ Where the subspace has a criterion, a step must also still *move* it: each step'
 change of the subspace's own measure, per unit and in SDs of it across faces, must be at
 least ``min_response``. A walk can stay faces and stop being its attribute's edit: past
 "no glasses" a glasses walk has nothing left to remove and changes the eyes instead.
+The first step each way is always kept (a subspace must walk somewhere); a gated
+attribute may barely respond there, before the faces reach its threshold, and the
+bound applies from the second step on.
 """
 from __future__ import annotations
 
