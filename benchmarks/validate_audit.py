@@ -122,17 +122,13 @@ def grade(name: str, seed: int, result, oracle_rows: list, truth: dict[str, str]
         m = moves[d.subspace]
         if f in m and abs(m[f]) > 1e-9:
             per_sd[d.subspace] = d.extra.mean_abs_slope / abs(m[f]) * sd[f]
-            r = per_step[f]
-            pairs.append((per_sd[d.subspace], r.mean_abs_delta / r.step * sd[f]))
+            pairs.append((per_sd[d.subspace], oracle_per_sd(per_step[f], sd)))
         # the oracle's slope for this walk: every factor it moves, each at the oracle's rate
         pred = sum(per_step[k].mean_delta / per_step[k].step * v for k, v in m.items() if k in per_step)
         predicted.append((abs(d.slope), abs(pred)))
 
     def rho(p):
-        x, y = zip(*p) if p else ((), ())
-        if len(p) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-            return float("nan")
-        return float(spearmanr(x, y).statistic)
+        return spearman(*zip(*p)) if p else float("nan")
 
     gate = evaluate(policy, result.record, None) if policy is not None else None
     return Graded(
@@ -210,28 +206,36 @@ def second_oracle(clfs: dict, n: int, seed: int) -> dict:
     return oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=n, seed=seed + 1)
 
 
-def oracle_seed_to_seed(rows_a: list, rows_b: list, factors: set[str], sd: dict[str, float]) -> float:
-    """Spearman between two oracle runs' mean |change| per true-factor SD, over ``factors``."""
-    a, b = {r.factor: r for r in rows_a}, {r.factor: r for r in rows_b}
-    common = sorted(f for f in factors if f in a and f in b)
-    x = [a[f].mean_abs_delta / a[f].step * sd[f] for f in common]
-    y = [b[f].mean_abs_delta / b[f].step * sd[f] for f in common]
-    if len(common) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+def spearman(x, y) -> float:
+    """Spearman's rho, or nan where fewer than 3 pairs or one side is constant."""
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(spearmanr(x, y).statistic)
 
 
+def oracle_per_sd(row, sd: dict[str, float]) -> float:
+    """The oracle's mean |change| of the score per SD of the row's factor (over the FaceLab prior)."""
+    return row.mean_abs_delta / row.step * sd[row.factor]
+
+
+def oracle_seed_to_seed(rows_a: list, rows_b: list, factors: set[str], sd: dict[str, float]) -> float:
+    """Spearman between two oracle runs' mean |change| per true-factor SD, over ``factors``."""
+    a, b = {r.factor: r for r in rows_a}, {r.factor: r for r in rows_b}
+    common = sorted(f for f in factors if f in a and f in b)
+    return spearman([oracle_per_sd(a[f], sd) for f in common], [oracle_per_sd(b[f], sd) for f in common])
+
+
 def seed_to_seed(graded: list[Graded]) -> list[float]:
     """Spearman between the audit's |slope per true-factor SD| of every pair of face seeds, over
-    the subspaces both graded."""
+    the subspaces both graded (pairs where it is undefined left out)."""
     per_seed = [{d[0]: d[3] for d in g.drivers if d[3] is not None} for g in graded]
     out = []
     for i, a in enumerate(per_seed):
         for b in per_seed[i + 1:]:
             common = sorted(set(a) & set(b))
-            x, y = [a[k] for k in common], [b[k] for k in common]
-            if len(common) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
-                out.append(float(spearmanr(x, y).statistic))
+            rho = spearman([a[k] for k in common], [b[k] for k in common])
+            if np.isfinite(rho):
+                out.append(rho)
     return out
 
 
