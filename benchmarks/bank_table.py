@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from iceaudit.bank.manifold import ManifoldSettings
+
 
 def main(bank_dir: str) -> None:
     m = json.loads((Path(bank_dir) / "manifest.json").read_text())
@@ -67,7 +69,7 @@ def _valid_ranges(m: dict) -> None:
     print("| subspace | step range | off at low end | off at high end | response at low end | response at high end "
           "| valid range | low side ended by | high side ended by |")
     print("|---|---|---:|---:|---:|---:|---|---|---|")
-    st = m["meta"].get("manifold") or {}
+    st = ManifoldSettings(**(m["meta"].get("manifold") or {}))  # the bounds the build applied
     for s in rows:
         ev = s["validation"]["manifold"]
         alphas, off, resp = ev["alphas"], ev["off_share"], ev.get("own_response")
@@ -79,9 +81,9 @@ def _valid_ranges(m: dict) -> None:
                 return "end"
             a = min(nxt, key=lambda x: abs(x - edge))
             i = alphas.index(a)
-            if off[i] > st.get("max_off_share", 0.1):
+            if off[i] > st.max_off_share:
                 return "image"
-            return "response" if resp is not None and resp[i] < st.get("min_response", 0.25) else "image"
+            return "response" if resp is not None and resp[i] < st.min_response else "image"
 
         r = (lambda i: "–" if resp is None else f"{resp[i]:+.2f}")
         print(f"| `{s['id']}` | {s['step_range'][0]:+g} .. {s['step_range'][1]:+g} | {off[0]:.0%} | {off[-1]:.0%} | "
