@@ -41,10 +41,10 @@ def run(recipe_name: str, seeds: list[int], faces: list[int], workdir: Path) -> 
         if not (folder / "manifest.json").is_file():
             build_bank(G, recipe, eyes, out=folder, cache_dir=workdir / "jtj-cache", truth=truth, keep_failing=True)
         build_s = time.time() - t0
-        entry = {"build_seconds": round(build_s, 1), "valid_range": {}, "validation": {}}
+        entry = {"build_seconds": round(build_s, 1),
+                 "valid_range": {s.id: list(s.walk_range) for s in load_bank(folder).subspaces}, "validation": {}}
         for n in faces:
-            bank = load_bank(folder)
-            entry["valid_range"] = {s.id: list(s.walk_range) for s in bank.subspaces}
+            bank = load_bank(folder)  # afresh for each count: validate_bank rewrites the entries it is given
             t1 = time.time()
             reports = validate_bank(G, bank, eyes, faces=n, seed=seed + 2, truth=truth)
             entry["validation"][str(n)] = {
