@@ -52,18 +52,18 @@ def demo():
     return load_generator("demo"), shipped_bank("demo")
 
 
-def _glasses(demo):
+def _shipped(demo, sid):
+    """The shipped subspace ``sid`` and its own criterion's measure."""
     from iceaudit.bank.format import load_bank
 
     G, path = demo
     bank = load_bank(path)
-    eyes = load_eyes(None, None, defaults=bank.meta["eyes_spec"])
-    sub = bank["glasses"]
-    return G, sub, Measured(json.loads(sub.criterion), eyes)
+    sub = bank[sid]
+    return G, sub, Measured(json.loads(sub.criterion), load_eyes(None, None, defaults=bank.meta["eyes_spec"]))
 
 
 def test_walking_one_unit_of_a_gated_attribute_moves_its_measure_one_sd(demo):
-    G, sub, measured = _glasses(demo)
+    G, sub, measured = _shipped(demo, "glasses")
     ws = bank_latents(G, 24, seed=7)
     out, cal = calibrate(G, replace(sub, unit_norm=1.0), measured, ws)
     v = measure_walk(G, out, measured, ws, [-1.0, 0.0, 1.0])
@@ -77,12 +77,7 @@ def test_walking_one_unit_of_a_gated_attribute_moves_its_measure_one_sd(demo):
 
 
 def test_a_near_linear_measure_keeps_its_local_unit(demo):
-    from iceaudit.bank.format import load_bank
-
-    G, path = demo
-    bank = load_bank(path)
-    sub = bank["skin_tone"]
-    measured = Measured(json.loads(sub.criterion), load_eyes(None, None, defaults=bank.meta["eyes_spec"]))
+    G, sub, measured = _shipped(demo, "skin_tone")
     ws = bank_latents(G, 24, seed=7)
     _, cal = calibrate(G, replace(sub, unit_norm=1.0), measured, ws)
     assert cal.sd_measure / cal.local_slope == pytest.approx(cal.unit_norm, rel=0.15)

@@ -306,9 +306,7 @@ def build_bank(
             if sub.method in ("ice", "stylespace", "attribute") and sr.options.get("walk", "measure") == "measure":
                 sub = orient(G, sub, measures[sid], ws_cal[:16])
             sub, cal = calibrate(G, sub, measures[sid], ws_cal)
-            extra.setdefault(sid, {})["calibration"] = {"sd_measure": cal.sd_measure, "slope": cal.slope,
-                                                        "local_slope": cal.local_slope, "checks": cal.checks,
-                                                        "sd_latent": cal.sd_latent, "flipped": cal.flipped}
+            extra.setdefault(sid, {})["calibration"] = {**cal.figures(), "flipped": cal.flipped}
             found[sid] = replace(sub, validation={**sub.validation, "calibration": extra[sid]["calibration"]})
             if not cal.unit_norm < float("inf"):
                 skipped[sid] = "the direction does not change its criterion (slope 0)"

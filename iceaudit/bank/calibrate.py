@@ -38,6 +38,11 @@ class Calibration:
     local_slope: float = float("nan")  # the slope at the faces themselves (the first unit's)
     checks: int = 0  # walks measured to solve the unit
 
+    def figures(self) -> dict:
+        """The figures a bank stores in a subspace's ``validation.calibration``."""
+        return {"sd_measure": self.sd_measure, "slope": self.slope, "local_slope": self.local_slope,
+                "checks": self.checks, "sd_latent": self.sd_latent}
+
 
 def latent_sd(G: Generator, subspace: Subspace, ws: torch.Tensor) -> float:
     with torch.no_grad():

@@ -450,8 +450,8 @@ def add_concept(G: Generator, bank: Bank, examples: Examples | None, spec: Conce
         # labelled concepts keep + towards the positives (a scorer that falls towards them is
         # reported, not obeyed); an ICE concept's + raises its scorer
         sub = replace(calibrated, basis=calibrated.basis if examples is None else sub.basis, criterion=spec_id(spec_c))
-        calibration = {"scorer": str(scorer), "sd_measure": cal.sd_measure, "slope": cal.slope, "local_slope": cal.local_slope,
-                       "sd_latent": cal.sd_latent, "scorer_falls_towards_positives": cal.flipped and examples is not None}
+        calibration = {"scorer": str(scorer), **cal.figures(),
+                       "scorer_falls_towards_positives": cal.flipped and examples is not None}
     else:
         sd = latent_sd(G, sub, ws_cal)
         sub = replace(sub, unit_norm=sd, unit=f"1 SD ({sd:.4g}) across {calibration_faces} sampled faces of the "
