@@ -58,11 +58,13 @@ def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Dri
         flips_enough = s.flip_rate >= settings.science.min_flip_rate
         large = settings.science.min_margin_share
         mean_effect = bool(np.isfinite(pea) and pea < level and (flips_enough or share >= large))
-        # a sign that differs across faces is an effect only when its size beats random edits of
-        # the same image change on the same faces (Holm): a network's score moves a little, this
-        # way or that, under any edit, and that alone must not make a protected subspace a driver
+        # Faces that move the other way pull the mean slope towards 0, whether they are a fifth
+        # of the faces or fewer, so the effect is also called on its size: per-face |change|
+        # beating random edits of the same image change on the same faces (Holm). Random edits,
+        # not 0, are its null: any edit moves a network's score a little, this way or that.
+        size_effect = bool(np.isfinite(psa) and psa < level and abs_share >= large)
+        effect = mean_effect or size_effect
         two_ways = min(up, down) >= MIXED_SIGN_SHARE
-        effect = mean_effect or bool(two_ways and np.isfinite(psa) and psa < level and abs_share >= large)
         mixed = two_ways and effect  # flagged on effects only: the sign of a non-effect is noise
         beyond = bool(np.isfinite(pa) and pa < level)  # specificity: beyond random edits of its size
         records.append(Driver(
@@ -98,10 +100,10 @@ def statistics(results, subspaces, grids, threshold, settings) -> tuple[list[Dri
                 "per layer group; Holm over subspaces. This is beyond_random (specificity); significant is the "
                 "effect claim: the mean per-face slope tested against 0 over faces (t-test, Holm) and "
                 f"practically large (flip_rate >= {settings.science.min_flip_rate} or margin_share >= "
-                f"{settings.science.min_margin_share}); or a mixed sign (at least {MIXED_SIGN_SHARE:.0%} of "
-                "faces moved each way) whose per-face |score change| beats that of the random edits on the "
-                "same faces (paired one-sided t-test, Holm: p_size_adjusted) with abs_margin_share >= "
-                f"{settings.science.min_margin_share}",
+                f"{settings.science.min_margin_share}); or, whatever the signs, a per-face |score change| "
+                "that beats that of the random edits on the same faces (paired one-sided t-test, Holm: "
+                f"p_size_adjusted) with abs_margin_share >= {settings.science.min_margin_share}. mixed_sign: an "
+                f"effect where at least {MIXED_SIGN_SHARE:.0%} of the faces moved each way",
         n_directions=settings.science.n_null * len(subspaces), n_per_subspace=settings.science.n_null,
         quantile=1 - settings.science.level / 2,
         abs_slope=finite(float(np.quantile(all_null, 1 - settings.science.level / 2))),

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import torch
 
 from iceaudit.audit.counterfactuals import smallest_flips
+from iceaudit.audit.settings import AuditSettings
+from iceaudit.audit.statistics import statistics
 from iceaudit.audit.stats import (bootstrap_mean_ci, end_slope, face_slopes, holm, null_floor_tests,
                                   spearman_rows, walk_stats)
+from iceaudit.bank.format import Subspace
 
 ALPHAS = np.linspace(-2, 2, 9)
 
@@ -93,3 +98,43 @@ def test_counterfactual_takes_the_nearer_side():
     scores = (ALPHAS**2 - 0.5 + 0.1 * ALPHAS)[None, :]
     step, _ = smallest_flips(walker, ALPHAS, scores, threshold=0.0, bisect_steps=12)
     assert 0.0 < step[0] < 0.7 and np.isclose(step[0], (-0.1 + np.sqrt(0.01 + 2)) / 2, atol=1e-3)
+
+
+def _walks(face_changes: dict[str, np.ndarray], null_change: float, rng) -> tuple[pd.DataFrame, list, dict]:
+    """Merged walks as the audit writes them: each subspace's faces change linearly by the given
+    end-to-end amounts over alphas -1..1 from base scores around 0, and its random directions
+    change each face by about ``null_change`` in size, either way."""
+    alphas = np.linspace(-1.0, 1.0, 5)
+    n = len(next(iter(face_changes.values())))
+    base = np.linspace(-1.0, 1.0, n)
+    rows, subspaces = [], []
+    for sid, change in face_changes.items():
+        subspaces.append(Subspace(id=sid, name=sid, description="", tags=[], space="W", layers=[],
+                                  basis=torch.eye(1, 4), unit="u", unit_norm=1.0, step_range=(-1.0, 1.0),
+                                  method="pca", criterion=""))
+        for f in range(n):
+            rows += [(sid, f, a, base[f] + change[f] * a / 2, 1.0) for a in alphas]
+        for k in range(6):
+            null = rng.choice([-1.0, 1.0], n) * null_change * rng.uniform(0.5, 1.5, n)
+            for f in range(n):
+                rows += [(f"null:{sid}:{k}", f, a, base[f] + null[f] * a / 2, 1.0) for a in (-1.0, 1.0)]
+    results = pd.DataFrame(rows, columns=["subspace", "sample", "alpha", "score", "image_change"])
+    return results, subspaces, {s.id: alphas for s in subspaces}
+
+
+def test_a_driver_with_a_few_faces_the_other_way_is_an_effect_without_a_mixed_sign():
+    """13 of 16 faces rise by 1, 3 fall by 3: the mean slope is near 0 (t-test p ~ 0.5) and only
+    3/16 < 20 % move down, yet every face moves far more than random edits of its size do."""
+    rng = np.random.default_rng(3)
+    minority = np.r_[np.full(13, 1.0), np.full(3, -3.0)]
+    mixed = np.r_[np.full(10, 1.0), np.full(6, -1.5)]
+    noise = rng.normal(0, 0.05, 16)
+    results, subspaces, grids = _walks({"minority": minority, "mixed": mixed, "noise": noise}, 0.05, rng)
+    drivers, _ = statistics(results, subspaces, grids, threshold=0.0,
+                            settings=AuditSettings.of(n=16, n_null=6, n_bootstrap=200, progress=False))
+    d = {x.subspace: x for x in drivers}
+    assert d["minority"].p_effect_adjusted > 0.05  # the mean-slope test alone misses it
+    assert d["minority"].significant and d["minority"].effect and not d["minority"].mixed_sign
+    assert d["minority"].extra.down_share < 0.2 and d["minority"].extra.p_size_adjusted < 0.01
+    assert d["mixed"].significant and d["mixed"].mixed_sign
+    assert not d["noise"].significant and not d["noise"].mixed_sign
