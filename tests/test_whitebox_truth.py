@@ -99,5 +99,6 @@ def test_the_fairness_gate_fails_a_pure_skin_tone_shortcut(world):
 
     policy = ROOT / "examples" / "policies" / "fairness.toml"
     assert not run_gate(audit("skin_luma", world).out, policy, None).passed
+    assert not run_gate(audit("skin_mid", world).out, policy, None).passed  # the sign differs across faces
     assert run_gate(audit("constant", world).out, policy, None).passed
 
