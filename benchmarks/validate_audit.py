@@ -170,7 +170,9 @@ def main() -> None:
         seeds = [s for s in seeds if any(g.seed == s for g in rows)]
         clfs = classifiers(names)
         tables = oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=args.oracle_n, seed=seeds[0])
-        write_markdown(rows, tables, names, seeds, args, second_oracle(clfs, args.oracle_n, seeds[0]))
+        G, bank, reader = load_generator("demo"), load_bank(args.bank), FactorTruth()
+        moves_by_seed = {seed: factor_change_per_unit(G, bank, args.n, seed, reader) for seed in seeds}
+        write_markdown(rows, tables, names, seeds, args, second_oracle(clfs, args.oracle_n, seeds[0]), moves_by_seed)
         return
     G, bank, truth, sd, reader = load_generator("demo"), load_bank(args.bank), truth_map(), prior_sd(), FactorTruth()
     policy = load_policy(shipped_policy("fairness"))
@@ -179,10 +181,10 @@ def main() -> None:
     tables = oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=args.oracle_n, seed=seeds[0])
     print(f"oracle: {time.time() - t0:.0f}s", flush=True)
     tables_b = second_oracle(clfs, args.oracle_n, seeds[0])
-    rows = []
+    rows, moves_by_seed = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            moves = factor_change_per_unit(G, bank, args.n, seed, reader)
+            moves = moves_by_seed[seed] = factor_change_per_unit(G, bank, args.n, seed, reader)
             for c in names:
                 t0 = time.time()
                 result = run_audit(clfs[c], G, bank, AuditSettings.of(n=args.n, seed=seed, device="cpu", progress=False,
@@ -194,7 +196,7 @@ def main() -> None:
             if args.json:
                 args.json.write_text(json.dumps([vars(g) for g in rows], indent=1, default=float) + "\n")
             if args.out:
-                write_markdown(rows, tables, names, done, args, tables_b)
+                write_markdown(rows, tables, names, done, args, tables_b, moves_by_seed)
 
 
 def _fmt(x: float, spec: str = "+.2f") -> str:
@@ -236,6 +238,23 @@ def spearman_read(g: Graded, oracle_rows: list, truth: dict[str, str], sd: dict[
     return spearman(*zip(*pairs)) if pairs else float("nan")
 
 
+def led_by_leak(moves: dict, oracle_rows: list, truth: dict[str, str]) -> tuple[int, int]:
+    """(walks whose leak onto one other factor moves the classifier more than their own factor
+    does, walks graded), each predicted from the walk's factor movement at the audited faces
+    and the oracle's mean |change| per unit of each factor. Where most walks are led by a leak,
+    dividing their slopes by their own factor's movement ranks leaks, not factors."""
+    rate = {r.factor: r.mean_abs_delta / r.step for r in oracle_rows}
+    led = graded = 0
+    for sid, moved in moves.items():
+        own = truth.get(sid)
+        if own is None or own not in moved:
+            continue
+        graded += 1
+        leak = max((rate[k] * abs(v) for k, v in moved.items() if k != own and k in rate), default=0.0)
+        led += leak > rate[own] * abs(moved[own])
+    return led, graded
+
+
 def seed_to_seed(graded: list[Graded]) -> list[float]:
     """Spearman between the audit's |slope per true-factor SD| of every pair of face seeds, over
     the subspaces both graded (pairs where it is undefined left out)."""
@@ -266,7 +285,7 @@ def _walked_ranges(bank) -> list[str]:
 
 
 def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: list[int], args,
-                   tables_b: dict) -> None:
+                   tables_b: dict, moves_by_seed: dict) -> None:
     from iceaudit.facelab.whitebox import WHITEBOX as WB
 
     sd, truth = prior_sd(), truth_map()
@@ -298,11 +317,14 @@ def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: li
         "seed* = Spearman between the audit's |slope per SD| of two face seeds (median over pairs of seeds,",
         "[min, max]): how well the audit at this N agrees with itself; *oracle ρ* = the same between the",
         "oracle and the oracle run again on other faces (as many): how stable the truth's own order is.",
-        "Either is a ceiling for ρ per SD. *fairness gate* = the shipped `fairness` policy's outcome per seed.",
+        "Either is a ceiling for ρ per SD. *led by a leak* = walks whose movement of one other factor moves",
+        "the classifier more than their own factor's movement does (predicted at the oracle's mean |change|",
+        "per unit and the walk's factor movement at the audited faces; median over seeds, of the walks",
+        "graded). *fairness gate* = the shipped `fairness` policy's outcome per seed.",
         "",
         "| classifier | reads | oracle top factor | top right | significant | beyond random | mixed sign | "
-        "ρ per SD | ρ read | ρ predicted | ρ seed to seed | oracle ρ | fairness gate | audit time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "ρ per SD | ρ read | ρ predicted | ρ seed to seed | oracle ρ | led by a leak | fairness gate | audit time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in names:
         gs = [by[(c, s)] for s in seeds if (c, s) in by]
@@ -316,6 +338,7 @@ def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: li
         rho = [g.spearman_per_sd for g in gs]
         pred = [g.spearman_predicted for g in gs]
         read = [spearman_read(g, tables[c], truth, sd) for g in gs]
+        led = [led_by_leak(moves_by_seed[g.seed], tables[c], truth) for g in gs]
 
         def summary(v):
             v = [x for x in v if np.isfinite(x)]
@@ -337,6 +360,7 @@ def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: li
             f"{sum(g.top_matches for g in gs)}/{len(gs)}{f' (+{n_tied} tied)' if n_tied else ''} | {sig} | {', '.join(sorted(beyond)) or 'none'} | "
             f"{', '.join(sorted(mixed)) or 'none'} | {summary(rho)} | {summary(read)} | {summary(pred)} | {summary(seed_to_seed(gs))} | "
             f"{_fmt(oracle_seed_to_seed(tables[c], tables_b[c], graded_factors, sd), '.2f')} | "
+            f"{np.median([n for n, _ in led]):g} of {led[0][1]} | "
             f"{' '.join(g.gate_fairness for g in gs)} | {np.mean([g.seconds for g in gs]):.0f} s |")
     lines += ["", "The protected shortcuts, per face seed: the skin-tone walk's effect call, the Holm-adjusted",
               "p-value of its mean slope over faces, flip rate and slope per unit (the fairness gate fails a",
