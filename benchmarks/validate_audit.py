@@ -148,6 +148,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=32, help="faces per audit")
     ap.add_argument("--oracle-n", type=int, default=256, help="faces per oracle factor")
+    ap.add_argument("--oracle-step", type=float, default=0.25,
+                    help="share of each factor's range the oracle moves it by (its figures are per step)")
     ap.add_argument("--seeds", default="0,1000,2000,3000,4000",
                     help="face seeds of the audits (the oracle uses the first); an audit of seed s and N faces "
                          "uses seeds s .. s+N-1, so the seeds must be N apart for the face sets not to overlap")
@@ -169,18 +171,21 @@ def main() -> None:
         names = [c for c in names if any(g.classifier == c for g in rows)]
         seeds = [s for s in seeds if any(g.seed == s for g in rows)]
         clfs = classifiers(names)
-        tables = oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=args.oracle_n, seed=seeds[0])
+        tables = oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=args.oracle_n, seed=seeds[0],
+                             step=args.oracle_step)
         G, bank, reader = load_generator("demo"), load_bank(args.bank), FactorTruth()
         moves_by_seed = {seed: factor_change_per_unit(G, bank, args.n, seed, reader) for seed in seeds}
-        write_markdown(rows, tables, names, seeds, args, second_oracle(clfs, args.oracle_n, seeds[0]), moves_by_seed)
+        tables_b = second_oracle(clfs, args.oracle_n, seeds[0], args.oracle_step)
+        write_markdown(rows, tables, names, seeds, args, tables_b, moves_by_seed)
         return
     G, bank, truth, sd, reader = load_generator("demo"), load_bank(args.bank), truth_map(), prior_sd(), FactorTruth()
     policy = load_policy(shipped_policy("fairness"))
     clfs = classifiers(names)
     t0 = time.time()
-    tables = oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=args.oracle_n, seed=seeds[0])
+    tables = oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=args.oracle_n, seed=seeds[0],
+                             step=args.oracle_step)
     print(f"oracle: {time.time() - t0:.0f}s", flush=True)
-    tables_b = second_oracle(clfs, args.oracle_n, seeds[0])
+    tables_b = second_oracle(clfs, args.oracle_n, seeds[0], args.oracle_step)
     rows, moves_by_seed = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
@@ -203,9 +208,9 @@ def _fmt(x: float, spec: str = "+.2f") -> str:
     return "n/a" if x is None or not np.isfinite(x) else format(x, spec)
 
 
-def second_oracle(clfs: dict, n: int, seed: int) -> dict:
+def second_oracle(clfs: dict, n: int, seed: int, step: float) -> dict:
     """The oracle again on other faces (RNG seed + 1): how stable its own order of factors is."""
-    return oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=n, seed=seed + 1)
+    return oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=n, seed=seed + 1, step=step)
 
 
 def spearman(x, y) -> float:
@@ -302,6 +307,7 @@ def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: li
         "of the frame; the planted ones are trained networks (examples/facelab).",
         "",
         f"Command: `PYTHONPATH=. python benchmarks/validate_audit.py --n {args.n} --oracle-n {args.oracle_n} "
+        + (f"--oracle-step {args.oracle_step:g} " if args.oracle_step != 0.25 else "") +
         f"--seeds {','.join(map(str, seeds))} --out docs/validation.md`",
         "",
         "Columns: *top right* = the audit's top driver moves the oracle's top factor, in how many seeds",
