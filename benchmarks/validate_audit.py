@@ -183,7 +183,7 @@ def main() -> None:
     clfs = classifiers(names)
     t0 = time.time()
     tables = oracle_many({c: clf.decision_score for c, clf in clfs.items()}, n=args.oracle_n, seed=seeds[0],
-                             step=args.oracle_step)
+                         step=args.oracle_step)
     print(f"oracle: {time.time() - t0:.0f}s", flush=True)
     tables_b = second_oracle(clfs, args.oracle_n, seeds[0], args.oracle_step)
     rows, moves_by_seed = [], {}
