@@ -332,7 +332,7 @@ def _planted(name: str):
 def facelab_oracle(
     names: list[str] = typer.Argument(..., help=f"Planted classifier names or .toml cards ({', '.join(PLANTED)})."),
     n: int = typer.Option(256, "--n", min=2, help="Faces per factor."),
-    step: float = typer.Option(0.25, "--step", help="Step as a share of each factor's range."),
+    step: float = typer.Option(0.25, "--step", help="Step as a share of each factor's range (at most 0.5)."),
     seed: int = typer.Option(0, "--seed"),
     factor: list[str] = typer.Option([], "--factor", help="Only these factors (repeatable)."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Also write the tables as JSON."),

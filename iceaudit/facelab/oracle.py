@@ -78,8 +78,9 @@ def oracle_many(classifiers: dict[str, Score], factors: Sequence[str] | None = N
     seed = fl.check_seed(seed)
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise UserError(f"n must be an integer >= 2, got {n!r}")
-    if not 0 < step <= 1:
-        raise UserError(f"step is a share of each factor's range and must be in (0, 1], got {step!r}")
+    if not 0 < step <= 0.5:  # past half the range, a face in the middle can move neither way
+        raise UserError(f"step is a share of each factor's range and must be in (0, 0.5], got {step!r}: a larger "
+                        "step leaves the range both ways for faces in the middle of it")
     base = fl.sample_factors(n, seed)
 
     def scores(fv: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -45,6 +45,8 @@ def test_oracle_rejects_bad_input():
         oracle(f, factors=["smile"], n=4, seed=0.5)
     with pytest.raises(UserError, match="step"):
         oracle(f, factors=["smile"], n=4, step=2.0)
+    with pytest.raises(UserError, match="step"):  # faces mid-range could move neither way
+        oracle(f, factors=["skin_tone"], n=16, step=0.75)
 
 
 def test_planted_training_sets_carry_the_planted_confound():
