@@ -15,7 +15,10 @@ mean |change| per true-factor SD, over the subspaces whose factor the reader rea
 A second Spearman compares |audit slope per unit| with the slope the oracle predicts for
 each walk from every true factor the walk moves (sum over factors of the oracle's
 change per factor unit times the walk's change of that factor per unit): it tells
-what the first loses to walks that move more than their own factor.
+what the first loses to walks that move more than their own factor. The page also gives the
+first Spearman over only the factors the classifier reads at all (the oracle ties the rest at
+0), and counts the walks whose leak onto one other factor outweighs their own factor
+(benchmarks/walk_leaks.py shows a walk's parts).
 
     PYTHONPATH=. python benchmarks/validate_audit.py --n 16 --seeds 0,1000,2000,3000,4000 --out docs/validation.md
 """
@@ -91,6 +94,13 @@ def factor_change_per_unit(G, bank, n: int, seed: int, reader: FactorTruth) -> d
     return out
 
 
+def predicted_parts(moved: dict[str, float], oracle_rows: dict) -> dict[str, float]:
+    """The oracle's slope for a walk, per factor it moves: the factor's change per unit of the walk
+    times the oracle's signed mean change of the score per unit of that factor. Their sum is the
+    walk's predicted slope; the walk's own factor gives one part, the others are its leaks."""
+    return {k: oracle_rows[k].mean_delta / oracle_rows[k].step * v for k, v in moved.items() if k in oracle_rows}
+
+
 @dataclass
 class Graded:
     classifier: str
@@ -123,8 +133,7 @@ def grade(name: str, seed: int, result, oracle_rows: list, truth: dict[str, str]
         if f in m and abs(m[f]) > 1e-9:
             per_sd[d.subspace] = d.extra.mean_abs_slope / abs(m[f]) * sd[f]
             pairs.append((per_sd[d.subspace], oracle_per_sd(per_step[f], sd)))
-        # the oracle's slope for this walk: every factor it moves, each at the oracle's rate
-        pred = sum(per_step[k].mean_delta / per_step[k].step * v for k, v in m.items() if k in per_step)
+        pred = sum(predicted_parts(m, per_step).values())
         predicted.append((abs(d.slope), abs(pred)))
 
     def rho(p):

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from validate_audit import ROOT, classifiers, factor_change_per_unit, truth_map  # noqa: E402
+from validate_audit import (PLANTED, ROOT, WHITEBOX, classifiers, factor_change_per_unit,  # noqa: E402
+                            predicted_parts, truth_map)
 
 from iceaudit.bank.format import load_bank  # noqa: E402
 from iceaudit.facelab.oracle import oracle_many  # noqa: E402
@@ -35,12 +36,16 @@ def main() -> None:
     ap.add_argument("--subspaces", default="", help="only these subspaces (default: all with a true factor)")
     ap.add_argument("--bank", type=Path, default=ROOT / "subspace_bank" / "demo")
     args = ap.parse_args()
+    if args.classifier not in PLANTED + tuple(WHITEBOX):
+        sys.exit(f"unknown classifier {args.classifier!r}; one of {', '.join(PLANTED + tuple(WHITEBOX))}")
+    G, bank, reader, truth = load_generator("demo"), load_bank(args.bank), FactorTruth(), truth_map()
+    wanted = {s for s in args.subspaces.split(",") if s}
+    unknown = wanted - {s.id for s in bank.subspaces if s.id in truth}
+    if unknown:
+        sys.exit(f"no subspace with a true factor named {', '.join(sorted(unknown))} in {args.bank}")
     torch.set_num_threads(2)
     clf = classifiers([args.classifier])[args.classifier]
     rows = {r.factor: r for r in oracle_many({"c": clf.decision_score}, n=args.oracle_n, seed=0)["c"]}
-    rate = {f: r.mean_delta / r.step for f, r in rows.items()}  # signed score change per factor unit
-    G, bank, reader, truth = load_generator("demo"), load_bank(args.bank), FactorTruth(), truth_map()
-    wanted = {s for s in args.subspaces.split(",") if s}
     print("| seed | subspace | own factor: moved per unit -> part | largest leaks: factor moved -> part | "
           "predicted slope |")
     print("|---|---|---|---|---|")
@@ -50,7 +55,7 @@ def main() -> None:
             own = truth.get(sid)
             if own is None or own not in moved or (wanted and sid not in wanted):
                 continue
-            parts = {f: rate[f] * v for f, v in moved.items() if f in rate}
+            parts = predicted_parts(moved, rows)
             leaks = sorted((f for f in parts if f != own), key=lambda f: -abs(parts[f]))[:2]
             print(f"| {seed} | {sid} | {own} {moved[own]:+.3f} -> {parts[own]:+.3f} | "
                   + ", ".join(f"{f} {moved[f]:+.3f} -> {parts[f]:+.3f}" for f in leaks)
