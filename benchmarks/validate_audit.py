@@ -166,6 +166,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write every graded row here")
     ap.add_argument("--classifiers", default=",".join(PLANTED + tuple(WHITEBOX)))
     ap.add_argument("--bank", type=Path, default=ROOT / "subspace_bank" / "demo")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep each audit's folder here (<classifier>-<seed>: summary.json, results.parquet)")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="write --out from a --json file of an earlier run (the oracle is recomputed; no audits)")
     args = ap.parse_args()
@@ -196,7 +198,8 @@ def main() -> None:
     print(f"oracle: {time.time() - t0:.0f}s", flush=True)
     tables_b = second_oracle(clfs, args.oracle_n, seeds[0], args.oracle_step)
     rows, moves_by_seed = [], {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
         for seed in seeds:
             moves = moves_by_seed[seed] = factor_change_per_unit(G, bank, args.n, seed, reader)
             for c in names:
