@@ -303,8 +303,6 @@ def _walked_ranges(bank) -> list[str]:
 
 def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: list[int], args,
                    tables_b: dict, moves_by_seed: dict) -> None:
-    from iceaudit.facelab.whitebox import WHITEBOX as WB
-
     sd, truth = prior_sd(), truth_map()
     graded_factors = set(truth.values())
 
@@ -348,7 +346,7 @@ def write_markdown(rows: list[Graded], tables: dict, names: list[str], seeds: li
         gs = [by[(c, s)] for s in seeds if (c, s) in by]
         if not gs:
             continue
-        reads = WB[c][2] if c in WB else "trained network (planted)"
+        reads = WHITEBOX[c][2] if c in WHITEBOX else "trained network (planted)"
         always = set.intersection(*(set(g.significant) for g in gs))
         some = set.union(*(set(g.significant) for g in gs)) - always
         beyond = set.union(*(set(g.beyond_random) for g in gs))
